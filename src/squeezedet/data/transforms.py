@@ -1,0 +1,210 @@
+"""Paired image/box transforms: the original SqueezeDet augmentation and the resize to the network.
+
+Every transform is a callable ``t(image, target, rng=None) -> (image, target)``:
+
+- ``image``: ``uint8`` array ``[H, W, 3]`` (RGB);
+- ``target``: a dict with at least ``"boxes"`` (``float32 [N, 4]``, ``(x1, y1, x2, y2)`` in
+  absolute pixels of the *current* image) and ``"labels"`` (``int64 [N]``); other keys are passed
+  through untouched. ``N`` may be 0.
+- ``rng``: the :class:`numpy.random.Generator` to draw from; the data set passes one seeded from
+  ``(seed, epoch, index)`` so that augmentation is reproducible with any number of loader workers.
+  Without it a transform uses its own unseeded generator.
+
+Transforms never modify their inputs; they return a new image array and a new target dict.
+
+Pixel convention: pixel ``i`` covers ``[i, i + 1)``, so an image of width ``W`` spans ``[0, W]``
+and the horizontal mirror of ``x`` is ``W - x`` (no "+1").
+
+The training pipeline (:func:`build_transforms`) follows the original recipe:
+
+1. :class:`Drift` — shift the content by a random integer ``(dx, dy)`` by cropping (``d > 0``) or
+   padding (``d < 0``) the left/top edge only; the right/bottom edges stay where they are, so the
+   image size becomes ``(W - dx, H - dy)``. A crop never cuts a box: ``dx <= min x1`` and
+   ``dy <= min y1`` over the boxes. Padding uses the ImageNet mean colour, which is what the
+   original's zero padding of the mean-subtracted image amounts to.
+2. :class:`HorizontalFlip` with probability 0.5.
+3. :class:`Resize` to the network input size, aspect ratio not kept, boxes scaled alike. Because the
+   drifted image has a different size, this also jitters the scale by up to ``150 / W`` and
+   ``100 / H`` (about 12 % and 27 % on KITTI), exactly as in the original.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+Target = dict[str, Any]
+
+#: ImageNet mean colour in RGB, rounded to 8 bits: the original subtracts the BGR means
+#: (103.939, 116.779, 123.68) before padding with zeros, i.e. it pads with this colour.
+MEAN_RGB_UINT8 = (124, 117, 104)
+
+
+class Transform(Protocol):
+    """A paired transform: ``(image [H, W, 3] uint8, target) -> (image, target)``."""
+
+    def __call__(
+        self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, Target]: ...
+
+
+def _boxes(target: Target) -> np.ndarray:
+    """The target's boxes as ``float32 [N, 4]`` (an empty ``[0, 4]`` array when absent)."""
+    boxes = target.get("boxes")
+    if boxes is None:
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+class Drift:
+    """Random shift of the content by cropping or padding the left/top edge (never cutting a box).
+
+    ``max_shift = (max_dx, max_dy)`` in pixels of the image this transform receives (apply it
+    before :class:`Resize`, i.e. on the original image). ``dx`` is drawn uniformly from the integers
+    in ``[-max_dx, min(max_dx, floor(min x1), W - 1)]`` (``dy`` likewise), so a crop stops at the
+    left-most box and the image keeps at least one pixel. The output is ``[H - dy, W - dx, 3]``:
+    original pixel ``(x, y)`` lands at ``(x - dx, y - dy)`` and boxes move by ``(-dx, -dy)``.
+    Padded pixels get ``fill`` (RGB).
+    """
+
+    def __init__(
+        self, max_shift: tuple[int, int] = (150, 100), fill: Sequence[int] = MEAN_RGB_UINT8
+    ) -> None:
+        max_dx, max_dy = (int(v) for v in max_shift)
+        if max_dx < 0 or max_dy < 0:
+            raise ValueError(f"drift maxima must be >= 0, got {max_shift}")
+        self.max_shift = (max_dx, max_dy)
+        self.fill = np.asarray(fill, dtype=np.uint8).reshape(3)
+        self._rng = np.random.default_rng()
+
+    @staticmethod
+    def shift_range(
+        size: int, box_starts: np.ndarray, max_shift: int
+    ) -> tuple[int, int]:
+        """Inclusive integer range of shifts along one axis for an image ``size`` pixels long.
+
+        ``box_starts``: the boxes' ``x1`` (or ``y1``) in pixels; a crop may not pass the smallest.
+        """
+        high = min(max_shift, size - 1)
+        if box_starts.size:
+            high = min(high, max(0, math.floor(float(box_starts.min()))))
+        return -max_shift, high
+
+    def __call__(
+        self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, Target]:
+        rng = rng if rng is not None else self._rng
+        boxes = _boxes(target)
+        h, w = image.shape[:2]
+        lo_x, hi_x = self.shift_range(w, boxes[:, 0], self.max_shift[0])
+        lo_y, hi_y = self.shift_range(h, boxes[:, 1], self.max_shift[1])
+        dx = int(rng.integers(lo_x, hi_x, endpoint=True))
+        dy = int(rng.integers(lo_y, hi_y, endpoint=True))
+        return self.apply(image, target, dx, dy)
+
+    def apply(
+        self, image: np.ndarray, target: Target, dx: int, dy: int
+    ) -> tuple[np.ndarray, Target]:
+        """Shift by a given ``(dx, dy)`` (``> 0`` crops the left/top, ``< 0`` pads it)."""
+        h, w = image.shape[:2]
+        if dx >= w or dy >= h:
+            raise ValueError(f"shift ({dx}, {dy}) leaves nothing of a {w}x{h} image")
+        out = np.empty((h - dy, w - dx, 3), dtype=np.uint8)
+        out[...] = self.fill
+        out[max(-dy, 0):, max(-dx, 0):] = image[max(dy, 0):, max(dx, 0):]
+        shift = np.array([dx, dy, dx, dy], dtype=np.float32)
+        return out, {**target, "boxes": _boxes(target) - shift}
+
+
+class HorizontalFlip:
+    """Mirror the image left-right with probability ``p``; a box ``(x1, y1, x2, y2)`` in an image of
+    width ``W`` becomes ``(W - x2, y1, W - x1, y2)``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"flip probability must be in [0, 1], got {p}")
+        self.p = float(p)
+        self._rng = np.random.default_rng()
+
+    def __call__(
+        self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, Target]:
+        rng = rng if rng is not None else self._rng
+        if rng.random() >= self.p:
+            return image, target
+        return self.apply(image, target)
+
+    @staticmethod
+    def apply(image: np.ndarray, target: Target) -> tuple[np.ndarray, Target]:
+        """Flip unconditionally."""
+        w = image.shape[1]
+        boxes = _boxes(target)
+        flipped = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
+        image = np.ascontiguousarray(image[:, ::-1])
+        return image, {**target, "boxes": flipped.astype(np.float32)}
+
+
+class Resize:
+    """Resize to ``size = (W, H)`` pixels (bilinear; aspect ratio not kept); boxes are multiplied by
+    ``(W / W0, H / H0, W / W0, H / H0)`` where ``(W0, H0)`` is the incoming image size."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        width, height = (int(v) for v in size)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"resize target must be positive (W, H), got {size}")
+        self.size = (width, height)
+
+    def __call__(
+        self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, Target]:
+        h0, w0 = image.shape[:2]
+        width, height = self.size
+        if (w0, h0) != (width, height):
+            resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+            image = np.asarray(resized, dtype=np.uint8)
+        scale = np.array([width / w0, height / h0, width / w0, height / h0], dtype=np.float64)
+        boxes = (_boxes(target).astype(np.float64) * scale).astype(np.float32)
+        return image, {**target, "boxes": boxes}
+
+
+class Compose:
+    """Apply transforms in order, passing the same generator to each."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(
+        self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, Target]:
+        for transform in self.transforms:
+            image, target = transform(image, target, rng)
+        return image, target
+
+    def __repr__(self) -> str:
+        inner = ", ".join(type(t).__name__ for t in self.transforms)
+        return f"Compose([{inner}])"
+
+
+def build_transforms(
+    input_size: tuple[int, int],
+    train: bool,
+    drift: tuple[int, int] = (150, 100),
+    flip_prob: float = 0.5,
+) -> Compose:
+    """The pipeline for training (drift, flip, resize) or evaluation (resize only).
+
+    ``input_size = (W, H)`` of the network; ``drift = (max_dx, max_dy)`` in original-image pixels
+    (``(0, 0)`` turns it off); ``flip_prob`` 0 turns flipping off.
+    """
+    steps: list[Transform] = []
+    if train:
+        if tuple(drift) != (0, 0):
+            steps.append(Drift(drift))
+        if flip_prob > 0:
+            steps.append(HorizontalFlip(flip_prob))
+    steps.append(Resize(input_size))
+    return Compose(steps)
