@@ -1,0 +1,24 @@
+"""SqueezeDet: small, fast, fully convolutional object detection (Wu et al., CVPR-W 2017).
+
+>>> import squeezedet
+>>> model = squeezedet.create_model("squeezedet")          # raw ConvDet outputs from forward()
+>>> det = squeezedet.Detector.from_checkpoint("runs/demo/best.pt")   # boxes for users
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from squeezedet.errors import SqueezeDetError
+from squeezedet.models import create_model, list_models
+
+__version__ = "0.1.0"
+__all__ = ["Detector", "Detections", "SqueezeDetError", "create_model", "list_models"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: inference pulls in image I/O
+    if name in ("Detector", "Detections"):
+        from squeezedet import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'squeezedet' has no attribute {name!r}")

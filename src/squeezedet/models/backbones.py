@@ -1,0 +1,138 @@
+"""Feature extractors with output stride 16, in the key layouts torchvision publishes.
+
+Each backbone has ``out_channels`` and ``stem`` (the module names frozen by the original when it
+started from ImageNet weights).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from squeezedet.models.layers import Fire, FrozenBatchNorm2d, conv_relu
+
+
+class SqueezeNetBackbone(nn.Module):
+    """SqueezeNet ``features`` (torchvision indices) plus two new Fire modules (fire10, fire11).
+
+    ``version="1.1"`` is SqueezeDet's backbone: conv1 3×3/2 (padding 1) and ceil-mode pools, the
+    PyTorch equivalent of TensorFlow "SAME" padding (1248×384 → 78×24).
+    ``version="1.0"`` is SqueezeDet+'s: conv1 7×7/2 without padding, floor-mode pools, squeeze
+    ratio 0.75 (1242×375 → 76×22).
+    """
+
+    def __init__(self, version: str = "1.1") -> None:
+        super().__init__()
+        self.version = version
+        if version == "1.1":
+            pool = dict(kernel_size=3, stride=2, ceil_mode=True)
+            layers: list[nn.Module] = [
+                *conv_relu(3, 64, 3, stride=2, padding=1),          # 0, 1
+                nn.MaxPool2d(**pool),                               # 2
+                Fire(64, 16, 64, 64), Fire(128, 16, 64, 64),        # 3, 4: fire2, fire3
+                nn.MaxPool2d(**pool),                               # 5
+                Fire(128, 32, 128, 128), Fire(256, 32, 128, 128),   # 6, 7: fire4, fire5
+                nn.MaxPool2d(**pool),                               # 8
+                Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),   # 9, 10: fire6, fire7
+                Fire(384, 64, 256, 256), Fire(512, 64, 256, 256),   # 11, 12: fire8, fire9
+            ]
+            self.extra = nn.Sequential(Fire(512, 96, 384, 384), Fire(768, 96, 384, 384))
+            self.out_channels = 768
+        elif version == "1.0":
+            pool = dict(kernel_size=3, stride=2)
+            layers = [
+                *conv_relu(3, 96, 7, stride=2),                     # 0, 1
+                nn.MaxPool2d(**pool),                               # 2
+                Fire(96, 96, 64, 64), Fire(128, 96, 64, 64),        # 3, 4: fire2, fire3
+                Fire(128, 192, 128, 128),                           # 5: fire4
+                nn.MaxPool2d(**pool),                               # 6
+                Fire(256, 192, 128, 128),                           # 7: fire5
+                Fire(256, 288, 192, 192), Fire(384, 288, 192, 192), # 8, 9: fire6, fire7
+                Fire(384, 384, 256, 256),                           # 10: fire8
+                nn.MaxPool2d(**pool),                               # 11
+                Fire(512, 384, 256, 256),                           # 12: fire9
+            ]
+            self.extra = nn.Sequential(Fire(512, 384, 256, 256), Fire(512, 384, 256, 256))
+            self.out_channels = 512
+        else:
+            raise ValueError(f"unknown SqueezeNet version {version!r}; use '1.0' or '1.1'")
+        self.features = nn.Sequential(*layers)
+        self.stem = ("features.0",)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.extra(self.features(x))
+
+
+class VGG16Backbone(nn.Module):
+    """VGG16 convolutions conv1_1 … conv5_3 without pool5 (torchvision ``features`` indices 0–29)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        cfg: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                                512, 512, 512, "M", 512, 512, 512]
+        layers: list[nn.Module] = []
+        c = 3
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
+            else:
+                layers += conv_relu(c, int(v), 3, padding=1)
+                c = int(v)
+        self.features = nn.Sequential(*layers)
+        self.out_channels = 512
+        # the original froze conv1_x and conv2_x
+        self.stem = ("features.0", "features.2", "features.5", "features.7")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck (1×1 → 3×3 → 1×1, ×4 expansion) with frozen batch norm; stride on the 3×3."""
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out = width * 4
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = FrozenBatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = FrozenBatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out, 1, bias=False)
+        self.bn3 = FrozenBatchNorm2d(out)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out, 1, stride=stride, bias=False), FrozenBatchNorm2d(out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.bn1(self.conv1(x)).relu()
+        y = self.bn2(self.conv2(y)).relu()
+        y = self.bn3(self.conv3(y))
+        identity = x if self.downsample is None else self.downsample(x)
+        return (y + identity).relu()
+
+
+class ResNet50Backbone(nn.Module):
+    """ResNet-50 through conv4_x (``layer3``, 1024 channels, stride 16), batch norm frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._stage(64, 64, 3, 1)
+        self.layer2 = self._stage(256, 128, 4, 2)
+        self.layer3 = self._stage(512, 256, 6, 2)
+        self.out_channels = 1024
+        # the original froze conv1 and conv2_x
+        self.stem = ("conv1", "layer1")
+
+    @staticmethod
+    def _stage(in_channels: int, width: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [Bottleneck(in_channels, width, stride)]
+        layers += [Bottleneck(width * 4, width) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.bn1(self.conv1(x)).relu())
+        return self.layer3(self.layer2(self.layer1(x)))

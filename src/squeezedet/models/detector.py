@@ -1,0 +1,162 @@
+"""The SqueezeDet detector: backbone → dropout → ConvDet, plus the anchor and head layout.
+
+``forward`` takes RGB images with values 0–255 (float or uint8, ``[B, 3, H, W]`` at the network
+input size), normalises them inside the model (so exported models need no separate
+pre-processing) and returns the raw ConvDet output ``[B, K·(C+1+4), gh, gw]``.
+
+ConvDet channel layout (the original's, so its released weights convert): channels ``[0, K·C)``
+are class logits with anchor ``k`` owning ``k·C … k·C+C−1``; ``[K·C, K·C+K)`` the confidence
+logits; the last ``4·K`` the deltas, anchor-major ``(δx, δy, δw, δh)``. :meth:`split_head` flattens
+them in (row, column, anchor) order, the order of :func:`~squeezedet.ops.anchors.make_anchors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from squeezedet.ops.anchors import make_anchors
+
+#: Pixel normalisations, RGB order, in 0–255 units. "torchvision" matches the ImageNet weights
+#: torchvision publishes; "caffe" is the original SqueezeDet's BGR mean subtraction.
+NORMALIZATIONS: dict[str, dict[str, object]] = {
+    "torchvision": {
+        "mean": (0.485 * 255, 0.456 * 255, 0.406 * 255),
+        "std": (0.229 * 255, 0.224 * 255, 0.225 * 255),
+        "bgr": False,
+    },
+    "caffe": {"mean": (123.68, 116.779, 103.939), "std": (1.0, 1.0, 1.0), "bgr": True},
+}
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    """ConvDet output split per anchor; ``A = gh · gw · K`` in (row, column, anchor) order."""
+
+    class_logits: Tensor  # [B, A, C]
+    conf_logits: Tensor  # [B, A]
+    deltas: Tensor  # [B, A, 4]
+
+
+class SqueezeDet(nn.Module):
+    """A ConvDet detector on a stride-16 backbone.
+
+    Args:
+        backbone: feature extractor with ``out_channels`` and ``stem``.
+        num_classes: C.
+        anchor_shapes: K anchor ``(w, h)`` in input pixels.
+        input_size: ``(W, H)`` network input.
+        class_names: names of the C classes.
+        dropout: dropout probability before ConvDet (training only).
+        normalization: a key of :data:`NORMALIZATIONS`.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        num_classes: int,
+        anchor_shapes: Sequence[Sequence[float]],
+        input_size: tuple[int, int],
+        class_names: Sequence[str] | None = None,
+        dropout: float = 0.5,
+        normalization: str = "torchvision",
+        name: str = "squeezedet",
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if len(anchor_shapes) < 1:
+            raise ValueError("at least one anchor shape is needed")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {sorted(NORMALIZATIONS)}")
+        self.name = name
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.anchor_shapes = tuple((float(w), float(h)) for w, h in anchor_shapes)
+        self.num_anchors = len(self.anchor_shapes)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.class_names = tuple(class_names or (f"class{i}" for i in range(num_classes)))
+        if len(self.class_names) != num_classes:
+            raise ValueError("class_names must have num_classes entries")
+        self.normalization = normalization
+        norm = NORMALIZATIONS[normalization]
+        self.bgr = bool(norm["bgr"])
+        self.register_buffer("pixel_mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        out = self.num_anchors * (num_classes + 1 + 4)
+        self.convdet = nn.Conv2d(backbone.out_channels, out, kernel_size=3, padding=1)
+        nn.init.normal_(self.convdet.weight, std=1e-4)
+        nn.init.zeros_(self.convdet.bias)
+        self.grid_size = self.compute_grid_size(self.input_size)
+        self.register_buffer("anchors", make_anchors(self.grid_size, self.input_size, self.anchor_shapes),
+                             persistent=False)
+
+    def compute_grid_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """Output grid ``(gw, gh)`` for an input ``(W, H)``, found by running the backbone on meta tensors."""
+        x = torch.empty(1, 3, input_size[1], input_size[0], device="meta")
+        meta_backbone = _meta_copy(self.backbone)
+        y = meta_backbone(x)
+        return int(y.shape[-1]), int(y.shape[-2])
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """RGB 0–255 ``[B, 3, H, W]`` → the backbone's input scale and channel order."""
+        x = images.float()
+        x = (x - self.pixel_mean) / self.pixel_std
+        if self.bgr:
+            x = x.flip(1)
+        return x
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Raw ConvDet output ``[B, K·(C+5), gh, gw]`` for RGB 0–255 images ``[B, 3, H, W]``."""
+        return self.convdet(self.dropout(self.backbone(self.normalize(images))))
+
+    def split_head(self, out: Tensor) -> HeadOutput:
+        """Split ``[B, K·(C+5), gh, gw]`` into per-anchor class logits, confidence logits and deltas."""
+        b, _, gh, gw = out.shape
+        k, c = self.num_anchors, self.num_classes
+        x = out.permute(0, 2, 3, 1)  # [B, gh, gw, ch]
+        a = gh * gw * k
+        return HeadOutput(
+            class_logits=x[..., : k * c].reshape(b, a, c),
+            conf_logits=x[..., k * c : k * c + k].reshape(b, a),
+            deltas=x[..., k * c + k :].reshape(b, a, 4),
+        )
+
+    def frozen_modules(self) -> tuple[str, ...]:
+        """Names (relative to the model) of the modules the original kept frozen."""
+        return tuple(f"backbone.{n}" for n in self.backbone.stem)
+
+    def freeze_stem(self, freeze: bool = True) -> None:
+        """Stop (or restart) training of the backbone's stem layers."""
+        modules = dict(self.named_modules())
+        for name in self.frozen_modules():
+            for p in modules[name].parameters():
+                p.requires_grad_(not freeze)
+
+    def metadata(self) -> dict[str, object]:
+        """Everything needed to rebuild this model, for checkpoints and exported files."""
+        return {
+            "model": self.name,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "input_size": list(self.input_size),
+            "anchor_shapes": [list(s) for s in self.anchor_shapes],
+            "grid_size": list(self.grid_size),
+            "normalization": self.normalization,
+            "pixel_mean": [float(v) for v in NORMALIZATIONS[self.normalization]["mean"]],  # type: ignore[attr-defined]
+            "pixel_std": [float(v) for v in NORMALIZATIONS[self.normalization]["std"]],  # type: ignore[attr-defined]
+            "bgr": self.bgr,
+        }
+
+
+def _meta_copy(module: nn.Module) -> nn.Module:
+    """A structural copy of ``module`` on the meta device (no memory, no compute)."""
+    import copy
+
+    clone = copy.deepcopy(module)
+    return clone.to("meta")
