@@ -195,6 +195,10 @@ class KittiDataset(Dataset):
     ``labels`` (``int64 [N]``, indices into :attr:`classes`), ``image_id`` (str) and
     ``orig_size`` (``(H0, W0)`` of the file's image).
 
+    Bad images found while loading (with ``skip_bad``) are logged as warnings and added to
+    :attr:`skipped` of the process that loaded them; with DataLoader workers that is the worker's
+    copy, so the main process sees only the problems found at construction (label problems).
+
     Call :meth:`set_epoch` before each epoch so that the augmentation differs between epochs. The
     epoch is an attribute of the data set object, so with a DataLoader it reaches the workers only
     when they are (re)started for the epoch, i.e. with ``persistent_workers=False`` (the default).
@@ -264,9 +268,9 @@ class KittiDataset(Dataset):
                 "them with skip_bad / --skip-bad)",
                 first.line,
             )
-        for exc in errors:
-            self.skipped.append(str(exc))
-            log.warning("skipping bad sample: %s", exc)
+        for error in errors:
+            self.skipped.append(str(error))
+            log.warning("skipping bad sample: %s", error)
         self._targets = [self._filter(objects) for objects in self._objects]
 
     def _listed_ids(self) -> list[tuple[str, tuple[Path, int] | None]]:
