@@ -186,8 +186,8 @@ def reference_ap(gt, det, classes=("Car", "Pedestrian", "Cyclist"), devkit="2017
     return out, evaluated
 
 
-GT_TYPES = ["Car", "Car", "car", "Van", "Truck", "Pedestrian", "Pedestrian", "Person_sitting", "Cyclist",
-            "Cyclist", "DontCare", "Misc"]
+GT_TYPES = ["Car", "Car", "car", "Van", "Truck", "Pedestrian", "Pedestrian", "Person_sitting",
+            "Cyclist", "Cyclist", "DontCare", "Misc"]
 DET_TYPES = ["Car", "Car", "CAR", "Pedestrian", "Cyclist", "Van", "Truck"]
 
 

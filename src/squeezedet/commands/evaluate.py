@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _fmt(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:6.2f}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table (to stderr when the JSON goes to stdout), write JSON and plots."""
     from pathlib import Path
@@ -96,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print("COCO-style AP in percent (pycocotools)", file=out)
         for cls in result.classes:
             ap, ap50 = result.coco["AP"][cls], result.coco["AP50"][cls]
-            fmt = (lambda v: "   n/a" if v is None else f"{v:6.2f}")
-            print(f"  {cls:<12} AP@[.5:.95] {fmt(ap)}   AP@.5 {fmt(ap50)}", file=out)
+            print(f"  {cls:<12} AP@[.5:.95] {_fmt(ap)}   AP@.5 {_fmt(ap50)}", file=out)
         print(f"  {'mean':<12} AP@[.5:.95] {result.coco['mAP']:6.2f}   "
               f"AP@.5 {result.coco['mAP50']:6.2f}", file=out)
     for message in result.warnings:

@@ -18,10 +18,11 @@ benchmark still runs). Its rules, as implemented here for every class and diffic
   only a valid-valid pair is a TP and records its score, other pairs just consume the detection.
 * Thresholds: the recorded scores sorted descending, walked with a target recall that starts at 0
   and grows by 1/40 after each score taken; at most 41.
-* Pass 2, for every threshold ``t`` (detections scoring ``< t`` dropped): each ground-truth box takes
-  the free valid detection with the largest overlap (first on ties), else the first free ignored
-  detection that overlaps enough. FN = valid boxes left alone; FP = free valid detections, less
-  those covering a DontCare box by more than the class threshold (intersection / own area).
+* Pass 2, for every threshold ``t`` (detections scoring ``< t`` dropped): each ground-truth box
+  takes the free valid detection with the largest overlap (first on ties), else the first free
+  ignored detection that overlaps enough. FN = valid boxes left alone; FP = free valid
+  detections, less those covering a DontCare box by more than the class threshold (intersection /
+  own area).
 * Precision ``TP / (TP + FP)`` per threshold (summed over images), made non-increasing from the
   right, 0 beyond the last threshold. AP_R40 = mean of points 1..40, AP_R11 = mean of points
   0, 4, ..., 40, both in percent.
@@ -510,7 +511,9 @@ def _evaluate_flat(
             too_small = (
                 gt_height <= MIN_HEIGHT[d_i] if devkit == "2017" else gt_height < MIN_HEIGHT[d_i]
             )
-            ignore = (occlusion > MAX_OCCLUSION[d_i]) | (truncation > MAX_TRUNCATION[d_i]) | too_small
+            ignore = (
+                (occlusion > MAX_OCCLUSION[d_i]) | (truncation > MAX_TRUNCATION[d_i]) | too_small
+            )
             gt_status = np.where(same_gt & ~ignore, 0, np.where(same_gt | neighbour_gt, 1, -1))
             if devkit == "2017":
                 det_status = np.where(det_height < MIN_HEIGHT[d_i], 1, np.where(same_det, 0, -1))
