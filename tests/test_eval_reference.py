@@ -266,3 +266,18 @@ def test_reference_agrees_on_many_small_scenes() -> None:
         for cls, per_diff in expected.items():
             for diff, (precision, *_) in per_diff.items():
                 assert list(got.curves[cls][diff].precision) == precision, (cls, diff)
+
+
+def test_reference_itself_on_hand_cases() -> None:
+    """The reference port gives the spec's hand-derived answers, so agreeing with it means something."""
+    box = (100.0, 100.0, 200.0, 190.0)
+    ten = {f"{i}": [KittiObject("Car", box)] for i in range(10)}
+    ten_det = {k: [KittiObject("Car", box, score=0.5 + i / 100)] for i, k in enumerate(ten)}
+    out, _ = reference_ap(ten, ten_det)
+    assert out["Car"]["moderate"][1] == pytest.approx(22.5)
+    assert out["Car"]["moderate"][2] == pytest.approx(300 / 11)
+    eighty = {f"{i}": [KittiObject("Car", box)] for i in range(80)}
+    half = {k: [KittiObject("Car", box, score=0.7)] for i, k in enumerate(eighty) if i % 2}
+    out, _ = reference_ap(eighty, half)
+    assert out["Car"]["easy"][1] == pytest.approx(50.0)
+    assert out["Car"]["easy"][2] == pytest.approx(600 / 11)
