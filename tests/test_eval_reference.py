@@ -269,7 +269,7 @@ def test_reference_agrees_on_many_small_scenes() -> None:
 
 
 def test_reference_itself_on_hand_cases() -> None:
-    """The reference port gives the spec's hand-derived answers, so agreeing with it means something."""
+    """The reference port gives the spec's hand-derived answers (so agreeing with it counts)."""
     box = (100.0, 100.0, 200.0, 190.0)
     ten = {f"{i}": [KittiObject("Car", box)] for i in range(10)}
     ten_det = {k: [KittiObject("Car", box, score=0.5 + i / 100)] for i, k in enumerate(ten)}
