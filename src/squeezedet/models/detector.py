@@ -117,15 +117,7 @@ class SqueezeDet(nn.Module):
 
     def split_head(self, out: Tensor) -> HeadOutput:
         """Split ``[B, K·(C+5), gh, gw]`` into per-anchor class logits, confidence logits and deltas."""
-        b, _, gh, gw = out.shape
-        k, c = self.num_anchors, self.num_classes
-        x = out.permute(0, 2, 3, 1)  # [B, gh, gw, ch]
-        a = gh * gw * k
-        return HeadOutput(
-            class_logits=x[..., : k * c].reshape(b, a, c),
-            conf_logits=x[..., k * c : k * c + k].reshape(b, a),
-            deltas=x[..., k * c + k :].reshape(b, a, 4),
-        )
+        return split_head(out, self.num_anchors, self.num_classes)
 
     def frozen_modules(self) -> tuple[str, ...]:
         """Names (relative to the model) of the modules the original kept frozen."""
@@ -152,6 +144,20 @@ class SqueezeDet(nn.Module):
             "pixel_std": [float(v) for v in NORMALIZATIONS[self.normalization]["std"]],  # type: ignore[attr-defined]
             "bgr": self.bgr,
         }
+
+
+def split_head(out: Tensor, num_anchors: int, num_classes: int) -> HeadOutput:
+    """Split a raw ConvDet output ``[B, K·(C+5), gh, gw]`` (layout in the module docstring) into
+    per-anchor tensors in (row, column, anchor) order."""
+    b, _, gh, gw = out.shape
+    k, c = num_anchors, num_classes
+    x = out.permute(0, 2, 3, 1)  # [B, gh, gw, ch]
+    a = gh * gw * k
+    return HeadOutput(
+        class_logits=x[..., : k * c].reshape(b, a, c),
+        conf_logits=x[..., k * c : k * c + k].reshape(b, a),
+        deltas=x[..., k * c + k :].reshape(b, a, 4),
+    )
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:

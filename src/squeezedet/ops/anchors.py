@@ -57,3 +57,47 @@ def scale_anchor_shapes(
     sx = to_size[0] / from_size[0]
     sy = to_size[1] / from_size[1]
     return tuple((float(w) * sx, float(h) * sy) for w, h in shapes)
+
+
+def read_anchor_shapes(source: str) -> tuple[tuple[float, float], ...]:
+    """Anchor shapes from a YAML file (``anchors: [[w, h], ...]`` or a bare list) or inline text.
+
+    Raises :class:`~squeezedet.errors.SqueezeDetError` naming the source when it is not a list of
+    positive (w, h) pairs.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from squeezedet.errors import SqueezeDetError
+
+    path = Path(source)
+    try:
+        data = yaml.safe_load(path.read_text() if path.is_file() else source)
+    except yaml.YAMLError as exc:
+        raise SqueezeDetError(f"{source}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if isinstance(data, dict):
+        data = data.get("anchors")
+    try:
+        shapes = tuple((float(w), float(h)) for w, h in data)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        shapes = ()
+    if not shapes or any(w <= 0 or h <= 0 for w, h in shapes):
+        raise SqueezeDetError(
+            f"{source}: expected anchor shapes as a list of positive [w, h] pairs, "
+            "e.g. [[36, 37], [366, 174]]"
+        )
+    return shapes
+
+
+def write_anchor_shapes(path: str, shapes: Sequence[Sequence[float]],
+                        input_size: tuple[int, int] | None = None) -> None:
+    """Write shapes as YAML that ``squeezedet train --anchors FILE`` reads."""
+    from pathlib import Path
+
+    import yaml
+
+    data: dict[str, object] = {"anchors": [[round(float(w), 2), round(float(h), 2)] for w, h in shapes]}
+    if input_size is not None:
+        data["input_size"] = list(input_size)
+    Path(path).write_text(yaml.safe_dump(data, default_flow_style=None))

@@ -1,0 +1,78 @@
+"""Checkpoints: atomic writes, clear errors on load, and rebuilding a model from one.
+
+A checkpoint is a dict with ``model`` (state dict), ``meta`` (:meth:`SqueezeDet.metadata`:
+name, classes, input size, anchors, normalisation), ``config`` (the resolved training settings) and,
+for resuming, ``optimizer``, ``step``, ``rng`` and ``best``. ``meta`` alone rebuilds the model, so
+prediction needs no configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from squeezedet.errors import SqueezeDetError
+from squeezedet.models import SqueezeDet, create_model
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    A crash mid-write leaves the previous checkpoint intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format_version": FORMAT_VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (CPU tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SqueezeDetError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways
+        raise SqueezeDetError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
+        raise SqueezeDetError(
+            f"{path}: not a SqueezeDet checkpoint (no 'model'/'meta'); to start from ImageNet "
+            "weights use the 'pretrained' setting instead"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> SqueezeDet:
+    """Rebuild the model a checkpoint describes and load its weights (in eval mode, on CPU)."""
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    meta = ckpt["meta"]
+    model = create_model(
+        meta["model"],
+        class_names=meta["class_names"],
+        input_size=tuple(meta["input_size"]),
+        anchor_shapes=[tuple(s) for s in meta["anchor_shapes"]],
+        normalization=meta.get("normalization", "torchvision"),
+    )
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise SqueezeDetError(
+            f"checkpoint weights do not fit {meta['model']}: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected tensors"
+        )
+    return model.eval()

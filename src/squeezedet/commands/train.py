@@ -1,0 +1,94 @@
+"""Train SqueezeDet on a KITTI-layout data set (or COCO / VOC / YOLO, see --format).
+
+Defaults are the original KITTI recipe: SGD, lr 0.01 halved every 10,000 steps, momentum 0.9,
+weight decay 1e-4 on kernels, per-tensor gradient clipping at 1.0, batch 20. Any setting can be
+changed with --config FILE.yaml and/or key=value pairs after the options, e.g.
+
+  squeezedet train --data data/kitti --out runs/kitti
+  squeezedet train --data data/synth --out runs/small --input-size 624x192 --steps 2000 lr=0.005
+  squeezedet train --resume runs/small --steps 4000      # continue (here: to 4000 steps)
+
+The run folder gets config.yaml, last.pt/best.pt (atomic), metrics.csv, val.csv, TensorBoard
+logs in tb/, training_curves.png and the latest validation's metrics.json and result files.
+Settings: every field of squeezedet.config.TrainConfig (see `squeezedet train --list-settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from squeezedet.checkpoint import load_checkpoint
+from squeezedet.config import TrainConfig, load_config
+from squeezedet.errors import SqueezeDetError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="data set root (KITTI layout: training/image_2, label_2)")
+    parser.add_argument("--out", help="run folder (created; never deleted)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument("--model", help="model name (default squeezedet)")
+    parser.add_argument("--input-size", metavar="WxH", help="network input size")
+    parser.add_argument("--batch-size", type=int, help="images per step (default 20)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, help="training steps")
+    group.add_argument("--epochs", type=int, help="training epochs (instead of --steps)")
+    parser.add_argument("--config", metavar="FILE.yaml", help="settings file")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip malformed samples instead of stopping (and report them)")
+    parser.add_argument("--format", dest="data_format", help="kitti (default), coco, voc, yolo")
+    parser.add_argument("--classes", help="comma-separated class names to train on")
+    parser.add_argument("--anchors", metavar="FILE_OR_LIST",
+                        help="anchor shapes: a file written by `squeezedet anchors` or "
+                             "'[[w,h],...]'")
+    parser.add_argument("--list-settings", action="store_true", help="print every setting and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="any setting")
+
+
+def _cli_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for key in ("model", "input_size", "batch_size", "steps", "epochs", "data_format", "classes"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    if args.anchors:
+        from squeezedet.ops.anchors import read_anchor_shapes
+
+        shapes = read_anchor_shapes(args.anchors)
+        out.append(f"anchors={[list(s) for s in shapes]}")
+    if args.skip_bad:
+        out.append("skip_bad=true")
+    return out + list(args.overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from squeezedet.train import train
+
+    if args.list_settings:
+        for f in dataclasses.fields(TrainConfig):
+            print(f"{f.name} = {f.default!r}")
+        return 0
+    if args.resume:
+        run_dir = Path(args.resume)
+        ckpt = load_checkpoint(run_dir / "last.pt")
+        base = TrainConfig.from_dict(ckpt["config"], str(run_dir / "last.pt"))
+        recorded = run_dir / "data_root.txt"
+        data = args.data or (recorded.read_text().strip() if recorded.exists() else None)
+        cfg = load_config(args.config, _cli_overrides(args), base=base)
+    else:
+        if not args.data or not args.out:
+            raise SqueezeDetError("--data and --out are needed (or --resume RUN_DIR)")
+        run_dir, data = Path(args.out), args.data
+        cfg = load_config(args.config, _cli_overrides(args))
+    if not data:
+        raise SqueezeDetError(f"--data is needed: {run_dir} does not record the data root")
+    (run_dir).mkdir(parents=True, exist_ok=True)
+    (run_dir / "data_root.txt").write_text(str(Path(data).resolve()) + "\n")
+    result = train(cfg, data, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    print(f"trained {result.step} steps; run folder {result.run_dir}")
+    if result.last_metrics is not None:
+        print(f"validation mAP_R40 {result.last_metrics['mAP_R40']:.2f}, "
+              f"mAP_R11 {result.last_metrics['mAP_R11']:.2f} (details in {run_dir}/metrics.json)")
+    return 0

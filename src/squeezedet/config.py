@@ -1,0 +1,217 @@
+"""Training configuration: one frozen dataclass, loaded from YAML and ``key=value`` overrides.
+
+Defaults are the original SqueezeDet KITTI recipe. Derived values (grid, anchors) are computed
+from the model and input size and never stored here. Unknown keys are an error that suggests the
+closest known key. The resolved configuration is written into every run folder and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from squeezedet.errors import SqueezeDetError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (see ``squeezedet train --help``)."""
+
+    # model
+    model: str = "squeezedet"
+    input_size: tuple[int, int] | None = None  # (W, H); None: the model's default
+    classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+    anchors: tuple[tuple[float, float], ...] | None = None  # (w, h) input pixels; None: default
+    pretrained: str | None = None  # ImageNet backbone state dict (torchvision layout) or "download"
+    freeze_stem: bool | None = None  # None: frozen iff pretrained
+    dropout: float = 0.5
+    normalization: str = "torchvision"  # or "caffe" (the original's BGR mean subtraction)
+    # data
+    data_format: str = "kitti"
+    train_split: str = "train"
+    val_split: str = "val"
+    skip_bad: bool = False
+    drift: tuple[int, int] = (150, 100)  # max shift (x, y), original-image pixels
+    flip_prob: float = 0.5
+    workers: int = 2
+    # optimisation (the original KITTI recipe)
+    optimizer: str = "sgd"  # "sgd" (original) or "adamw"
+    lr: float = 0.01
+    lr_decay_steps: int = 10_000
+    lr_decay: float = 0.5
+    warmup_steps: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # on convolution kernels only
+    grad_clip: float = 1.0  # per-tensor gradient norm
+    batch_size: int = 20
+    steps: int | None = None
+    epochs: int | None = None
+    time_limit_min: float | None = None  # stop (and save) after this many minutes
+    # loss
+    loss_bbox: float = 5.0
+    loss_conf_pos: float = 75.0
+    loss_conf_neg: float = 100.0
+    loss_class: float = 1.0
+    # post-processing
+    top_k: int = 64
+    nms_iou: float = 0.4
+    # run
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    amp: bool = True  # mixed precision on CUDA
+    log_every: int = 10
+    val_every: int = 0  # steps; 0: only at the end
+    checkpoint_every: int = 500
+    val_max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        positive = ("batch_size", "lr", "lr_decay_steps", "log_every", "checkpoint_every", "top_k")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive (got {getattr(self, name)})")
+        for name in ("steps", "epochs", "time_limit_min", "val_max_images"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                problems.append(f"{name} must be positive (got {v})")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        if not 0 <= self.flip_prob <= 1:
+            problems.append(f"flip_prob must be in [0, 1] (got {self.flip_prob})")
+        if not 0 < self.nms_iou <= 1:
+            problems.append(f"nms_iou must be in (0, 1] (got {self.nms_iou})")
+        if self.optimizer not in ("sgd", "adamw"):
+            problems.append(f"optimizer must be 'sgd' or 'adamw' (got {self.optimizer!r})")
+        if not self.classes:
+            problems.append("classes must name at least one class")
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 16):
+            problems.append(f"input_size must be (W, H), each at least 16 (got {self.input_size})")
+        if self.workers < 0 or self.val_every < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            problems.append("workers, val_every, warmup_steps and grad_clip cannot be negative")
+        if problems:
+            raise SqueezeDetError("invalid configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists for tuples), ready for YAML or a checkpoint."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "configuration") -> TrainConfig:
+        """Build from a mapping, converting lists to tuples; unknown keys are an error."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise SqueezeDetError(f"{source}: unknown setting {key!r}{hint}")
+            kwargs[key] = _coerce(value, hints[key], key, source)
+        return cls(**kwargs)
+
+    def with_overrides(self, values: Mapping[str, Any], source: str = "override") -> TrainConfig:
+        """A copy with some settings replaced (validated like :meth:`from_dict`)."""
+        merged = {**self.to_dict(), **values}
+        return TrainConfig.from_dict(merged, source)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Convert YAML/CLI values to the field's type (strings from the command line included)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise SqueezeDetError(f"{source}: {key} cannot be empty")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        if isinstance(value, str) and value.lower() in ("none", "null", ""):
+            return None
+        return _coerce(value, inner[0], key, source)
+    try:
+        if origin is tuple:
+            if isinstance(value, str):
+                value = _parse_sequence(value)
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_coerce(v, args[0], key, source) for v in value)
+            if len(value) != len(args):
+                raise ValueError(f"expected {len(args)} values")
+            return tuple(_coerce(v, a, key, source) for v, a in zip(value, args, strict=True))
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "yes", "1", "on"):
+                    return True
+                if value.lower() in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError("expected true or false")
+            return bool(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (ValueError, TypeError) as exc:
+        raise SqueezeDetError(f"{source}: bad value {value!r} for {key} ({exc})") from None
+    return value
+
+
+def _parse_sequence(text: str) -> Sequence[Any]:
+    """``"624x192"``, ``"a,b,c"`` or a YAML list ``"[[1, 2], [3, 4]]"``."""
+    text = text.strip()
+    if text.startswith("["):
+        return yaml.safe_load(text)
+    if "x" in text and "," not in text and all(p.strip().isdigit() for p in text.split("x")):
+        return [int(p) for p in text.split("x")]
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: TrainConfig | None = None) -> TrainConfig:
+    """A configuration from a YAML file and ``key=value`` strings, over ``base`` or the defaults."""
+    cfg = base or TrainConfig()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise SqueezeDetError(f"{p}: configuration file not found") from None
+        except yaml.YAMLError as exc:
+            raise SqueezeDetError(f"{p}: not valid YAML ({exc})".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise SqueezeDetError(f"{p}: expected a mapping of settings at the top level")
+        cfg = cfg.with_overrides(data, str(p))
+    values: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise SqueezeDetError(f"override {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        values[key.strip()] = value.strip()
+    if values:
+        cfg = cfg.with_overrides(values, "command line")
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+__all__ = ["TrainConfig", "load_config", "save_config"]

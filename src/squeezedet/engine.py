@@ -1,0 +1,213 @@
+"""One training step and one evaluation pass, as plain functions.
+
+:func:`train_step` runs forward, target assignment, loss, backward, per-tensor gradient clipping
+and the optimiser step. :func:`predict_dataset` and :func:`evaluate` run the model over a data set,
+map boxes back to each image's original pixels, write KITTI result files and score them with the
+KITTI evaluator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from squeezedet.config import TrainConfig
+from squeezedet.errors import NonFiniteLossError
+from squeezedet.kitti_format import KittiObject, write_kitti_file
+from squeezedet.loss import LossWeights, SqueezeDetLoss
+from squeezedet.models import SqueezeDet
+from squeezedet.ops.matching import build_targets
+from squeezedet.postprocess import PostProcess
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 (or fp16) autocast on CUDA when enabled; a no-op on CPU."""
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def loss_from_config(cfg: TrainConfig) -> SqueezeDetLoss:
+    return SqueezeDetLoss(LossWeights(bbox=cfg.loss_bbox, conf_pos=cfg.loss_conf_pos,
+                                      conf_neg=cfg.loss_conf_neg, cls=cfg.loss_class))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (or AdamW); weight decay on convolution kernels only, not biases."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim == 4]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim != 4]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then ``lr · lr_decay^(step // lr_decay_steps)``."""
+    lr = cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_steps)
+    if step < cfg.warmup_steps:
+        lr *= (step + 1) / cfg.warmup_steps
+    return lr
+
+
+def clip_per_tensor(params: Sequence[Tensor], max_norm: float) -> None:
+    """Scale each gradient tensor separately so its L2 norm is at most ``max_norm``."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or max_norm <= 0:
+        return
+    norms = torch._foreach_norm(grads)
+    scales = [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms]
+    torch._foreach_mul_(grads, scales)
+
+
+def train_step(
+    model: SqueezeDet,
+    images: Tensor,
+    targets: list[dict[str, Any]],
+    loss_fn: SqueezeDetLoss,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    step: int,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One optimisation step on a batch; returns the loss terms and the learning rate.
+
+    Raises:
+        NonFiniteLossError: when the loss is NaN or infinite (the weights are left untouched).
+    """
+    model.train()
+    lr = learning_rate(cfg, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    images = images.to(device, non_blocking=True)
+    if device.type == "cpu":
+        images = images.contiguous(memory_format=torch.channels_last)
+    boxes = [t["boxes"].to(device) for t in targets]
+    labels = [t["labels"].to(device) for t in targets]
+    dense = build_targets(boxes, labels, model.anchors)
+    with autocast(device, cfg.amp):
+        out = model(images)
+    losses = loss_fn(model.split_head(out.float()), dense, model.anchors, model.input_size)
+    total = losses["total"]
+    if not torch.isfinite(total):
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        raise NonFiniteLossError(
+            f"the loss became non-finite at step {step + 1} ({terms}); lower the learning rate "
+            "(lr=...) or add warm-up (warmup_steps=...); the last good checkpoint is kept"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if scaler is not None:
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+        clip_per_tensor(params, cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        total.backward()
+        clip_per_tensor(params, cfg.grad_clip)
+        optimizer.step()
+    result = {f"loss_{k}": float(v.detach()) for k, v in losses.items()}
+    result["lr"] = lr
+    return result
+
+
+def to_original_pixels(boxes: Tensor, input_size: tuple[int, int],
+                       orig_size: tuple[int, int]) -> Tensor:
+    """Map xyxy boxes from network-input pixels ``(W, H)`` to an image of ``orig_size (H0, W0)``."""
+    sx = orig_size[1] / input_size[0]
+    sy = orig_size[0] / input_size[1]
+    return boxes * torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
+
+
+@torch.no_grad()
+def predict_batches(
+    model: SqueezeDet,
+    loader: Any,
+    postprocess: PostProcess,
+    device: torch.device,
+    amp: bool = False,
+) -> Iterator[tuple[dict[str, Any], dict[str, Tensor]]]:
+    """Yield ``(target, detections)`` per image; detection boxes in original image pixels."""
+    model.eval()
+    for images, targets in loader:
+        images = images.to(device)
+        if device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            out = model(images)
+        dets = postprocess(model.split_head(out.float()), model.anchors, model.input_size)
+        for target, det in zip(targets, dets, strict=True):
+            boxes = to_original_pixels(det["boxes"], model.input_size, target["orig_size"])
+            yield target, {"boxes": boxes.cpu(), "scores": det["scores"].cpu(),
+                           "labels": det["labels"].cpu()}
+
+
+def detections_to_kitti(det: dict[str, Tensor], class_names: Sequence[str]) -> list[KittiObject]:
+    """KITTI result objects (16 fields, 3-D fields 'unknown') for one image's detections."""
+    return [
+        KittiObject(type=class_names[int(lab)], box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+                    score=float(s))
+        for box, s, lab in zip(det["boxes"].tolist(), det["scores"].tolist(),
+                               det["labels"].tolist(), strict=True)
+    ]
+
+
+def evaluate(
+    model: SqueezeDet,
+    dataset: Any,
+    cfg: TrainConfig,
+    device: torch.device,
+    result_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Any:
+    """KITTI AP of ``model`` on ``dataset`` (a :class:`KittiDataset` in eval mode).
+
+    Writes one KITTI result file per image into ``result_dir`` when given. Returns the
+    evaluator's :class:`~squeezedet.eval.kitti.KittiEvalResult`.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from squeezedet.data.kitti import collate
+    from squeezedet.eval import evaluate_kitti
+
+    indices = list(range(len(dataset)))
+    if cfg.val_max_images is not None:
+        indices = indices[: cfg.val_max_images]
+    loader = DataLoader(Subset(dataset, indices), batch_size=max(1, min(cfg.batch_size, 16)),
+                        shuffle=False, num_workers=cfg.workers, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
+    post = PostProcess(top_k=cfg.top_k, nms_iou=cfg.nms_iou)
+    ground_truth: dict[str, list[KittiObject]] = {}
+    detections: dict[str, list[KittiObject]] = {}
+    if result_dir is not None:
+        Path(result_dir).mkdir(parents=True, exist_ok=True)
+    it = predict_batches(model, loader, post, device, cfg.amp)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(indices), desc="evaluating", unit="img", leave=False)
+    position = {dataset.ids[i]: i for i in indices}
+    for target, det in it:
+        image_id = target["image_id"]
+        objs = detections_to_kitti(det, model.class_names)
+        detections[image_id] = objs
+        ground_truth[image_id] = dataset.ground_truth(position[image_id])
+        if result_dir is not None:
+            write_kitti_file(Path(result_dir) / f"{image_id}.txt", objs)
+    return evaluate_kitti(ground_truth, detections, classes=model.class_names)

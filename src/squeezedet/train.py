@@ -1,0 +1,370 @@
+"""The training run: data, model, optimiser, logs, checkpoints, validation, resume.
+
+``RUN_DIR`` receives::
+
+    config.yaml            the resolved configuration
+    last.pt, best.pt       atomic checkpoints (last: every ``checkpoint_every`` steps and at the end;
+                           best: highest validation mAP_R40)
+    metrics.csv            step, epoch, lr, every loss term, images/s
+    val.csv                step and validation AP (mAP and moderate AP per class)
+    tb/                    TensorBoard logs (when tensorboard is installed)
+    training_curves.png    loss terms and validation AP (when matplotlib is installed)
+    val_results/           KITTI result files of the latest validation
+    metrics.json           the latest validation, in the shape `squeezedet evaluate --json` writes
+
+The folder is never deleted. ``resume=True`` continues from ``last.pt`` exactly: same data order,
+same augmentation and dropout draws, same learning-rate schedule; on CPU an interrupted and resumed
+run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from squeezedet.checkpoint import load_checkpoint, save_checkpoint
+from squeezedet.config import TrainConfig, save_config
+from squeezedet.engine import evaluate, loss_from_config, make_optimizer, resolve_device, train_step
+from squeezedet.errors import NonFiniteLossError, SqueezeDetError
+from squeezedet.models import SqueezeDet, create_model
+
+log = logging.getLogger("squeezedet.train")
+
+LOSS_KEYS = ("loss_total", "loss_bbox", "loss_conf", "loss_class")
+
+
+@dataclass
+class TrainResult:
+    """Where a run ended."""
+
+    run_dir: Path
+    step: int
+    best_map: float | None
+    last_metrics: dict[str, Any] | None
+    stopped_early: bool
+
+
+def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
+    """Training (augmented) and validation data sets of ``root`` in ``cfg.data_format``."""
+    from squeezedet.data.kitti import KittiDataset
+
+    if cfg.data_format != "kitti":
+        from squeezedet.data.formats import open_dataset  # other formats (COCO, VOC, YOLO)
+
+        return open_dataset(cfg, root, need_val)
+    size = _input_size(cfg)
+    train = KittiDataset(root, cfg.train_split, cfg.classes, size, train=True,
+                         skip_bad=cfg.skip_bad, drift=cfg.drift, flip_prob=cfg.flip_prob,
+                         seed=cfg.seed)
+    val = None
+    if need_val:
+        val = KittiDataset(root, cfg.val_split, cfg.classes, size, train=False,
+                           skip_bad=cfg.skip_bad)
+    return train, val
+
+
+def _input_size(cfg: TrainConfig) -> tuple[int, int]:
+    from squeezedet.models import model_info
+
+    return tuple(cfg.input_size or model_info(cfg.model).default_input_size)  # type: ignore[return-value]
+
+
+def build_model(cfg: TrainConfig, class_names: tuple[str, ...]) -> SqueezeDet:
+    pretrained: str | bool = False
+    if cfg.pretrained:
+        pretrained = True if cfg.pretrained == "download" else cfg.pretrained
+    return create_model(cfg.model, class_names=class_names, input_size=_input_size(cfg),
+                        anchor_shapes=cfg.anchors, pretrained=pretrained,
+                        freeze_stem=cfg.freeze_stem, dropout=cfg.dropout,
+                        normalization=cfg.normalization)
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: a permutation fixed by (seed, epoch), last partial batch dropped."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    bs = min(batch_size, n)
+    return [perm[i : i + bs] for i in range(0, n - bs + 1, bs)]
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _Logger:
+    """CSV files plus TensorBoard (when installed)."""
+
+    def __init__(self, run_dir: Path, enable_tb: bool = True) -> None:
+        self.run_dir = run_dir
+        self.tb = None
+        if enable_tb:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                log.info("tensorboard is not installed: logging to CSV only")
+
+    def _append(self, name: str, row: dict[str, Any]) -> None:
+        path = self.run_dir / name
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def train(self, row: dict[str, Any]) -> None:
+        self._append("metrics.csv", row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k.startswith("loss_") or k in ("lr", "images_per_s"):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+
+    def val(self, row: dict[str, Any]) -> None:
+        self._append("val.csv", row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self.tb.add_scalar(f"val/{k}", v, row["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _truncate_csv(path: Path, max_step: int) -> None:
+    """Drop rows logged after ``max_step`` (work a killed run did after its last checkpoint)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    keep = [r for r in rows if int(float(r["step"])) <= max_step]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+
+
+def train(
+    cfg: TrainConfig,
+    data_root: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg.model`` on ``data_root`` into ``run_dir``; see the module docstring."""
+    run_dir = Path(run_dir)
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt = load_checkpoint(run_dir / "last.pt")
+    elif (run_dir / "last.pt").exists():
+        raise SqueezeDetError(
+            f"{run_dir} already holds a run (last.pt); continue it with --resume {run_dir} "
+            "or choose another --out folder"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    train_ds, val_ds = build_datasets(cfg, data_root)
+    if len(train_ds) == 0:
+        raise SqueezeDetError(f"{data_root}: the training split has no images")
+    skipped = len(getattr(train_ds, "skipped", [])) + len(getattr(val_ds, "skipped", []) or [])
+    if skipped:
+        log.warning("skipped %d bad samples (skip_bad=true)", skipped)
+
+    model = build_model(cfg, tuple(train_ds.classes)).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    loss_fn = loss_from_config(cfg)
+    scaler = None
+    if device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported():
+        scaler = torch.amp.GradScaler("cuda")
+
+    batches_per_epoch = len(_epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, 0))
+    if cfg.steps is not None:
+        total_steps = cfg.steps
+    elif cfg.epochs is not None:
+        total_steps = cfg.epochs * batches_per_epoch
+    else:
+        total_steps = 40_000 if cfg.time_limit_min is None else 10**9
+
+    step, best = 0, None
+    last_metrics: dict[str, Any] | None = None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        step, best = int(ckpt["step"]), ckpt.get("best")
+        _set_rng_state(ckpt["rng"])
+        for name in ("metrics.csv", "val.csv"):
+            _truncate_csv(run_dir / name, step)
+        log.info("resuming %s at step %d", run_dir, step)
+
+    logger = _Logger(run_dir)
+    elapsed_before = float(ckpt.get("elapsed_s", 0.0)) if ckpt else 0.0
+    start = time.monotonic()
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "meta": model.metadata(),
+            "config": cfg.to_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "step": step,
+            "best": best,
+            "rng": _rng_state(),
+            "elapsed_s": elapsed_before + time.monotonic() - start,
+        }
+
+    def validate() -> None:
+        nonlocal best, last_metrics
+        if val_ds is None or len(val_ds) == 0:
+            return
+        result = evaluate(model, val_ds, cfg, device, run_dir / "val_results", progress=progress)
+        last_metrics = result.to_json()
+        last_metrics["step"] = step
+        (run_dir / "metrics.json").write_text(json.dumps(last_metrics, indent=2))
+        row: dict[str, Any] = {"step": step, "mAP_R40": result.map_r40, "mAP_R11": result.map_r11}
+        for c in result.classes:
+            row[f"{c}_moderate_R40"] = result.ap_r40[c]["moderate"]
+        logger.val(row)
+        if best is None or result.map_r40 > best:
+            best = result.map_r40
+            save_checkpoint(snapshot(), run_dir / "best.pt")
+        if progress:
+            print(f"\nstep {step}: validation mAP_R40 {result.map_r40:.2f} "
+                  f"(mAP_R11 {result.map_r11:.2f}); best {best:.2f}", flush=True)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps if total_steps < 10**9 else None, initial=step,
+                   desc="training", unit="step", dynamic_ncols=True)
+    stopped_early = False
+    t_log, n_log = time.monotonic(), 0
+    try:
+        while step < total_steps:
+            epoch, offset = divmod(step, batches_per_epoch)
+            train_ds.set_epoch(epoch)
+            batches = _epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)[offset:]
+            from squeezedet.data.kitti import collate
+
+            loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,
+                                collate_fn=collate, persistent_workers=False,
+                                pin_memory=device.type == "cuda",
+                                # its own generator: creating a loader must not draw from the
+                                # global RNG (dropout), or a resumed run would diverge
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            for images, targets in loader:
+                try:
+                    stats = train_step(model, images, targets, loss_fn, optimizer, cfg, step,
+                                       device, scaler)
+                except NonFiniteLossError:
+                    logger.close()
+                    raise
+                step += 1
+                n_log += images.shape[0]
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats['loss_total']:.3f}", lr=f"{stats['lr']:.2g}")
+                if step % cfg.log_every == 0 or step == total_steps:
+                    now = time.monotonic()
+                    logger.train({"step": step, "epoch": epoch, **stats,
+                                  "images_per_s": n_log / max(now - t_log, 1e-9)})
+                    t_log, n_log = now, 0
+                if cfg.val_every and step % cfg.val_every == 0 and step < total_steps:
+                    validate()
+                if step % cfg.checkpoint_every == 0:
+                    save_checkpoint(snapshot(), run_dir / "last.pt")
+                out_of_time = (cfg.time_limit_min is not None
+                               and elapsed_before + time.monotonic() - start
+                               > cfg.time_limit_min * 60)
+                if step >= total_steps or out_of_time:
+                    stopped_early = out_of_time and step < total_steps
+                    break
+            if stopped_early:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    save_checkpoint(snapshot(), run_dir / "last.pt")
+    validate()
+    logger.close()
+    plot_training_curves(run_dir)
+    return TrainResult(run_dir, step, best, last_metrics, stopped_early)
+
+
+def plot_training_curves(run_dir: str | Path) -> Path | None:
+    """``training_curves.png``: loss terms (log scale) and validation AP against steps."""
+    run_dir = Path(run_dir)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no training_curves.png")
+        return None
+    metrics = run_dir / "metrics.csv"
+    if not metrics.exists():
+        return None
+    with metrics.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    val_rows: list[dict[str, str]] = []
+    if (run_dir / "val.csv").exists():
+        with (run_dir / "val.csv").open(newline="") as f:
+            val_rows = list(csv.DictReader(f))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [float(r["step"]) for r in rows]
+    for key in LOSS_KEYS:
+        axes[0].plot(steps, [float(r[key]) for r in rows], label=key.removeprefix("loss_"))
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training loss")
+    axes[0].legend()
+    if val_rows:
+        vs = [float(r["step"]) for r in val_rows]
+        for key in val_rows[0]:
+            if key != "step":
+                axes[1].plot(vs, [float(r[key]) for r in val_rows], marker="o", label=key)
+        axes[1].legend(fontsize=8)
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("AP (%)")
+    axes[1].set_title("validation AP (KITTI)")
+    fig.tight_layout()
+    out = run_dir / "training_curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
