@@ -281,3 +281,19 @@ def test_reference_itself_on_hand_cases() -> None:
     out, _ = reference_ap(eighty, half)
     assert out["Car"]["easy"][1] == pytest.approx(50.0)
     assert out["Car"]["easy"][2] == pytest.approx(600 / 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 106))
+@pytest.mark.parametrize("devkit", ["2017", "2013"])
+def test_fast_matches_reference_on_larger_scenes(seed: int, devkit: str) -> None:
+    rng = random.Random(seed)
+    gt, det = random_scene(rng, n_images=400)
+    expected, _ = reference_ap(gt, det, devkit=devkit)
+    got = evaluate_kitti(gt, det, devkit=devkit, error_analysis=False)
+    for cls, per_diff in expected.items():
+        for diff, (precision, _, _, thresholds, tp, fp) in per_diff.items():
+            curve = got.curves[cls][diff]
+            assert list(curve.thresholds) == thresholds, (cls, diff)
+            assert (list(curve.tp), list(curve.fp)) == (tp, fp), (cls, diff)
+            assert list(curve.precision) == precision, (cls, diff)

@@ -258,14 +258,14 @@ class _Candidates:
     """Matchable (ground truth, detection) pairs of one class and difficulty, as padded rows.
 
     One row per ground-truth box with at least one candidate; rows are grouped by their rank
-    within the image (``steps``), each row's candidates ordered by detection index.
+    within the image (``steps``, in rank order), each row's candidates ordered by detection index.
     """
 
     det: np.ndarray  # (R, K) compact detection ids (0 where padded)
     ok: np.ndarray  # (R, K) bool, False where padded
     iou: np.ndarray  # (R, K) float64
     gt_valid: np.ndarray  # (R,) bool
-    steps: list[np.ndarray]  # row indices per rank within the image
+    steps: list[tuple[np.ndarray, int]]  # (rows, candidates to look at) in matching order
     score: np.ndarray  # (C,) score of each compact detection
     valid: np.ndarray  # (C,) bool: detection is valid (not ignored)
     det_index: np.ndarray  # (C,) global detection index of each compact id
@@ -296,9 +296,15 @@ def _candidates(
     iou[row_of_edge, col] = e_iou
     row_img = gt_img[row_gt]
     rank = np.arange(n_rows) - np.searchsorted(row_img, row_img, side="left")
-    by_rank = np.argsort(rank, kind="stable")
-    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2 if n_rows else 0))
-    steps = [by_rank[bounds[s]:bounds[s + 1]] for s in range(len(bounds) - 1)]
+    # Rows of one rank belong to different images, so they can go in any grouping: group them
+    # by candidate count (powers of two) to bound the padding of each step to twice the need.
+    bucket = np.ceil(np.log2(np.maximum(row_count, 1))).astype(np.int64)
+    by_rank = np.lexsort((bucket, rank))
+    key = rank[by_rank] * 64 + bucket[by_rank]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    steps = [
+        (rows, 1 << int(bucket[rows[0]])) for rows in np.split(by_rank, cuts) if len(rows)
+    ]
     return _Candidates(
         det=det,
         ok=ok,
@@ -315,10 +321,10 @@ def _pass1_tp_scores(cand: _Candidates) -> np.ndarray:
     """Scores of the true positives of pass 1 (highest-score candidate per ground truth)."""
     assigned = np.zeros(len(cand.score), dtype=bool)
     found = []
-    for rows in cand.steps:
-        d = cand.det[rows]
+    for rows, k in cand.steps:
+        d = cand.det[rows, :k]
         sc = cand.score[d]
-        free = cand.ok[rows] & ~assigned[d] & (sc > _NO_DETECTION)
+        free = cand.ok[rows, :k] & ~assigned[d] & (sc > _NO_DETECTION)
         j = np.where(free, sc, -np.inf).argmax(axis=1)
         chosen = free.any(axis=1)
         ar = np.arange(len(rows))
@@ -339,18 +345,18 @@ def _pass2_counts(
     tp = np.zeros(n_t, dtype=np.int64)
     consumed = np.zeros(n_t, dtype=np.int64)
     thr = thresholds[:, None, None]
-    for rows in cand.steps:
-        d = cand.det[rows]  # (r, K)
+    for rows, k in cand.steps:
+        d = cand.det[rows, :k]  # (r, k)
         sc = cand.score[d]
         valid = cand.valid[d]
-        free = cand.ok[rows][None] & ~assigned[:, d] & (sc[None] >= thr)  # (T, r, K)
+        free = cand.ok[rows, :k][None] & ~assigned[:, d] & (sc[None] >= thr)  # (T, r, K)
         free_valid = free & valid[None]
         free_ignored = free & ~valid[None]
         has_valid = free_valid.any(axis=2)
         has_ignored = free_ignored.any(axis=2)
         j = np.where(
             has_valid,
-            np.where(free_valid, cand.iou[rows][None], -1.0).argmax(axis=2),
+            np.where(free_valid, cand.iou[rows, :k][None], -1.0).argmax(axis=2),
             free_ignored.argmax(axis=2),
         )  # (T, r)
         chosen = has_valid | has_ignored
