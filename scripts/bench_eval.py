@@ -27,7 +27,9 @@ GT_TYPES = ["Car", "Car", "Car", "Car", "Van", "Pedestrian", "Pedestrian", "Pers
 DET_TYPES = ["Car", "Pedestrian", "Cyclist"]
 
 
-def make_image(rng: np.random.Generator, n_obj: int, n_det: int) -> tuple[list, list]:
+def make_image(
+    rng: np.random.Generator, n_obj: int, n_det: int
+) -> tuple[list[KittiObject], list[KittiObject]]:
     """Ground truth (``n_obj`` boxes) and detections (``n_det`` boxes) of one 1242x375 image."""
     gt = []
     for _ in range(n_obj):
@@ -44,7 +46,7 @@ def make_image(rng: np.random.Generator, n_obj: int, n_det: int) -> tuple[list, 
                 occluded=int(rng.integers(0, 4)),
             )
         )
-    dets = []
+    dets: list[KittiObject] = []
     objects = [g for g in gt if g.type != "DontCare"]
     while len(dets) < n_det:
         if objects and rng.random() < 0.6:
@@ -79,7 +81,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    ground_truth, detections = {}, {}
+    ground_truth: dict[str, list[KittiObject]] = {}
+    detections: dict[str, list[KittiObject]] = {}
     for i in range(args.images):
         n_obj = int(rng.poisson(args.objects))
         gt, det = make_image(rng, n_obj, args.detections)

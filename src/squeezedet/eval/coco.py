@@ -34,7 +34,9 @@ def coco_ap(
     from pycocotools.cocoeval import COCOeval
 
     code = {c.lower(): i + 1 for i, c in enumerate(classes)}
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for img_id, name in enumerate(ground_truth, start=1):
         images.append({"id": img_id, "file_name": name})
         for o in ground_truth[name]:
@@ -49,10 +51,10 @@ def coco_ap(
                     "iscrowd": int(crowd),
                 })
         for o in detections.get(name, ()):
-            cat = code.get(o.type.lower())
-            if cat is not None:
+            det_cat = code.get(o.type.lower())
+            if det_cat is not None:
                 x1, y1, x2, y2 = o.box
-                results.append({"image_id": img_id, "category_id": cat,
+                results.append({"image_id": img_id, "category_id": det_cat,
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(o.score or 0)})
     categories = [{"id": i, "name": c} for c, i in zip(classes, code.values(), strict=True)]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -61,8 +63,8 @@ def coco_ap(
                            "categories": categories}
         coco_gt.createIndex()
         if not results:
-            ap = dict.fromkeys(classes, 0.0)
-            return {"AP": ap, "AP50": dict(ap), "mAP": 0.0, "mAP50": 0.0}
+            zeros = dict.fromkeys(classes, 0.0)
+            return {"AP": zeros, "AP50": dict(zeros), "mAP": 0.0, "mAP50": 0.0}
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.evaluate()
@@ -76,7 +78,7 @@ def coco_ap(
         ap[cls] = float(np.mean(p_all[p_all > -1]) * 100) if np.any(p_all > -1) else None
         ap50[cls] = float(np.mean(p_50[p_50 > -1]) * 100) if np.any(p_50 > -1) else None
 
-    def mean(values: dict[str, float | None]) -> float:
+    def mean(values: Mapping[str, float | None]) -> float:
         kept = [v for v in values.values() if v is not None]
         return float(sum(kept) / len(kept)) if kept else 0.0
 
