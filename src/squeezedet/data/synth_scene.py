@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from squeezedet.data.synth_shapes import (
     Camera,
@@ -73,9 +73,10 @@ SHARED_COLOURS: tuple[Colour, ...] = CAR_COLOURS + CLOTH_COLOURS
 
 
 def _pick(rng: np.random.Generator, colours: Sequence[Colour], jitter: float = 12.0) -> Colour:
-    c = np.asarray(colours[int(rng.integers(len(colours)))], dtype=float)
-    c = c + rng.normal(0.0, jitter, 3)
-    return tuple(int(v) for v in np.clip(c, 0, 255))  # type: ignore[return-value]
+    c = colours[int(rng.integers(len(colours)))]
+    j = rng.normal(0.0, jitter, 3)
+    return (int(min(255, max(0, c[0] + j[0]))), int(min(255, max(0, c[1] + j[1]))),
+            int(min(255, max(0, c[2] + j[2]))))
 
 
 def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -134,7 +135,9 @@ def _sample_style(rng: np.random.Generator) -> _Style:
     ][weather]
     elev = rng.uniform(0.25, 1.1)
     az = rng.uniform(-math.pi, math.pi)
-    light = np.array([math.sin(az) * math.cos(elev), -math.sin(elev), math.cos(az) * math.cos(elev)])
+    light = np.array(
+        [math.sin(az) * math.cos(elev), -math.sin(elev), math.cos(az) * math.cos(elev)]
+    )
     grey = rng.uniform(55, 125)
     return _Style(
         sky_top=_pick(rng, [sky_top], 10),
@@ -148,7 +151,7 @@ def _sample_style(rng: np.random.Generator) -> _Style:
         gain=float(rng.uniform(0.6, 1.25)),
         tint=rng.uniform(0.9, 1.1, 3),
         gamma=float(rng.uniform(0.8, 1.25)),
-        noise=float(rng.uniform(1.5, 7.0)),
+        noise=float(rng.uniform(1.0, 4.5)),
         blur=float(rng.choice([0.0, 0.0, 0.4, 0.7])),
     )
 
@@ -307,25 +310,43 @@ def _background(rng: np.random.Generator, cam: Camera, style: _Style, road: _Roa
             if rng.random() < 0.5:  # shop front
                 d.polygon(_wall_quad(cam, xw, z0 + 0.5, z1 - 0.5, 0.3, 2.6).ravel().tolist(),
                           fill=shade(glass, 0.8))
-            for fl in range(1, int(height / floor_h)):
-                y0 = fl * floor_h + 0.8
-                if cam.fy * 1.3 / max(z0, 1.0) < 2.0:
-                    break
-                zz = z0 + 0.8
-                while zz + 1.2 < z1:
-                    if cam.fy * 1.3 / zz < 1.5:
-                        break
-                    q = _wall_quad(cam, xw, zz, zz + 1.2, y0, y0 + 1.4)
-                    d.polygon(q.ravel().tolist(), fill=glass)
-                    zz += col_w
+            zs = np.arange(z0 + 0.8, z1 - 1.2, col_w)
+            zs = zs[cam.fy * 1.3 / zs >= 1.5]
+            ys = np.arange(1, int(height / floor_h)) * floor_h + 0.8
+            if len(zs) and len(ys) and cam.fy * 1.3 / max(z0, 1.0) >= 2.0:
+                zz, yy = (a.ravel() for a in np.meshgrid(zs, ys))
+                n = len(zz)
+                g = cam.height_m
+                corners = np.stack([
+                    np.stack([np.full(n, xw), g - yy, zz], axis=1),
+                    np.stack([np.full(n, xw), g - yy, zz + 1.2], axis=1),
+                    np.stack([np.full(n, xw), g - yy - 1.4, zz + 1.2], axis=1),
+                    np.stack([np.full(n, xw), g - yy - 1.4, zz], axis=1),
+                ], axis=1)
+                quads = cam.project(corners.reshape(-1, 3)).reshape(n, 8)
+                for q in quads.tolist():
+                    d.polygon(q, fill=glass)
     return img
 
 
-def _texture(rng: np.random.Generator, w: int, h: int, cell: int, amp: float) -> np.ndarray:
-    """Smooth multiplicative noise ``[h, w, 1]`` around 1."""
-    small = rng.random((h // cell + 2, w // cell + 2)).astype(np.float32)
-    img = Image.fromarray((small * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
-    return (1.0 + amp * (np.asarray(img, dtype=np.float32) / 255.0 - 0.5))[:, :, None]
+def _texture(rng: np.random.Generator, cam: Camera, cell: int, amp: float) -> Image.Image:
+    """Smooth multiplicative noise as an ``L`` image: 255 means x1, the mean is x(1 - amp/2).
+
+    Its amplitude is ``amp`` below the horizon and ``amp / 3`` in the sky.
+    """
+    w, h = cam.width, cam.height
+    gh, gw = h // cell + 2, w // cell + 2
+    small = rng.random((gh, gw)).astype(np.float32)
+    rows = (np.arange(gh) * cell < cam.cy)[:, None]
+    a = np.where(rows, amp / 3.0, amp)
+    small = 255.0 * (1.0 - a * small)
+    img = Image.fromarray(small.astype(np.uint8))
+    return img.resize((w, h), Image.BILINEAR)
+
+
+def _multiply(img: Image.Image, factor: Image.Image) -> Image.Image:
+    """``img`` times an ``L`` image read as factors 0..1 (255 = unchanged)."""
+    return ImageChops.multiply(img, Image.merge("RGB", (factor, factor, factor)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,38 +719,53 @@ def render_scene(
     style = _sample_style(rng)
     road = _sample_road(rng)
     img = _background(rng, cam, style, road)
-    arr = np.asarray(img, dtype=np.float32) * _texture(rng, w, h, max(4, w // 60), 0.25)
+    factor = _texture(rng, cam, max(4, w // 60), 0.25)
 
     objects = _sample_objects(rng, cam, road)
     items = _clutter(rng, cam, style, road)
-    shadow = Image.new("L", (w, h), 0)
+    shadow = Image.new("L", (w, h), 255)
     sdraw = ImageDraw.Draw(shadow)
     for o in objects:
         items.append(_Item(o.z, object_prims(o, cam, style.light, style.ambient), o))
         fp = _footprint(o)
         pts = np.stack([fp[:, 0], np.full(4, cam.height_m), np.maximum(fp[:, 1], 0.5)], axis=1)
-        sdraw.polygon(cam.project(pts).ravel().tolist(), fill=int(255 * rng.uniform(0.35, 0.6)))
-    arr *= 1.0 - np.asarray(shadow, dtype=np.float32)[:, :, None] / 255.0
-    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        sdraw.polygon(cam.project(pts).ravel().tolist(), fill=int(255 * rng.uniform(0.4, 0.65)))
+    img = _multiply(img, ImageChops.multiply(factor, shadow))
     labels = label_objects(img, items, cam)
 
-    # cast shadows across the road, lighting, blur, noise
-    shadow = Image.new("L", (w, h), 0)
-    sdraw = ImageDraw.Draw(shadow)
-    for _ in range(int(rng.integers(0, 4))):
-        z0 = _loguniform(rng, 4, 50)
-        dz = rng.uniform(1, 6)
-        x0 = rng.uniform(road.walk_left, road.x_right)
-        x1 = x0 + rng.uniform(3, 15)
-        n = 8
-        xs = np.concatenate([np.linspace(x0, x1, n), np.linspace(x1, x0, n)])
-        zs = np.concatenate([z0 + rng.uniform(-0.5, 0.5, n), z0 + dz + rng.uniform(-0.5, 0.5, n)])
-        pts = np.stack([xs, np.full(2 * n, cam.height_m), zs], axis=1)
-        sdraw.polygon(cam.project(pts).ravel().tolist(), fill=int(255 * rng.uniform(0.2, 0.45)))
-    if style.blur > 0:
-        img = img.filter(ImageFilter.GaussianBlur(style.blur * h / 375.0))
-    arr = np.asarray(img, dtype=np.float32)
-    arr *= 1.0 - np.asarray(shadow, dtype=np.float32)[:, :, None] / 255.0
-    arr = 255.0 * (np.clip(arr * (style.gain * style.tint), 0, 255) / 255.0) ** style.gamma
-    arr += rng.standard_normal((h, w, 3), dtype=np.float32) * style.noise
-    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8)), labels
+    # cast shadows across the road, blur, lighting, noise
+    n_shadows = int(rng.integers(0, 4))
+    if n_shadows:
+        shadow = Image.new("L", (w, h), 255)
+        sdraw = ImageDraw.Draw(shadow)
+        for _ in range(n_shadows):
+            z0 = _loguniform(rng, 4, 50)
+            dz = rng.uniform(1, 6)
+            x0 = rng.uniform(road.walk_left, road.x_right)
+            x1 = x0 + rng.uniform(3, 15)
+            n = 8
+            xs = np.concatenate([np.linspace(x0, x1, n), np.linspace(x1, x0, n)])
+            zs = np.concatenate([z0 + rng.uniform(-0.5, 0.5, n),
+                                 z0 + dz + rng.uniform(-0.5, 0.5, n)])
+            pts = np.stack([xs, np.full(2 * n, cam.height_m), zs], axis=1)
+            sdraw.polygon(cam.project(pts).ravel().tolist(),
+                          fill=int(255 * rng.uniform(0.55, 0.8)))
+        img = _multiply(img, shadow)
+    if style.blur > 0:  # a slight defocus: 3x3 kernel, stronger for larger images
+        b = min(1.0, style.blur * h / 375.0)
+        img = img.filter(ImageFilter.Kernel((3, 3), [b, 2 * b, b, 2 * b, 4.0, 2 * b, b, 2 * b, b]))
+    v = np.arange(256, dtype=np.float64) / 255.0
+    table = np.concatenate([
+        255.0 * np.clip(v * style.gain * t / 0.88, 0.0, 1.0) ** style.gamma for t in style.tint
+    ])
+    img = img.point(np.round(table).astype(np.int64).tolist())
+    # sensor noise: grain at half resolution, grey or coloured
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    chans = 3 if style.noise > 3.0 else 1
+    coarse = rng.standard_normal((h2, w2, chans), dtype=np.float32) * style.noise + 128.5
+    coarse = np.clip(coarse, 0, 255).astype(np.uint8)
+    grain = Image.fromarray(coarse[:, :, 0] if chans == 1 else coarse)
+    grain = grain.resize((w, h), Image.NEAREST)
+    if chans == 1:
+        grain = Image.merge("RGB", (grain, grain, grain))
+    return ImageChops.add(img, grain, 1.0, -128), labels

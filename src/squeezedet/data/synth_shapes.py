@@ -158,12 +158,15 @@ def draw_prims(
 
 def shade(colour: Sequence[float], factor: float) -> Colour:
     """``colour`` times ``factor``, clipped to 0..255."""
-    return tuple(int(min(255, max(0, c * factor))) for c in colour)  # type: ignore[return-value]
+    r, g, b = colour
+    return (int(min(255, max(0, r * factor))), int(min(255, max(0, g * factor))),
+            int(min(255, max(0, b * factor))))
 
 
 def mix(a: Sequence[float], b: Sequence[float], t: float) -> Colour:
     """Linear blend ``(1 - t) a + t b``."""
-    return tuple(int(min(255, max(0, (1 - t) * x + t * y))) for x, y in zip(a, b))  # type: ignore[return-value]
+    out = (int(min(255, max(0, (1 - t) * x + t * y))) for x, y in zip(a, b, strict=True))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def ellipse_pts(cx: float, cy: float, rx: float, ry: float, n: int = 14) -> np.ndarray:
@@ -214,38 +217,48 @@ def _to_camera(local: np.ndarray, x: float, y: float, z: float, ry: float) -> np
 
 def _visible_faces(
     cam_verts: np.ndarray, faces: list[tuple[str, list[int]]]
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The faces seen from the camera (at the origin): ``(name, points [4, 3], normal)``."""
-    centre = cam_verts.mean(axis=0)
-    out = []
-    for name, idx in faces:
-        pts = cam_verts[idx]
-        fc = pts.mean(axis=0)
-        normal = np.cross(pts[1] - pts[0], pts[2] - pts[0])
-        if np.linalg.norm(normal) < 1e-9:
-            normal = np.cross(pts[2] - pts[0], pts[3] - pts[0])
-        normal = normal / max(np.linalg.norm(normal), 1e-12)
-        if np.dot(normal, fc - centre) < 0:
-            normal = -normal
-        if np.dot(normal, -fc) > 1e-9:
-            out.append((name, pts, normal))
-    return out
+) -> tuple[list[int], np.ndarray]:
+    """Indices of the faces seen from the camera (at the origin) and all unit normals ``[F, 3]``.
+
+    Normals point out of the solid; a face is seen when its normal points towards the camera.
+    """
+    idx = np.array([f[1] for f in faces])
+    pts = cam_verts[idx]  # [F, 4, 3]
+    fc = pts.mean(axis=1)
+    a = pts[:, 1] - pts[:, 0]
+    b = pts[:, 2] - pts[:, 0]
+    c = pts[:, 3] - pts[:, 0]
+    n = np.cross(a, b)
+    small = (n * n).sum(axis=1) < 1e-18
+    if small.any():  # a degenerate first triangle: use the other one
+        n[small] = np.cross(b[small], c[small])
+    n /= np.maximum(np.sqrt((n * n).sum(axis=1)), 1e-12)[:, None]
+    n[((fc - cam_verts.mean(axis=0)) * n).sum(axis=1) < 0] *= -1.0
+    seen = (n * -fc).sum(axis=1) > 1e-9
+    return [int(i) for i in np.nonzero(seen)[0]], n
 
 
 def _lit(colour: Colour, normal: np.ndarray, light: np.ndarray, ambient: float) -> Colour:
-    return shade(colour, ambient + (1.0 - ambient) * max(0.0, float(np.dot(normal, light))))
+    d = normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2]
+    return shade(colour, ambient + (1.0 - ambient) * max(0.0, float(d)))
 
 
 def solid_prims(
     cam: Camera, verts: np.ndarray, faces: list[tuple[str, list[int]]], pose: tuple[float, ...],
     colour: Colour, light: np.ndarray, ambient: float,
 ) -> tuple[list[Prim], list[tuple[str, np.ndarray, np.ndarray]]]:
-    """Lit visible faces of a solid placed at ``pose = (x, y, z, ry)``; also the faces."""
+    """Lit visible faces of a solid placed at ``pose = (x, y, z, ry)``.
+
+    Also returns the visible faces as ``(name, camera-frame points [4, 3], normal)``.
+    """
     cv = _to_camera(verts, *pose)
-    vis = _visible_faces(cv, faces)
-    prims = [
-        Prim("poly", cam.project(pts), _lit(colour, n, light, ambient)) for _, pts, n in vis
-    ]
+    uv = cam.project(cv)
+    seen, normals = _visible_faces(cv, faces)
+    prims, vis = [], []
+    for i in seen:
+        name, idx = faces[i]
+        prims.append(Prim("poly", uv[idx], _lit(colour, normals[i], light, ambient)))
+        vis.append((name, cv[idx], normals[i]))
     return prims, vis
 
 

@@ -1,0 +1,201 @@
+"""Synthetic KITTI-layout data sets of procedurally drawn driving scenes.
+
+:func:`render_scene` draws one road scene with its labels; :func:`generate_dataset` writes ``N``
+of them in KITTI's layout::
+
+    DIR/training/image_2/000000.png ...     RGB images
+    DIR/training/label_2/000000.txt ...     KITTI labels (15 fields, DontCare included)
+    DIR/ImageSets/train.txt, val.txt        a deterministic split of the image ids
+    DIR/synth.json                          the generator's parameters (seed, size, count ...)
+
+Scenes hold a road in perspective with lanes and marks, sidewalks, buildings, trees, poles, signs,
+shadows and texture, and cars, pedestrians and cyclists of many sizes, colours and poses that
+overlap and are cut by the image border (see :mod:`squeezedet.data.synth_scene` for how the labels
+are computed). Clutter shares the objects' colours and includes look-alikes that are *not* objects
+(crates and kiosks in car colours, lamp posts with a globe, parked bicycles without a rider), and
+lighting, blur and noise vary, so a detector has to learn shapes.
+
+Determinism: image ``i`` of the data set with seed ``S`` is ``render_scene([S, i], size)``, so the
+same seed gives byte-identical files and a data set of 10 images is the first 10 of one of 20.
+The camera is KITTI's scaled to the image size, so object sizes scale with the image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from squeezedet.data.synth_scene import (
+    label_objects,
+    occlusion_level,
+    render_objects,
+    render_scene,
+    truncation,
+)
+from squeezedet.data.synth_shapes import DEFAULT_DIMENSIONS, Camera, SceneObject
+from squeezedet.errors import SqueezeDetError
+from squeezedet.kitti_format import write_kitti_file
+
+__all__ = [
+    "DEFAULT_DIMENSIONS", "GENERATOR_VERSION", "MANIFEST", "Camera", "SceneObject",
+    "generate_dataset", "is_current", "label_objects", "occlusion_level", "parse_size",
+    "render_objects", "render_scene", "split_ids", "truncation",
+]
+
+GENERATOR_VERSION = 1
+MANIFEST = "synth.json"
+MIN_SIZE = (64, 32)
+MAX_SIZE = (8192, 8192)
+MAX_IMAGES = 999_999
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` (e.g. ``"624x192"``) as ``(W, H)`` pixels; a :class:`SqueezeDetError` if bad."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise SqueezeDetError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1242x375 or 624x192")
+    size = (int(m.group(1)), int(m.group(2)))
+    _check_size(size)
+    return size
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    w, h = size
+    if not (MIN_SIZE[0] <= w <= MAX_SIZE[0] and MIN_SIZE[1] <= h <= MAX_SIZE[1]):
+        raise SqueezeDetError(
+            f"image size {w}x{h} is out of range: width {MIN_SIZE[0]}..{MAX_SIZE[0]}, "
+            f"height {MIN_SIZE[1]}..{MAX_SIZE[1]} pixels"
+        )
+
+
+def split_ids(n_images: int, seed: int, val_fraction: float) -> tuple[list[str], list[str]]:
+    """Deterministic ``(train ids, val ids)`` (sorted, six digits) of ``n_images`` images.
+
+    ``round(n * val_fraction)`` images chosen by a permutation seeded with ``seed`` go to val,
+    at least one when ``val_fraction > 0`` and ``n >= 2``, and never all of them.
+    """
+    n_val = int(round(n_images * val_fraction))
+    if val_fraction > 0 and n_images >= 2:
+        n_val = min(max(n_val, 1), n_images - 1)
+    n_val = min(n_val, max(n_images - 1, 0))
+    order = np.random.default_rng([seed, 0, 1]).permutation(n_images)
+    val = set(order[:n_val].tolist())
+    ids = [f"{i:06d}" for i in range(n_images)]
+    train = [s for i, s in enumerate(ids) if i not in val]
+    return train, [s for i, s in enumerate(ids) if i in val]
+
+
+def _params(n_images: int, seed: int, size: tuple[int, int], val_fraction: float) -> dict:
+    return {
+        "generator": "squeezedet.data.synth",
+        "version": GENERATOR_VERSION,
+        "images": n_images,
+        "seed": seed,
+        "size": [size[0], size[1]],
+        "val_fraction": val_fraction,
+    }
+
+
+def _read_manifest(out: Path) -> dict | None:
+    try:
+        data = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("generator") == "squeezedet.data.synth" \
+        else None
+
+
+def _paths(out: Path, i: int) -> tuple[Path, Path]:
+    return (out / "training" / "image_2" / f"{i:06d}.png",
+            out / "training" / "label_2" / f"{i:06d}.txt")
+
+
+def is_current(
+    out: str | Path, n_images: int, seed: int, size: tuple[int, int] = (1242, 375),
+    val_fraction: float = 0.25,
+) -> bool:
+    """Whether ``out`` already holds the complete data set these parameters would write."""
+    out = Path(out)
+    manifest = _read_manifest(out)
+    if manifest is None or not manifest.get("complete"):
+        return False
+    if {k: v for k, v in manifest.items() if k != "complete"} != _params(
+        n_images, seed, tuple(size), float(val_fraction)  # type: ignore[arg-type]
+    ):
+        return False
+    sets = out / "ImageSets"
+    return (sets / "train.txt").is_file() and (sets / "val.txt").is_file() and all(
+        p.is_file() for i in range(n_images) for p in _paths(out, i)
+    )
+
+
+def generate_dataset(
+    out: str | Path,
+    n_images: int,
+    seed: int,
+    size: tuple[int, int] = (1242, 375),
+    val_fraction: float = 0.25,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``n_images`` synthetic scenes of ``size = (W, H)`` in KITTI's layout under ``out``.
+
+    When ``out`` already holds exactly this data set (same parameters, complete) nothing is
+    written. Otherwise ``out`` must be missing, empty, or hold an unfinished run of the same
+    parameters; with ``overwrite`` any content is allowed: the generator's own files are
+    rewritten (numbered files of an earlier, larger synthetic set are removed) and other files
+    are never touched. Returns ``out``.
+    """
+    out = Path(out)
+    if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
+        raise SqueezeDetError(f"the number of images must be a whole number >= 1, got {n_images!r}")
+    if n_images > MAX_IMAGES:
+        raise SqueezeDetError(f"at most {MAX_IMAGES} images (six-digit ids), got {n_images}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SqueezeDetError(f"the seed must be a whole number >= 0, got {seed!r}")
+    if not (0.0 <= float(val_fraction) < 1.0):
+        raise SqueezeDetError(f"the validation fraction must be in [0, 1), got {val_fraction}")
+    size = (int(size[0]), int(size[1]))
+    _check_size(size)
+    n_images, seed, val_fraction = int(n_images), int(seed), float(val_fraction)
+    params = _params(n_images, seed, size, val_fraction)
+
+    if out.exists() and not out.is_dir():
+        raise SqueezeDetError(f"{out} exists and is not a folder; choose another output folder")
+    if is_current(out, n_images, seed, size, val_fraction) and not overwrite:
+        return out
+    old = _read_manifest(out) if out.is_dir() else None
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        same_run = old is not None and {k: v for k, v in old.items() if k != "complete"} == params
+        if not same_run:
+            what = "a different synthetic data set" if old is not None else "other files"
+            raise SqueezeDetError(
+                f"{out} already holds {what}; choose an empty or new folder, or pass "
+                f"--overwrite (overwrite=True) to rewrite the generator's files there"
+            )
+
+    for sub in ("training/image_2", "training/label_2", "ImageSets"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    manifest = out / MANIFEST
+    manifest.write_text(json.dumps({**params, "complete": False}, indent=2) + "\n")
+    if old is not None and isinstance(old.get("images"), int):  # our older, larger set
+        for i in range(n_images, min(old["images"], MAX_IMAGES)):
+            for p in _paths(out, i):
+                p.unlink(missing_ok=True)
+
+    for i in tqdm(range(n_images), desc="synth", unit="img", disable=not progress,
+                  dynamic_ncols=True):
+        img, labels = render_scene([seed, i], size)
+        img_path, label_path = _paths(out, i)
+        img.save(img_path, format="PNG", compress_level=1)
+        write_kitti_file(label_path, labels)
+
+    train, val = split_ids(n_images, seed, val_fraction)
+    (out / "ImageSets" / "train.txt").write_text("".join(s + "\n" for s in train))
+    (out / "ImageSets" / "val.txt").write_text("".join(s + "\n" for s in val))
+    manifest.write_text(json.dumps({**params, "complete": True}, indent=2) + "\n")
+    return out
