@@ -1,0 +1,148 @@
+"""Training driver: smoke run, outputs, resume, non-finite loss, configuration errors."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint
+from squeezedet.cli import main
+from squeezedet.config import TrainConfig, load_config
+from squeezedet.engine import learning_rate
+from squeezedet.errors import NonFiniteLossError, SqueezeDetError
+from squeezedet.train import train
+from tiny_data import make_tiny_kitti
+
+SMALL = dict(input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2)
+
+
+def test_two_step_cpu_smoke_run(tmp_path):
+    root = make_tiny_kitti(tmp_path / "d", n=4)
+    cfg = TrainConfig(steps=2, **SMALL)
+    result = train(cfg, root, tmp_path / "run", progress=False)
+    assert result.step == 2
+    run = tmp_path / "run"
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "val.csv", "metrics.json"):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["step"] for r in rows] == ["1", "2"]
+    assert {"loss_total", "loss_bbox", "loss_conf", "loss_class", "lr"} <= set(rows[0])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["AP_R40"]) == {"Car", "Pedestrian", "Cyclist"}
+    assert len(list((run / "val_results").glob("*.txt"))) == 4
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["meta"]["input_size"] == [128, 64]
+    model = model_from_checkpoint(ckpt)
+    assert model.grid_size == (8, 4)
+    # a second run into the same folder is refused instead of overwriting it
+    with pytest.raises(SqueezeDetError, match="--resume"):
+        train(cfg, root, run, progress=False)
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    root = make_tiny_kitti(tmp_path / "d", n=6)
+    cfg = TrainConfig(steps=6, **SMALL)
+    train(cfg, root, tmp_path / "full", progress=False)
+    # same run stopped after 4 steps (checkpoint at step 4), then resumed to 6
+    train(TrainConfig(steps=4, **SMALL), root, tmp_path / "split", progress=False)
+    train(cfg, root, tmp_path / "split", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path):
+    """A real SIGKILL after a checkpoint, then --resume: same weights as an uninterrupted run."""
+    root = make_tiny_kitti(tmp_path / "d", n=6)
+    args = ["--data", str(root), "--input-size", "128x64", "--batch-size", "2", "--steps", "40",
+            "--quiet", "workers=0", "checkpoint_every=5", "val_max_images=2"]
+    assert main(["train", "--out", str(tmp_path / "full"), *args]) == 0
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    proc = subprocess.Popen([sys.executable, "-m", "squeezedet.cli", "train", "--out", str(killed),
+                             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = load_checkpoint(killed / "last.pt")["step"]
+    assert step < 40, "the run finished before it could be killed"
+    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(killed / "last.pt")
+    assert b["step"] == 40
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    rows = list(csv.DictReader((killed / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]  # no duplicated log rows
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_last_good(tmp_path):
+    root = make_tiny_kitti(tmp_path / "d", n=4)
+    train(TrainConfig(steps=4, **SMALL), root, tmp_path / "run", progress=False)
+    good = load_checkpoint(tmp_path / "run" / "last.pt")
+    blow_up = TrainConfig(steps=50, lr=1e12, grad_clip=0.0, momentum=0.0, **SMALL)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at step \d+"):
+        train(blow_up, root, tmp_path / "run", resume=True, progress=False)
+    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert kept["step"] >= 4
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+    assert good["step"] == 4
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(lr=0.01, lr_decay_steps=10_000, lr_decay=0.5)
+    assert learning_rate(cfg, 0) == 0.01
+    assert learning_rate(cfg, 9_999) == 0.01
+    assert learning_rate(cfg, 10_000) == 0.005
+    assert learning_rate(cfg, 25_000) == 0.0025
+    warm = TrainConfig(lr=0.01, warmup_steps=4)
+    assert [learning_rate(warm, s) for s in range(5)] == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
+
+
+def test_weight_decay_only_on_kernels():
+    import squeezedet
+    from squeezedet.engine import make_optimizer
+
+    model = squeezedet.create_model("squeezedet", input_size=(64, 32))
+    opt = make_optimizer(model, TrainConfig())
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0
+    assert all(p.ndim == 4 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+
+
+def test_config_errors_and_overrides(tmp_path):
+    with pytest.raises(SqueezeDetError, match="did you mean 'batch_size'"):
+        load_config(overrides=["batchsize=3"])
+    with pytest.raises(SqueezeDetError, match="batch_size must be positive"):
+        load_config(overrides=["batch_size=0"])
+    with pytest.raises(SqueezeDetError, match="dropout"):
+        TrainConfig(dropout=1.5)
+    f = tmp_path / "c.yaml"
+    f.write_text("input_size: [624, 192]\nclasses: [Car]\nlr: 0.001\n")
+    cfg = load_config(f, ["lr=0.002"])
+    assert cfg.input_size == (624, 192) and cfg.classes == ("Car",) and cfg.lr == 0.002
+    f.write_text("lr: [oops\n")
+    with pytest.raises(SqueezeDetError, match="not valid YAML"):
+        load_config(f)
+
+
+def test_train_cli_bad_data_names_file_and_line(tmp_path, capsys):
+    root = make_tiny_kitti(tmp_path / "d", n=4)
+    (root / "training" / "label_2" / "000002.txt").write_text("Car 0 0 0 1 2 3\n")
+    code = main(["train", "--data", str(root), "--out", str(tmp_path / "r"), "--steps", "1",
+                 "--input-size", "128x64", "--quiet", "workers=0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "000002.txt:1" in err and "Traceback" not in err
+    code = main(["train", "--data", str(root), "--out", str(tmp_path / "r2"), "--steps", "1",
+                 "--batch-size", "2", "--input-size", "128x64", "--quiet", "--skip-bad",
+                 "workers=0"])
+    assert code == 0
