@@ -169,8 +169,8 @@ def mix(a: Sequence[float], b: Sequence[float], t: float) -> Colour:
     return tuple(out)  # type: ignore[return-value]
 
 
-def ellipse_pts(cx: float, cy: float, rx: float, ry: float, n: int = 14) -> np.ndarray:
-    """``n`` points of an ellipse, ``[n, 2]``."""
+def ellipse_pts(cx: float, cy: float, rx: float, ry: float, n: int = 16) -> np.ndarray:
+    """``n`` points of an ellipse, ``[n, 2]`` (the four extremes included when 4 divides n)."""
     t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
 
@@ -309,7 +309,7 @@ def car_prims(obj: SceneObject, cam: Camera, light: np.ndarray, ambient: float) 
             zs = -w / 2 - 0.01 if name == "side0" else w / 2 + 0.01
             for xw in wheel_x:
                 for rad, col in ((r, tyre_colour), (0.55 * r, obj.colour2)):
-                    t = np.linspace(0.0, 2.0 * math.pi, 14, endpoint=False)
+                    t = np.linspace(0.0, 2.0 * math.pi, 16, endpoint=False)
                     loc = np.stack([xw + rad * np.cos(t), -r + rad * np.sin(t),
                                     np.full_like(t, zs)], axis=1)
                     prims.append(Prim("poly", cam.project(_to_camera(loc, *pose)), col))
@@ -437,10 +437,14 @@ def pedestrian_prims(obj: SceneObject, cam: Camera) -> list[Prim]:
     legs = [(-stride - spread, far), (stride + spread, near)]
     arms = [(0.22 * math.sin(phase) * side * k, shade(shirt, 0.75)),
             (-0.22 * math.sin(phase) * side * k, shirt)]
+    def shoe(x: float) -> None:  # sole on the ground (y = 0)
+        toe = (0.05 + 0.10 * side) * k
+        f.poly(np.array([[x - 0.05 * k, 0.0], [x + toe, 0.0], [x + toe, 0.04 * k],
+                         [x - 0.05 * k, 0.07 * k]]), (25, 25, 28))
+
     # far limbs first
     f.limb((-spread * 0.6, hip_y), (legs[0][0], 0.05 * k), 0.15 * k, 0.10 * k, legs[0][1])
-    f.limb((legs[0][0] - 0.02, 0.02 * k), (legs[0][0] + 0.12 * side * k, 0.0), 0.06 * k, 0.05 * k,
-           (25, 25, 28))
+    shoe(legs[0][0])
     f.limb((-shoulder_half * (1 - side), sh_y), (arms[0][0] - shoulder_half * (1 - side),
                                                  0.47 * h), 0.09 * k, 0.08 * k, arms[0][1])
     if obj.variant % 5 == 1:  # backpack on the back
@@ -449,8 +453,7 @@ def pedestrian_prims(obj: SceneObject, cam: Camera) -> list[Prim]:
         f.poly(bp, shade(obj.colour2, 0.6))
     # near leg
     f.limb((spread * 0.6, hip_y), (legs[1][0], 0.05 * k), 0.15 * k, 0.10 * k, legs[1][1])
-    f.limb((legs[1][0] - 0.02, 0.02 * k), (legs[1][0] + 0.12 * side * k, 0.0), 0.06 * k, 0.05 * k,
-           (25, 25, 28))
+    shoe(legs[1][0])
     # torso (a coat reaches lower)
     bottom = 0.36 * h if obj.variant % 5 == 2 else hip_y - 0.03 * h
     f.poly(np.array([[-hip_half * (1.25 if obj.variant % 5 == 2 else 1.0), bottom],
