@@ -125,7 +125,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def detector(checkpoint: Path) -> Detector:
-    return Detector.from_checkpoint(checkpoint, device="cpu", conf=0.0)
+    return Detector.from_checkpoint(checkpoint, device="cpu", backend="torch", conf=0.0)
 
 
 def _random_image(seed: int, height: int = 50, width: int = 100) -> np.ndarray:
