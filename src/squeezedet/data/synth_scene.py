@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -122,7 +122,6 @@ class _Item:
     depth: float
     prims: list[Prim]
     obj: SceneObject | None = None
-    shadow: list[np.ndarray] = field(default_factory=list)
 
 
 def _sample_style(rng: np.random.Generator) -> _Style:
@@ -138,7 +137,7 @@ def _sample_style(rng: np.random.Generator) -> _Style:
     light = np.array(
         [math.sin(az) * math.cos(elev), -math.sin(elev), math.cos(az) * math.cos(elev)]
     )
-    grey = rng.uniform(55, 125)
+    grey = int(rng.uniform(55, 125))
     return _Style(
         sky_top=_pick(rng, [sky_top], 10),
         sky_horizon=_pick(rng, [sky_hor], 10),
@@ -264,9 +263,9 @@ def _background(rng: np.random.Generator, cam: Camera, style: _Style, road: _Roa
             x += 1.0
     for _ in range(int(rng.integers(0, 3))):  # manholes
         x0, z0 = rng.uniform(road.x_left, road.x_right), _loguniform(rng, 5, 40)
-        t = np.linspace(0, 2 * math.pi, 14, endpoint=False)
-        pts = np.stack([x0 + 0.35 * np.cos(t), np.full_like(t, cam.height_m),
-                        z0 + 0.35 * np.sin(t)], axis=1)
+        ang = np.linspace(0, 2 * math.pi, 16, endpoint=False)
+        pts = np.stack([x0 + 0.35 * np.cos(ang), np.full_like(ang, cam.height_m),
+                        z0 + 0.35 * np.sin(ang)], axis=1)
         d.polygon(cam.project(pts).ravel().tolist(), fill=shade(style.road, 0.6))
 
     # façades, fences, hedges along both sides, far to near
@@ -324,8 +323,8 @@ def _background(rng: np.random.Generator, cam: Camera, style: _Style, road: _Roa
                     np.stack([np.full(n, xw), g - yy - 1.4, zz], axis=1),
                 ], axis=1)
                 quads = cam.project(corners.reshape(-1, 3)).reshape(n, 8)
-                for q in quads.tolist():
-                    d.polygon(q, fill=glass)
+                for quad in quads.tolist():
+                    d.polygon(quad, fill=glass)
     return img
 
 
@@ -341,7 +340,7 @@ def _texture(rng: np.random.Generator, cam: Camera, cell: int, amp: float) -> Im
     a = np.where(rows, amp / 3.0, amp)
     small = 255.0 * (1.0 - a * small)
     img = Image.fromarray(small.astype(np.uint8))
-    return img.resize((w, h), Image.BILINEAR)
+    return img.resize((w, h), Image.Resampling.BILINEAR)
 
 
 def _multiply(img: Image.Image, factor: Image.Image) -> Image.Image:
@@ -662,9 +661,9 @@ def label_objects(img: Image.Image, items: Sequence[_Item], cam: Camera) -> list
         next_id += 1
     own = np.asarray(owner)
     labels, dontcare = [], []
-    for oid, obj, box, clipped, (ix1, iy1, ix2, iy2), mask in reversed(records):
-        n_in = int(mask.sum())
-        n_vis = int((own[iy1:iy2, ix1:ix2][mask] == oid).sum())
+    for oid, obj, box, clipped, (ix1, iy1, ix2, iy2), pix in reversed(records):
+        n_in = int(pix.sum())
+        n_vis = int((own[iy1:iy2, ix1:ix2][pix] == oid).sum())
         visible = n_vis / n_in if n_in else 0.0
         if visible < MIN_VISIBLE:  # practically hidden: not labelled at all
             continue
@@ -765,7 +764,7 @@ def render_scene(
     coarse = rng.standard_normal((h2, w2, chans), dtype=np.float32) * style.noise + 128.5
     coarse = np.clip(coarse, 0, 255).astype(np.uint8)
     grain = Image.fromarray(coarse[:, :, 0] if chans == 1 else coarse)
-    grain = grain.resize((w, h), Image.NEAREST)
+    grain = grain.resize((w, h), Image.Resampling.NEAREST)
     if chans == 1:
         grain = Image.merge("RGB", (grain, grain, grain))
     return ImageChops.add(img, grain, 1.0, -128), labels
