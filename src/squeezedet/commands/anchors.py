@@ -1,0 +1,116 @@
+"""Anchor shapes for a data set by k-means over its training boxes (distance 1 - IoU).
+
+The boxes are measured as the network sees them: scaled from the image (or, with --tile, the
+tile) to --input-size. Prints the k shapes (w, h in input pixels, by area) and the mean IoU of each
+training box with its best-fitting anchor, for the new shapes and for the model's default shapes
+at that input size; writes the shapes as YAML for `squeezedet train --anchors FILE`.
+
+Example:
+  squeezedet anchors --data data/voc --input-size 512x512 --k 9 --out runs/anchors.yaml
+  squeezedet train --data data/voc --input-size 512x512 --anchors runs/anchors.yaml --out runs/voc
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from squeezedet.errors import SqueezeDetError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``squeezedet anchors``."""
+    parser.add_argument("--data", required=True, metavar="ROOT", help="data set folder")
+    parser.add_argument("--format", dest="data_format", default="auto",
+                        help="auto (default), kitti, coco, voc, yolo")
+    parser.add_argument("--classes", help="comma-separated classes to use (default: all)")
+    parser.add_argument("--split", default="train", help="split whose boxes to use (train)")
+    parser.add_argument("--k", type=int, default=9, help="number of anchor shapes (default 9)")
+    parser.add_argument("--input-size", metavar="WxH",
+                        help="network input size (default: the model's, 1248x384)")
+    parser.add_argument("--model", default="squeezedet", help="model whose defaults to compare")
+    parser.add_argument("--tile", metavar="WxH", help="measure boxes in WxH tiles (as --tile of "
+                        "train)")
+    parser.add_argument("--overlap", type=float, default=0.2, help="tile overlap (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    parser.add_argument("--out", default="anchors.yaml", metavar="FILE.yaml",
+                        help="where to write the shapes (default anchors.yaml)")
+
+
+def parse_size(text: str, what: str) -> tuple[int, int]:
+    """``"624x192"`` → ``(624, 192)``; a clear error otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SqueezeDetError(f"{what} must look like WxH, e.g. 624x192 (got {text!r})") from None
+    if w <= 0 or h <= 0:
+        raise SqueezeDetError(f"{what} must be positive (got {text!r})")
+    return w, h
+
+
+def training_box_sizes(root: str | Path, input_size: tuple[int, int], *,
+                       data_format: str = "auto", classes: Sequence[str] | None = None,
+                       split: str = "train", tile: tuple[int, int] | None = None,
+                       overlap: float = 0.2) -> np.ndarray:
+    """``float64 [N, 2]`` (w, h) of the training boxes in network input pixels.
+
+    Each box is scaled by ``input_size`` over the size of its image (its tile with ``tile``);
+    ignored objects (difficult, crowd, mostly cut off by a tile) are left out.
+    """
+    from squeezedet.data.base import DetectionDataset, image_size, select_classes
+    from squeezedet.data.formats import load_source
+
+    source = load_source(root, data_format)
+    chosen = select_classes(classes, source.classes, root)
+    samples = source.split(split)
+    ds = DetectionDataset(samples, chosen, input_size, tile=tile, tile_overlap=overlap)
+    sizes = []
+    for i in range(len(ds)):
+        boxes, _ = ds._targets[i]
+        if len(boxes) == 0:
+            continue
+        window = ds.window(i)
+        if window is not None:
+            w0, h0 = window[2] - window[0], window[3] - window[1]
+        else:
+            w0, h0 = samples[i].size or image_size(samples[i].image_path)
+        wh = np.stack([(boxes[:, 2] - boxes[:, 0]) * input_size[0] / w0,
+                       (boxes[:, 3] - boxes[:, 1]) * input_size[1] / h0], axis=1)
+        sizes.append(wh.astype(np.float64))
+    if not sizes:
+        raise SqueezeDetError(f"{root}: no training boxes of the classes {', '.join(chosen)} "
+                              f"in split {split!r}")
+    return np.concatenate(sizes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute, print and write the anchor shapes."""
+    from squeezedet.models import model_info
+    from squeezedet.ops.anchors import scale_anchor_shapes, write_anchor_shapes
+    from squeezedet.ops.kmeans import kmeans_anchors, mean_best_iou
+
+    info = model_info(args.model)
+    input_size = (parse_size(args.input_size, "--input-size") if args.input_size
+                  else tuple(info.default_input_size))
+    tile = parse_size(args.tile, "--tile") if args.tile else None
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    wh = training_box_sizes(args.data, input_size, data_format=args.data_format, classes=classes,
+                            split=args.split, tile=tile, overlap=args.overlap)
+    shapes, new_iou = kmeans_anchors(wh, args.k, seed=args.seed)
+    default = scale_anchor_shapes(info.default_anchor_shapes, info.default_input_size, input_size)
+    old_iou = mean_best_iou(wh, default)
+    print(f"{len(wh)} training boxes, input size {input_size[0]}x{input_size[1]}"
+          + (f", tiles {tile[0]}x{tile[1]} (overlap {args.overlap})" if tile else ""))
+    print(f"{'anchor':>6} {'w':>8} {'h':>8}")
+    for k, (w, h) in enumerate(shapes):
+        print(f"{k:>6} {w:8.1f} {h:8.1f}")
+    print(f"mean IoU of each box with its best anchor: {new_iou:.3f} with these {args.k} shapes, "
+          f"{old_iou:.3f} with the default {len(default)} shapes of {args.model}")
+    write_anchor_shapes(args.out, shapes.tolist(), input_size)
+    inline = "[" + ",".join(f"[{w:.1f},{h:.1f}]" for w, h in shapes) + "]"
+    print(f"wrote {args.out}; train with --anchors {args.out} --input-size "
+          f"{input_size[0]}x{input_size[1]} (or --anchors '{inline}')")
+    return 0
