@@ -1,24 +1,54 @@
 """Runners: one interface over the ways a trained model can be executed.
 
 A runner takes RGB images with values 0–255, ``float32 [B, 3, H, W]`` at the network input size,
-and returns the raw ConvDet output ``[B, K·(C+5), gh, gw]`` as a CPU/GPU torch tensor. It carries
+and returns the raw ConvDet output ``[B, K·(C+5), gh, gw]`` as a float32 torch tensor. It carries
 ``meta``, the model description of :meth:`SqueezeDet.metadata` (classes, input size, anchors,
 normalisation), which is all the post-processing needs.
 
-Backends: ``torch`` (a ``.pt`` checkpoint). Exported formats (ONNX Runtime, OpenVINO) register
-themselves in :data:`BACKENDS`.
+Backends (:data:`BACKENDS`, chosen with :func:`load_runner`):
+
+- ``torch``: a ``.pt`` checkpoint in eager PyTorch; ``precision="bf16"`` runs under CPU/CUDA bf16
+  autocast, ``channels_last`` (default on CPU) uses oneDNN's fast NHWC convolutions and
+  ``compile=True`` wraps the model in :func:`torch.compile`.
+- ``torchscript``: a ``.torchscript`` file written by ``squeezedet export --format torchscript``.
+- ``onnxruntime``: a ``.onnx`` file (fp32 or int8 QDQ) with ONNX Runtime's CPU provider.
+- ``openvino``: an OpenVINO IR ``.xml`` (or an ``.onnx``) with OpenVINO's CPU plugin; the
+  precision recorded at export (fp32 → f32, bf16 → bf16 inference precision hint) is applied.
+
+Every exported file has a metadata file next to it, ``<file>.json`` (:func:`metadata_path`),
+written by :mod:`squeezedet.export`: the model's :meth:`~SqueezeDet.metadata` plus the export's
+format, precision and parity figures.
+
+``backend="auto"`` picks by file type. For an exported ``.onnx`` it takes OpenVINO when installed
+(the fastest fp32 CPU runtime measured here), else ONNX Runtime. For a ``.pt`` checkpoint on the CPU
+it converts the model in memory to the fastest installed runtime — OpenVINO, then ONNX Runtime —
+checks the converted model against PyTorch on one image, and falls back to eager channels-last
+PyTorch (with a warning) when a runtime is missing, fails, or disagrees. ``backend="torch"`` skips
+the conversion (it costs about a second and some memory at start-up).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, require
+
+#: precisions a runner can be asked for
+PRECISIONS = ("fp32", "bf16", "int8")
+
+#: parity tolerance of the in-memory conversion of ``backend="auto"``: max abs difference
+#: relative to the largest output magnitude (fp32 runtimes agree to ~1e-6 of it; see export.py).
+AUTO_PARITY_RTOL = 1e-3
 
 
 class Runner(Protocol):
@@ -30,40 +60,320 @@ class Runner(Protocol):
     def __call__(self, images: Tensor) -> Tensor: ...
 
 
-class TorchRunner:
-    """Eager PyTorch execution of a checkpoint (channels-last on CPU)."""
+def metadata_path(model_path: str | Path) -> Path:
+    """The metadata file of an exported model: ``model.onnx`` → ``model.onnx.json``."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
 
-    def __init__(self, checkpoint: str | Path | dict[str, Any], device: str = "cpu") -> None:
+
+def read_metadata(model_path: str | Path) -> dict[str, Any]:
+    """Read the metadata file written next to an exported model (clear error when missing)."""
+    path = metadata_path(model_path)
+    if not path.is_file():
+        raise SqueezeDetError(
+            f"{path}: metadata file not found; exported models need the .json written next to "
+            "them by 'squeezedet export' (classes, input size, anchors, normalisation)"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SqueezeDetError(f"{path}: unreadable metadata file ({exc})") from None
+    for key in ("class_names", "input_size", "anchor_shapes"):
+        if key not in meta:
+            raise SqueezeDetError(f"{path}: metadata has no {key!r}; re-export the model")
+    if meta.get("outputs", "head") != "head":
+        raise SqueezeDetError(
+            f"{path}: this model was exported with --with-postprocess (outputs boxes/scores/labels); "
+            "runners need the raw head: re-export without --with-postprocess"
+        )
+    return meta
+
+
+def _check_cpu(device: str, backend: str) -> None:
+    if torch.device(device).type != "cpu":
+        raise SqueezeDetError(f"the {backend} backend runs on the CPU only, not {device!r}")
+
+
+def _per_image(run: Callable[[np.ndarray], np.ndarray], images: Tensor,
+               dynamic_batch: bool) -> Tensor:
+    """Run ``images`` as one batch, or image by image when the model has a fixed batch of 1."""
+    x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+    if dynamic_batch or x.shape[0] == 1:
+        return torch.from_numpy(np.asarray(run(x), dtype=np.float32))
+    return torch.from_numpy(np.concatenate([np.asarray(run(x[i:i + 1]), dtype=np.float32)
+                                            for i in range(x.shape[0])]))
+
+
+class TorchRunner:
+    """Eager PyTorch execution of a checkpoint.
+
+    Args:
+        checkpoint: a ``.pt`` path or a loaded checkpoint dict.
+        device: ``"cpu"``, ``"cuda"``, …
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; output returned as float32).
+        channels_last: NHWC memory format (default: on for the CPU, where oneDNN is ~2–4× faster
+            with it for this network).
+        compile: wrap the model in :func:`torch.compile` (slow first call).
+    """
+
+    def __init__(self, checkpoint: str | Path | dict[str, Any], device: str = "cpu", *,
+                 precision: str = "fp32", channels_last: bool | None = None,
+                 compile: bool = False) -> None:
         from squeezedet.checkpoint import model_from_checkpoint
 
+        if precision not in ("fp32", "bf16"):
+            raise SqueezeDetError(
+                f"the torch backend runs fp32 or bf16, not {precision!r}; for int8 export the "
+                "model (squeezedet export --format onnx --precision int8)"
+            )
         self.device = torch.device(device)
+        self.precision = precision
         self.model = model_from_checkpoint(checkpoint).to(self.device).eval()
-        if self.device.type == "cpu":
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.meta = self.model.metadata()
+        self._forward: Callable[[Tensor], Tensor] = self.model
+        if compile:
+            self._forward = torch.compile(self.model)  # type: ignore[assignment]
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def __call__(self, images: Tensor) -> Tensor:
+        x = images.to(self.device, torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self._forward(x)
+        return out.float()
+
+
+class TorchScriptRunner:
+    """A TorchScript file (``.torchscript``) with its metadata file."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.meta = read_metadata(path)
+        self.precision = str(self.meta.get("precision", "fp32"))
+        self.module = torch.jit.load(str(path), map_location=self.device).eval()
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> Tensor:
         x = images.to(self.device, torch.float32)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self.module(x).float()
 
 
-#: backend name → (file suffixes it opens, factory(path, device) → Runner)
-BACKENDS: dict[str, tuple[tuple[str, ...], Callable[[Path, str], Runner]]] = {
-    "torch": ((".pt", ".pth", ".ckpt"), lambda p, d: TorchRunner(p, d)),
+def _threads(threads: int | None) -> int:
+    return int(threads) if threads else torch.get_num_threads()
+
+
+class OnnxRuntimeRunner:
+    """An ONNX model (fp32, or int8 QDQ from ``--precision int8``) on ONNX Runtime's CPU provider.
+
+    Args:
+        model: a ``.onnx`` path (with its metadata file), or serialised ONNX bytes with ``meta``.
+        threads: intra-op threads (default: torch's thread count).
+    """
+
+    def __init__(self, model: str | Path | bytes, device: str = "cpu", *,
+                 meta: dict[str, Any] | None = None, threads: int | None = None) -> None:
+        _check_cpu(device, "onnxruntime")
+        ort = require("onnxruntime", "export")
+        self.device = torch.device("cpu")
+        self.meta = meta if meta is not None else read_metadata(model)  # type: ignore[arg-type]
+        self.precision = str(self.meta.get("precision", "fp32"))
+        opts = ort.SessionOptions()  # type: ignore[attr-defined]
+        opts.intra_op_num_threads = _threads(threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # type: ignore[attr-defined]
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(  # type: ignore[attr-defined]
+                source, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise SqueezeDetError(f"{model if not isinstance(model, bytes) else 'model'}: "
+                                  f"ONNX Runtime cannot load it ({exc})") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.dynamic_batch = not isinstance(inp.shape[0], int)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return _per_image(self._run, images, self.dynamic_batch)
+
+
+class OpenVinoRunner:
+    """An OpenVINO IR (``.xml`` + ``.bin``) or ONNX model on OpenVINO's CPU plugin.
+
+    The inference precision hint follows the export: ``bf16`` → bf16 (AVX512-BF16 / AMX), anything
+    else → f32 (an int8 QDQ model still runs its quantised layers in int8).
+
+    Args:
+        model: a model path (with its metadata file) or an ``openvino.Model`` with ``meta``.
+        threads: inference threads (default: torch's thread count).
+        precision: override the exported precision (``"fp32"`` or ``"bf16"``).
+    """
+
+    def __init__(self, model: str | Path | Any, device: str = "cpu", *,
+                 meta: dict[str, Any] | None = None, threads: int | None = None,
+                 precision: str | None = None) -> None:
+        _check_cpu(device, "openvino")
+        ov = require("openvino", "openvino")
+        self.device = torch.device("cpu")
+        self.meta = meta if meta is not None else read_metadata(model)
+        self.precision = precision or str(self.meta.get("precision", "fp32"))
+        core = ov.Core()  # type: ignore[attr-defined]
+        config = {
+            "INFERENCE_NUM_THREADS": _threads(threads),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
+        }
+        try:
+            source = str(model) if isinstance(model, (str, Path)) else model
+            ov_model = core.read_model(source) if isinstance(source, str) else source
+            self.dynamic_batch = ov_model.input(0).get_partial_shape()[0].is_dynamic
+            self.compiled = core.compile_model(ov_model, "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            raise SqueezeDetError(f"{model}: OpenVINO cannot load it ({exc})") from None
+        self.request = self.compiled.create_infer_request()
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: x})[0]
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return _per_image(self._run, images, self.dynamic_batch)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: str = "fp32",
+                       threads: int | None = None) -> Runner:
+    """The fastest installed CPU runner for a checkpoint, with a safe fallback.
+
+    Tries, in the order measured fastest on this project's CPU (``squeezedet benchmark``):
+    OpenVINO, ONNX Runtime (fp32 only), then eager channels-last PyTorch. The model is converted in
+    memory (no file is written); a conversion that fails or whose output differs from PyTorch's by
+    more than :data:`AUTO_PARITY_RTOL` of the output's magnitude on a test image is skipped with a
+    warning.
+    """
+    torch_runner = TorchRunner(checkpoint, "cpu", precision=precision)
+    if os.environ.get("SQUEEZEDET_NO_CONVERT"):
+        return torch_runner
+    candidates = [name for name, module in (("openvino", "openvino"), ("onnxruntime", "onnxruntime"))
+                  if _installed(module) and (precision == "fp32" or name == "openvino")]
+    if not candidates:
+        return torch_runner
+    from squeezedet.export import onnx_bytes, parity_images
+
+    model = torch_runner.model.to(memory_format=torch.contiguous_format)
+    meta = {**torch_runner.meta, "precision": precision, "outputs": "head"}
+    try:
+        proto = onnx_bytes(model)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure means: stay on torch
+        warnings.warn(f"ONNX conversion failed ({exc}); running eager PyTorch", stacklevel=2)
+        return TorchRunner(checkpoint, "cpu", precision=precision)
+    x = parity_images(tuple(meta["input_size"]), 1)
+    ref = TorchRunner(checkpoint, "cpu", precision="fp32")(x)
+    for name in candidates:
+        try:
+            runner: Runner
+            if name == "openvino":
+                ov = require("openvino", "openvino")
+                runner = OpenVinoRunner(ov.Core().read_model(proto, b""), meta=meta,  # type: ignore[attr-defined]
+                                        threads=threads, precision=precision)
+            else:
+                runner = OnnxRuntimeRunner(proto, meta=meta, threads=threads)
+            err = float((runner(x) - ref).abs().max())
+            tol = (AUTO_PARITY_RTOL if precision == "fp32" else 0.05) * float(ref.abs().max())
+            if err <= tol:
+                return runner
+            warnings.warn(f"{name} disagrees with PyTorch (max abs diff {err:.3g} > {tol:.3g}); "
+                          "not used", stacklevel=2)
+        except Exception as exc:  # noqa: BLE001 - fall back on any runtime failure
+            warnings.warn(f"{name} runtime unusable ({exc}); trying the next", stacklevel=2)
+    return TorchRunner(checkpoint, "cpu", precision=precision)
+
+
+def _torch_factory(path: Path, device: str, **options: Any) -> Runner:
+    if options.pop("fast", False) and torch.device(device).type == "cpu":
+        return fastest_cpu_runner(path, precision=options.get("precision", "fp32"),
+                                  threads=options.get("threads"))
+    options.pop("threads", None)
+    return TorchRunner(path, device, **options)
+
+
+def _onnx_auto_factory(path: Path, device: str, **options: Any) -> Runner:
+    if _installed("openvino"):
+        return OpenVinoRunner(path, device, **options)
+    if _installed("onnxruntime"):
+        options.pop("precision", None)
+        return OnnxRuntimeRunner(path, device, **options)
+    raise SqueezeDetError(
+        f"{path}: running an ONNX model needs ONNX Runtime or OpenVINO: "
+        "pip install 'squeezedet[export]' or 'squeezedet[openvino]'"
+    )
+
+
+def _ort_factory(path: Path, device: str, **options: Any) -> Runner:
+    options.pop("precision", None)
+    return OnnxRuntimeRunner(path, device, **options)
+
+
+def _ts_factory(path: Path, device: str, **options: Any) -> Runner:
+    return TorchScriptRunner(path, device)
+
+
+#: backend name → (file suffixes it opens, factory(path, device, **options) → Runner)
+BACKENDS: dict[str, tuple[tuple[str, ...], Callable[..., Runner]]] = {
+    "torch": ((".pt", ".pth", ".ckpt"), _torch_factory),
+    "torchscript": ((".torchscript",), _ts_factory),
+    "openvino": ((".xml",), lambda p, d, **o: OpenVinoRunner(p, d, **o)),
+    "onnxruntime": ((".onnx",), _ort_factory),
 }
 
 
-def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu") -> Runner:
-    """A runner for ``weights``; ``backend="auto"`` picks by file type."""
+def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu", *,
+                precision: str | None = None, threads: int | None = None) -> Runner:
+    """A runner for ``weights``.
+
+    Args:
+        weights: a checkpoint (``.pt``) or an exported model (``.onnx``, ``.xml``,
+            ``.torchscript``) with its metadata file.
+        backend: ``"auto"`` (by file type; the fastest installed CPU runtime for checkpoints, see
+            the module docstring) or a name of :data:`BACKENDS`.
+        device: where to run (exported formats run on the CPU).
+        precision: ``"fp32"`` or ``"bf16"`` for checkpoints and OpenVINO (default: fp32, or what
+            the export recorded); int8 comes from an int8 export.
+        threads: CPU threads of ONNX Runtime / OpenVINO (default: torch's setting).
+    """
     path = Path(weights)
     if not path.exists():
         raise SqueezeDetError(f"{path}: weights file not found")
+    if precision is not None and precision not in PRECISIONS:
+        raise SqueezeDetError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    suffix = path.suffix.lower()
+    options: dict[str, Any] = {}
+    if precision is not None:
+        options["precision"] = precision
     if backend == "auto":
+        if suffix == ".onnx":
+            if threads is not None:
+                options["threads"] = threads
+            return _onnx_auto_factory(path, device, **options)
         for name, (suffixes, _) in BACKENDS.items():
-            if path.suffix.lower() in suffixes:
+            if suffix in suffixes:
                 backend = name
                 break
         else:
@@ -71,6 +381,21 @@ def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu")
                 f"{path}: unknown weights type {path.suffix!r}; known: "
                 + ", ".join(s for suffixes, _ in BACKENDS.values() for s in suffixes)
             )
+        if backend == "torch":
+            options["fast"] = True
     if backend not in BACKENDS:
         raise SqueezeDetError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
-    return BACKENDS[backend][1](path, device)
+    if backend in ("onnxruntime", "openvino") and threads is not None:
+        options["threads"] = threads
+    if backend == "torch":
+        options["threads"] = threads
+        if suffix not in BACKENDS["torch"][0]:
+            raise SqueezeDetError(f"{path}: the torch backend needs a .pt checkpoint")
+    elif backend in ("onnxruntime", "torchscript") and suffix in BACKENDS["torch"][0]:
+        raise SqueezeDetError(
+            f"{path}: the {backend} backend needs an exported model; run "
+            f"'squeezedet export --weights {path} --format {'onnx' if backend == 'onnxruntime' else backend}'"
+        )
+    if backend == "torchscript":
+        options.pop("precision", None)
+    return BACKENDS[backend][1](path, device, **options)
