@@ -27,20 +27,23 @@ class TrainConfig:
     # model
     model: str = "squeezedet"
     input_size: tuple[int, int] | None = None  # (W, H); None: the model's default
-    classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+    # classes to train on, in label order; None: from the data (KITTI: Car, Pedestrian, Cyclist)
+    classes: tuple[str, ...] | None = None
     anchors: tuple[tuple[float, float], ...] | None = None  # (w, h) input pixels; None: default
     pretrained: str | None = None  # ImageNet backbone state dict (torchvision layout) or "download"
     freeze_stem: bool | None = None  # None: frozen iff pretrained
     dropout: float = 0.5
     normalization: str = "torchvision"  # or "caffe" (the original's BGR mean subtraction)
     # data
-    data_format: str = "kitti"
+    data_format: str = "auto"  # auto (detected from the folder), kitti, coco, voc, yolo
     train_split: str = "train"
     val_split: str = "val"
     skip_bad: bool = False
     drift: tuple[int, int] = (150, 100)  # max shift (x, y), original-image pixels
     flip_prob: float = 0.5
     workers: int = 2
+    tile: tuple[int, int] | None = None  # (W, H): train on overlapping windows of large images
+    tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
     # optimisation (the original KITTI recipe)
     optimizer: str = "sgd"  # "sgd" (original) or "adamw"
     lr: float = 0.01
@@ -89,8 +92,15 @@ class TrainConfig:
             problems.append(f"nms_iou must be in (0, 1] (got {self.nms_iou})")
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be 'sgd' or 'adamw' (got {self.optimizer!r})")
-        if not self.classes:
+        if self.classes is not None and not self.classes:
             problems.append("classes must name at least one class")
+        if self.data_format not in ("auto", "kitti", "coco", "voc", "yolo"):
+            problems.append(f"data_format must be auto, kitti, coco, voc or yolo "
+                            f"(got {self.data_format!r})")
+        if self.tile is not None and (len(self.tile) != 2 or min(self.tile) < 16):
+            problems.append(f"tile must be (W, H), each at least 16 (got {self.tile})")
+        if not 0 <= self.tile_overlap < 1:
+            problems.append(f"tile_overlap must be in [0, 1) (got {self.tile_overlap})")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 16):
             problems.append(f"input_size must be (W, H), each at least 16 (got {self.input_size})")
         if self.workers < 0 or self.val_every < 0 or self.warmup_steps < 0 or self.grad_clip < 0:

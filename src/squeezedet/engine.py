@@ -179,7 +179,8 @@ def evaluate(
     """KITTI AP of ``model`` on ``dataset`` (a :class:`KittiDataset` in eval mode).
 
     Writes one KITTI result file per image into ``result_dir`` when given. Returns the
-    evaluator's :class:`~squeezedet.eval.kitti.KittiEvalResult`.
+    evaluator's :class:`~squeezedet.eval.kitti.KittiEvalResult`; for a data set whose ``metric``
+    is ``"ap"`` (formats without KITTI difficulties), :class:`~squeezedet.eval.voc.APResult`.
     """
     from torch.utils.data import DataLoader, Subset
 
@@ -210,4 +211,8 @@ def evaluate(
         ground_truth[image_id] = dataset.ground_truth(position[image_id])
         if result_dir is not None:
             write_kitti_file(Path(result_dir) / f"{image_id}.txt", objs)
+    if getattr(dataset, "metric", "kitti") != "kitti":  # no KITTI difficulty fields
+        from squeezedet.eval.voc import evaluate_ap
+
+        return evaluate_ap(ground_truth, detections, classes=model.class_names)
     return evaluate_kitti(ground_truth, detections, classes=model.class_names)

@@ -56,19 +56,20 @@ class TrainResult:
 
 def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
     """Training (augmented) and validation data sets of ``root`` in ``cfg.data_format``."""
-    from squeezedet.data.kitti import KittiDataset
+    from squeezedet.data.kitti import DEFAULT_CLASSES, KittiDataset
 
-    if cfg.data_format != "kitti":
+    if cfg.data_format != "kitti" or cfg.tile is not None:
         from squeezedet.data.formats import open_dataset  # other formats (COCO, VOC, YOLO)
 
         return open_dataset(cfg, root, need_val)
     size = _input_size(cfg)
-    train = KittiDataset(root, cfg.train_split, cfg.classes, size, train=True,
+    classes = cfg.classes or DEFAULT_CLASSES
+    train = KittiDataset(root, cfg.train_split, classes, size, train=True,
                          skip_bad=cfg.skip_bad, drift=cfg.drift, flip_prob=cfg.flip_prob,
                          seed=cfg.seed)
     val = None
     if need_val:
-        val = KittiDataset(root, cfg.val_split, cfg.classes, size, train=False,
+        val = KittiDataset(root, cfg.val_split, classes, size, train=False,
                            skip_bad=cfg.skip_bad)
     return train, val
 
@@ -217,7 +218,7 @@ def train(
     else:
         total_steps = 40_000 if cfg.time_limit_min is None else 10**9
 
-    step, best = 0, None
+    step, best, finished = 0, None, False
     last_metrics: dict[str, Any] | None = None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -245,6 +246,7 @@ def train(
             "best": best,
             "rng": _rng_state(),
             "elapsed_s": elapsed_before + time.monotonic() - start,
+            "finished": finished,
         }
 
     def validate() -> None:
@@ -255,16 +257,23 @@ def train(
         last_metrics = result.to_json()
         last_metrics["step"] = step
         (run_dir / "metrics.json").write_text(json.dumps(last_metrics, indent=2))
-        row: dict[str, Any] = {"step": step, "mAP_R40": result.map_r40, "mAP_R11": result.map_r11}
-        for c in result.classes:
-            row[f"{c}_moderate_R40"] = result.ap_r40[c]["moderate"]
+        if hasattr(result, "headline"):  # COCO-style AP (data without KITTI difficulties)
+            name, score = result.headline
+            row: dict[str, Any] = {"step": step, **result.csv_row()}
+            detail = f"mAP50 {result.map50:.2f}"
+        else:
+            name, score = "mAP_R40", result.map_r40
+            row = {"step": step, "mAP_R40": result.map_r40, "mAP_R11": result.map_r11}
+            for c in result.classes:
+                row[f"{c}_moderate_R40"] = result.ap_r40[c]["moderate"]
+            detail = f"mAP_R11 {result.map_r11:.2f}"
         logger.val(row)
-        if best is None or result.map_r40 > best:
-            best = result.map_r40
+        if best is None or score > best:
+            best = score
             save_checkpoint(snapshot(), run_dir / "best.pt")
         if progress:
-            print(f"\nstep {step}: validation mAP_R40 {result.map_r40:.2f} "
-                  f"(mAP_R11 {result.map_r11:.2f}); best {best:.2f}", flush=True)
+            print(f"\nstep {step}: validation {name} {score:.2f} ({detail}); best {best:.2f}",
+                  flush=True)
 
     bar = None
     if progress:
@@ -319,6 +328,7 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+    finished = True  # reached the step or time limit (an interruption raises before this)
     save_checkpoint(snapshot(), run_dir / "last.pt")
     validate()
     logger.close()

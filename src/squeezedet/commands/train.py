@@ -37,11 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE.yaml", help="settings file")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip malformed samples instead of stopping (and report them)")
-    parser.add_argument("--format", dest="data_format", help="kitti (default), coco, voc, yolo")
+    parser.add_argument("--format", dest="data_format",
+                        help="auto (default: detected from the folder), kitti, coco, voc, yolo")
     parser.add_argument("--classes", help="comma-separated class names to train on")
     parser.add_argument("--anchors", metavar="FILE_OR_LIST",
                         help="anchor shapes: a file written by `squeezedet anchors` or "
                              "'[[w,h],...]'")
+    parser.add_argument("--tile", metavar="WxH",
+                        help="train on overlapping WxH windows of large images (aerial, "
+                             "microscopy)")
+    parser.add_argument("--overlap", type=float, metavar="P",
+                        help="fraction of a tile shared with its neighbour (default 0.2)")
     parser.add_argument("--list-settings", action="store_true", help="print every setting and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="any setting")
@@ -49,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     out = []
-    for key in ("model", "input_size", "batch_size", "steps", "epochs", "data_format", "classes"):
+    for key in ("model", "input_size", "batch_size", "steps", "epochs", "data_format", "classes",
+                "tile"):
         value = getattr(args, key, None)
         if value is not None:
             out.append(f"{key}={value}")
@@ -58,6 +65,8 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
 
         shapes = read_anchor_shapes(args.anchors)
         out.append(f"anchors={[list(s) for s in shapes]}")
+    if args.overlap is not None:
+        out.append(f"tile_overlap={args.overlap}")
     if args.skip_bad:
         out.append("skip_bad=true")
     return out + list(args.overrides)
@@ -88,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "data_root.txt").write_text(str(Path(data).resolve()) + "\n")
     result = train(cfg, data, run_dir, resume=bool(args.resume), progress=not args.quiet)
     print(f"trained {result.step} steps; run folder {result.run_dir}")
-    if result.last_metrics is not None:
-        print(f"validation mAP_R40 {result.last_metrics['mAP_R40']:.2f}, "
-              f"mAP_R11 {result.last_metrics['mAP_R11']:.2f} (details in {run_dir}/metrics.json)")
+    m = result.last_metrics
+    if m is not None and "mAP_R40" in m:
+        print(f"validation mAP_R40 {m['mAP_R40']:.2f}, "
+              f"mAP_R11 {m['mAP_R11']:.2f} (details in {run_dir}/metrics.json)")
+    elif m is not None:
+        print(f"validation mAP@[.5:.95] {m['mAP']:.2f}, mAP@0.5 {m['mAP50']:.2f} "
+              f"(details in {run_dir}/metrics.json)")
     return 0
