@@ -285,11 +285,22 @@ class Detector:
     def __call__(self, images: ImageInput | Sequence[ImageInput],
                  channel_order: ChannelOrder = "rgb") -> Detections | list[Detections]:
         """Detect objects; one image gives one :class:`Detections`, a list (or a batched array
-        or tensor) gives a list. Inputs: see the module docstring."""
+        or tensor) gives a list. Inputs: see the module docstring. A list is read
+        ``batch_size`` images at a time, so a long list of files is not held in memory at once."""
+        if isinstance(images, (list, tuple)):
+            results: list[Detections] = []
+            for start in range(0, len(images), self.batch_size):
+                chunk = list(images[start:start + self.batch_size])
+                results += self._detect_inputs(chunk, channel_order)[0]
+            return results
+        results, single = self._detect_inputs(images, channel_order)
+        return results[0] if single else results
+
+    def _detect_inputs(self, images: ImageInput | Sequence[ImageInput],
+                       channel_order: ChannelOrder) -> tuple[list[Detections], bool]:
         arrays, sources, single = as_rgb_arrays(images, channel_order)
         keep = [s is None for s in sources]  # files are read again by plot(); arrays are kept
-        results = self.detect_arrays(arrays, sources, keep)
-        return results[0] if single else results
+        return self.detect_arrays(arrays, sources, keep), single
 
     def preprocess(self, arrays: Sequence[np.ndarray]) -> Tensor:
         """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``float32 [B, 3, H, W]`` RGB 0–255 at the

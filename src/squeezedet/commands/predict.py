@@ -9,9 +9,10 @@ Images of any size are resized to the network size and the boxes mapped back to 
 pixels. Written under --out: the drawn images (same name as the input) or the drawn video; with
 --save-kitti one KITTI result file per image in OUT/kitti/ (the benchmark's submission format,
 ready for 'squeezedet evaluate'); with --save-json one JSON file per image in OUT/json/. For a video
-the per-frame files are named STEM_FRAME.txt / .json (frame counted from 0). An unreadable image is
-reported and skipped. The checkpoint carries everything needed (model, classes, input size,
-anchors, normalisation): no configuration file.
+the per-frame files are named STEM_FRAME.txt / .json (frame counted from 0, six digits; the JSON
+'image' field reads VIDEO#FRAME). An unreadable image is reported and skipped. The checkpoint
+carries everything needed (model, classes, input size, anchors, normalisation): no configuration
+file.
 
 Thresholds: --conf (default 0.4, the original's) is the drawing threshold and the one the summary
 counts. KITTI and JSON files get every detection kept after top-64 and NMS, low scores included,
@@ -43,7 +44,6 @@ from squeezedet.errors import DataError, SqueezeDetError
 #: Files a folder or glob source picks up, and files treated as videos.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 
 
 def _score(text: str) -> float:
@@ -90,8 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not write drawn images or video")
     parser.add_argument("--batch-size", type=_positive, default=8,
                         help="images per network call (default: 8)")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                        help="inference backend (default: auto, chosen by the weights' file type)")
+    from squeezedet.runtime import BACKENDS
+
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                        help="inference backend (default: auto, chosen by the weights' file type; "
+                             "see squeezedet.runtime)")
     parser.add_argument("--device", default="auto",
                         help="torch device: auto (CUDA when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
