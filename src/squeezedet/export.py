@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -216,8 +217,13 @@ def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
     ``out_path``. The first convolution and ConvDet (the last) stay fp32 when asked."""
     require("onnxruntime", "export")
     onnx = require("onnx", "export")
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     proto = onnx.load_from_string(fp32_onnx)  # type: ignore[attr-defined]
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
@@ -234,14 +240,20 @@ def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "fp32.onnx"
         src.write_bytes(fp32_onnx)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_static(str(src), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            per_channel=True, calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=exclude,
-                            extra_options={"ActivationSymmetric": False,
-                                           "WeightSymmetric": True})
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantiser logs a line per unquantised bias
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_static(
+                    str(src), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=exclude,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        finally:
+            root.setLevel(level)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import contextlib
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,8 +83,8 @@ def read_metadata(model_path: str | Path) -> dict[str, Any]:
             raise SqueezeDetError(f"{path}: metadata has no {key!r}; re-export the model")
     if meta.get("outputs", "head") != "head":
         raise SqueezeDetError(
-            f"{path}: this model was exported with --with-postprocess (outputs boxes/scores/labels); "
-            "runners need the raw head: re-export without --with-postprocess"
+            f"{path}: this model was exported with --with-postprocess (it outputs boxes, scores "
+            "and labels); runners need the raw head: re-export without --with-postprocess"
         )
     return meta
 
@@ -259,59 +259,84 @@ def _installed(module: str) -> bool:
 
 
 def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: str = "fp32",
-                       threads: int | None = None) -> Runner:
+                       threads: int | None = None,
+                       candidates: Sequence[str] = ("openvino", "onnxruntime"),
+                       fallback: bool = True) -> Runner:
     """The fastest installed CPU runner for a checkpoint, with a safe fallback.
 
-    Tries, in the order measured fastest on this project's CPU (``squeezedet benchmark``):
-    OpenVINO, ONNX Runtime (fp32 only), then eager channels-last PyTorch. The model is converted in
-    memory (no file is written); a conversion that fails or whose output differs from PyTorch's by
-    more than :data:`AUTO_PARITY_RTOL` of the output's magnitude on a test image is skipped with a
-    warning.
+    Tries ``candidates`` in order — by default OpenVINO then ONNX Runtime (fp32 only), the order
+    measured fastest on this project's CPU by ``squeezedet benchmark`` — and then eager
+    channels-last PyTorch. The model is converted in memory (no file is written); a runtime that is
+    missing, fails, or whose output differs from PyTorch's fp32 by more than
+    :data:`AUTO_PARITY_RTOL` (bf16: 5 %) of the output's magnitude on a test image is skipped with
+    a warning. With ``fallback=False`` the first candidate must work (errors are raised).
     """
-    torch_runner = TorchRunner(checkpoint, "cpu", precision=precision)
-    if os.environ.get("SQUEEZEDET_NO_CONVERT"):
-        return torch_runner
-    candidates = [name for name, module in (("openvino", "openvino"), ("onnxruntime", "onnxruntime"))
-                  if _installed(module) and (precision == "fp32" or name == "openvino")]
-    if not candidates:
-        return torch_runner
-    from squeezedet.export import onnx_bytes, parity_images
+    from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint
 
-    model = torch_runner.model.to(memory_format=torch.contiguous_format)
-    meta = {**torch_runner.meta, "precision": precision, "outputs": "head"}
+    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    usable = [name for name in candidates
+              if _installed(name) and (precision == "fp32" or name == "openvino")]
+    if not fallback and not usable:
+        name = candidates[0]
+        if precision != "fp32" and name == "onnxruntime":
+            raise SqueezeDetError(f"onnxruntime runs {precision} only from an exported model")
+        require(name, "openvino" if name == "openvino" else "export")
+    if not usable or os.environ.get("SQUEEZEDET_NO_CONVERT"):
+        return TorchRunner(ckpt, "cpu", precision=precision)
+    from squeezedet.export import onnx_bytes
+
+    model = model_from_checkpoint(ckpt)
+    meta = {**model.metadata(), "precision": precision, "outputs": "head"}
     try:
         proto = onnx_bytes(model)
     except Exception as exc:  # noqa: BLE001 - any exporter failure means: stay on torch
+        if not fallback:
+            raise SqueezeDetError(f"ONNX conversion failed ({exc})") from None
         warnings.warn(f"ONNX conversion failed ({exc}); running eager PyTorch", stacklevel=2)
-        return TorchRunner(checkpoint, "cpu", precision=precision)
-    x = parity_images(tuple(meta["input_size"]), 1)
-    ref = TorchRunner(checkpoint, "cpu", precision="fp32")(x)
-    for name in candidates:
+        return TorchRunner(ckpt, "cpu", precision=precision)
+    w, h = model.input_size
+    gen = torch.Generator().manual_seed(0)
+    # a smooth, image-like test input: low-frequency colour field plus pixel noise
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 20, generator=gen) * 255,
+                                           size=(h, w), mode="bilinear", align_corners=False)
+    x = (base + torch.randn(1, 3, h, w, generator=gen) * 8).clamp(0, 255)
+    with torch.inference_mode():
+        ref = model(x)
+    del model
+    for name in usable:
         try:
             runner: Runner
             if name == "openvino":
                 ov = require("openvino", "openvino")
-                runner = OpenVinoRunner(ov.Core().read_model(proto, b""), meta=meta,  # type: ignore[attr-defined]
-                                        threads=threads, precision=precision)
+                ov_model = ov.Core().read_model(proto, b"")  # type: ignore[attr-defined]
+                runner = OpenVinoRunner(ov_model, meta=meta, threads=threads, precision=precision)
             else:
                 runner = OnnxRuntimeRunner(proto, meta=meta, threads=threads)
             err = float((runner(x) - ref).abs().max())
             tol = (AUTO_PARITY_RTOL if precision == "fp32" else 0.05) * float(ref.abs().max())
             if err <= tol:
                 return runner
-            warnings.warn(f"{name} disagrees with PyTorch (max abs diff {err:.3g} > {tol:.3g}); "
-                          "not used", stacklevel=2)
+            message = f"{name} disagrees with PyTorch (max abs diff {err:.3g} > {tol:.3g})"
         except Exception as exc:  # noqa: BLE001 - fall back on any runtime failure
-            warnings.warn(f"{name} runtime unusable ({exc}); trying the next", stacklevel=2)
-    return TorchRunner(checkpoint, "cpu", precision=precision)
+            message = f"{name} runtime unusable ({exc})"
+        if not fallback:
+            raise SqueezeDetError(message)
+        warnings.warn(message + "; trying the next", stacklevel=2)
+    return TorchRunner(ckpt, "cpu", precision=precision)
 
 
 def _torch_factory(path: Path, device: str, **options: Any) -> Runner:
-    if options.pop("fast", False) and torch.device(device).type == "cpu":
-        return fastest_cpu_runner(path, precision=options.get("precision", "fp32"),
-                                  threads=options.get("threads"))
     options.pop("threads", None)
     return TorchRunner(path, device, **options)
+
+
+def _from_checkpoint(backend: str) -> Callable[..., Runner]:
+    def factory(path: Path, device: str, **options: Any) -> Runner:
+        _check_cpu(device, backend)
+        return fastest_cpu_runner(path, precision=options.get("precision") or "fp32",
+                                  threads=options.get("threads"), candidates=(backend,),
+                                  fallback=False)
+    return factory
 
 
 def _onnx_auto_factory(path: Path, device: str, **options: Any) -> Runner:
@@ -335,13 +360,19 @@ def _ts_factory(path: Path, device: str, **options: Any) -> Runner:
     return TorchScriptRunner(path, device)
 
 
+def _ov_factory(path: Path, device: str, **options: Any) -> Runner:
+    return OpenVinoRunner(path, device, **options)
+
+
 #: backend name → (file suffixes it opens, factory(path, device, **options) → Runner)
 BACKENDS: dict[str, tuple[tuple[str, ...], Callable[..., Runner]]] = {
     "torch": ((".pt", ".pth", ".ckpt"), _torch_factory),
     "torchscript": ((".torchscript",), _ts_factory),
-    "openvino": ((".xml",), lambda p, d, **o: OpenVinoRunner(p, d, **o)),
+    "openvino": ((".xml", ".onnx"), _ov_factory),
     "onnxruntime": ((".onnx",), _ort_factory),
 }
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu", *,
@@ -351,9 +382,10 @@ def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu",
     Args:
         weights: a checkpoint (``.pt``) or an exported model (``.onnx``, ``.xml``,
             ``.torchscript``) with its metadata file.
-        backend: ``"auto"`` (by file type; the fastest installed CPU runtime for checkpoints, see
-            the module docstring) or a name of :data:`BACKENDS`.
-        device: where to run (exported formats run on the CPU).
+        backend: ``"auto"`` (by file type; for a checkpoint on the CPU the fastest installed
+            runtime, see the module docstring) or a name of :data:`BACKENDS`. ``onnxruntime`` or
+            ``openvino`` with a checkpoint convert it in memory.
+        device: where to run (ONNX Runtime and OpenVINO run on the CPU).
         precision: ``"fp32"`` or ``"bf16"`` for checkpoints and OpenVINO (default: fp32, or what
             the export recorded); int8 comes from an int8 export.
         threads: CPU threads of ONNX Runtime / OpenVINO (default: torch's setting).
@@ -362,40 +394,36 @@ def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu",
     if not path.exists():
         raise SqueezeDetError(f"{path}: weights file not found")
     if precision is not None and precision not in PRECISIONS:
-        raise SqueezeDetError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        raise SqueezeDetError(
+            f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise SqueezeDetError(
+            f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
     suffix = path.suffix.lower()
-    options: dict[str, Any] = {}
+    known = {s for suffixes, _ in BACKENDS.values() for s in suffixes}
+    if suffix not in known:
+        raise SqueezeDetError(f"{path}: unknown weights type {path.suffix!r}; known: "
+                              + ", ".join(sorted(known)))
+    options: dict[str, Any] = {"threads": threads}
     if precision is not None:
         options["precision"] = precision
+    if suffix in _CHECKPOINT_SUFFIXES:
+        if backend == "auto":
+            if torch.device(device).type != "cpu":
+                return TorchRunner(path, device, precision=precision or "fp32")
+            return fastest_cpu_runner(path, precision=precision or "fp32", threads=threads)
+        if backend in ("onnxruntime", "openvino"):
+            return _from_checkpoint(backend)(path, device, **options)
+        if backend != "torch":
+            raise SqueezeDetError(
+                f"{path}: the {backend} backend needs an exported model: run 'squeezedet export "
+                f"--weights {path} --format {backend}'")
+        return _torch_factory(path, device, **options)
     if backend == "auto":
         if suffix == ".onnx":
-            if threads is not None:
-                options["threads"] = threads
             return _onnx_auto_factory(path, device, **options)
-        for name, (suffixes, _) in BACKENDS.items():
-            if suffix in suffixes:
-                backend = name
-                break
-        else:
-            raise SqueezeDetError(
-                f"{path}: unknown weights type {path.suffix!r}; known: "
-                + ", ".join(s for suffixes, _ in BACKENDS.values() for s in suffixes)
-            )
-        if backend == "torch":
-            options["fast"] = True
-    if backend not in BACKENDS:
-        raise SqueezeDetError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
-    if backend in ("onnxruntime", "openvino") and threads is not None:
-        options["threads"] = threads
-    if backend == "torch":
-        options["threads"] = threads
-        if suffix not in BACKENDS["torch"][0]:
-            raise SqueezeDetError(f"{path}: the torch backend needs a .pt checkpoint")
-    elif backend in ("onnxruntime", "torchscript") and suffix in BACKENDS["torch"][0]:
-        raise SqueezeDetError(
-            f"{path}: the {backend} backend needs an exported model; run "
-            f"'squeezedet export --weights {path} --format {'onnx' if backend == 'onnxruntime' else backend}'"
-        )
-    if backend == "torchscript":
-        options.pop("precision", None)
+        backend = next(n for n, (suffixes, _) in BACKENDS.items() if suffix in suffixes)
+    if suffix not in BACKENDS[backend][0]:
+        raise SqueezeDetError(f"{path}: the {backend} backend cannot open {suffix} files "
+                              f"(it opens {', '.join(BACKENDS[backend][0])})")
     return BACKENDS[backend][1](path, device, **options)
