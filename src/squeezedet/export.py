@@ -26,6 +26,7 @@ range; bf16: 5 % — 8-bit mantissas; int8: 15 % — 256 levels per tensor throu
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -83,10 +84,18 @@ class ExportResult:
 
 
 def render_images(input_size: tuple[int, int], n: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` synthetic driving scenes, ``uint8 [H0, W0, 3]`` RGB at KITTI's 1242×375."""
+    """``n`` synthetic driving scenes, ``uint8 [H0, W0, 3]`` RGB at KITTI's 1242×375 (cached;
+    treat them as read-only)."""
+    return [_scene(seed + i) for i in range(n)]
+
+
+@functools.lru_cache(maxsize=128)
+def _scene(seed: int) -> np.ndarray:
     from squeezedet.data.synth_scene import render_scene
 
-    return [np.asarray(render_scene(seed + i, (1242, 375))[0].convert("RGB")) for i in range(n)]
+    image = np.asarray(render_scene(seed, (1242, 375))[0].convert("RGB"))
+    image.flags.writeable = False
+    return image
 
 
 def image_files(source: str | Path, n: int) -> list[Path]:

@@ -1,0 +1,167 @@
+"""Export parity: every format and precision reproduces the PyTorch checkpoint.
+
+Tolerances are those of :data:`squeezedet.export.PARITY_RTOL` (relative to the largest output
+magnitude): fp32 runtimes only reorder sums (observed ~1e-6 relative), bf16 keeps 8 mantissa bits
+(observed ~2 %), int8 quantises activations to 256 levels per tensor (observed ~5-9 %). Tests are
+skipped when the optional extra of a format is missing; CI installs the extras.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from squeezedet.checkpoint import save_checkpoint
+from squeezedet.errors import SqueezeDetError
+from squeezedet.export import PARITY_RTOL, export_model, parity_images
+from squeezedet.models import create_model
+from squeezedet.runtime import TorchRunner, load_runner, metadata_path
+
+SIZE = (192, 64)  # small network input (W, H): a 12x4 grid, fast to export and run
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+needs_ort = pytest.mark.skipif(not (_has("onnxruntime") and _has("onnx")),
+                               reason="needs the 'export' extra")
+needs_ov = pytest.mark.skipif(not (_has("openvino") and _has("onnxruntime")),
+                              reason="needs the 'openvino' and 'export' extras")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random SqueezeDet whose head gives varied outputs (ConvDet N(0, 0.01))."""
+    torch.manual_seed(0)
+    model = create_model("squeezedet", input_size=SIZE).eval()
+    torch.nn.init.normal_(model.convdet.weight, std=0.01)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
+    return path
+
+
+CASES = [
+    pytest.param("onnx", "fp32", "onnxruntime", marks=needs_ort),
+    pytest.param("onnx", "int8", "onnxruntime", marks=needs_ort),
+    pytest.param("openvino", "fp32", "openvino", marks=needs_ov),
+    pytest.param("openvino", "bf16", "openvino", marks=needs_ov),
+    pytest.param("openvino", "int8", "openvino", marks=needs_ov),
+    pytest.param("torchscript", "fp32", "torchscript", marks=pytest.mark.slow),  # tracing: ~10 s
+]
+
+
+@pytest.mark.parametrize(("fmt", "precision", "backend"), CASES)
+def test_export_parity_and_runner(checkpoint: Path, tmp_path: Path, fmt: str, precision: str,
+                                  backend: str) -> None:
+    suffix = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}[fmt]
+    out = tmp_path / f"m-{precision}{suffix}"
+    result = export_model(checkpoint, fmt, out, precision=precision, calib_images=4)
+    assert out.is_file() and result.metadata_path == metadata_path(out)
+    assert result.max_abs_diff <= result.tolerance
+    meta = json.loads(result.metadata_path.read_text())
+    assert meta["input_size"] == list(SIZE)
+    assert meta["class_names"] == ["Car", "Pedestrian", "Cyclist"]
+    assert len(meta["anchor_shapes"]) == 9 and meta["grid_size"] == [12, 4]
+    assert meta["precision"] == precision and meta["format"] == fmt
+    assert meta["parity"]["max_abs_diff"] == pytest.approx(result.max_abs_diff)
+    assert "pixel_mean" in meta and "pixel_std" in meta
+
+    # the runner of the exported file agrees with the checkpoint's PyTorch runner
+    runner = load_runner(out, backend)
+    x = parity_images(SIZE, 2)
+    ref = TorchRunner(checkpoint)(x)
+    got = runner(x)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    tol = PARITY_RTOL[precision] * float(ref.abs().max())
+    assert float((got - ref).abs().max()) <= tol
+
+
+@needs_ort
+def test_dynamic_batch_and_auto_backend(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dyn.onnx"
+    export_model(checkpoint, "onnx", out, dynamic_batch=True)
+    runner = load_runner(out)  # auto: OpenVINO when installed, else ONNX Runtime
+    x = parity_images(SIZE, 3)
+    ref = TorchRunner(checkpoint)(x)
+    got = runner(x)
+    assert got.shape[0] == 3
+    assert float((got - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+
+
+@needs_ort
+def test_static_batch_runs_image_by_image(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "static.onnx"
+    export_model(checkpoint, "onnx", out)
+    runner = load_runner(out, "onnxruntime")
+    x = parity_images(SIZE, 2)
+    assert runner(x).shape[0] == 2
+
+
+@needs_ort
+def test_with_postprocess_outputs_detections(checkpoint: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "det.onnx"
+    result = export_model(checkpoint, "onnx", out, with_postprocess=True)
+    assert result.max_abs_diff <= result.tolerance
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["boxes", "scores", "labels"]
+    x = parity_images(SIZE, 1).numpy()
+    boxes, scores, labels = sess.run(None, {"images": x})
+    k = min(64, 12 * 4 * 9)
+    assert boxes.shape == (1, k, 4) and scores.shape == (1, k) and labels.shape == (1, k)
+    assert np.all(np.diff(scores[0]) <= 1e-6)  # by decreasing score
+    assert boxes[..., 0].min() >= 0 and boxes[..., 2].max() <= SIZE[0]
+    with pytest.raises(SqueezeDetError, match="with-postprocess"):
+        load_runner(out, "onnxruntime")
+
+
+@needs_ort
+def test_parity_failure_is_loud(checkpoint: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PARITY_RTOL, "int8", 1e-9)  # int8 cannot meet an fp32-level tolerance
+    with pytest.raises(SqueezeDetError, match="parity check failed"):
+        export_model(checkpoint, "onnx", tmp_path / "bad.onnx", precision="int8", calib_images=2)
+
+
+def test_unsupported_precision_and_suffix(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(SqueezeDetError, match="bf16"):
+        export_model(checkpoint, "onnx", tmp_path / "x.onnx", precision="bf16")
+    with pytest.raises(SqueezeDetError, match="must end in"):
+        export_model(checkpoint, "torchscript", tmp_path / "x.onnx")
+    with pytest.raises(SqueezeDetError, match="unknown export format"):
+        export_model(checkpoint, "tflite", tmp_path / "x.tflite")
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, checkpoint: Path,
+                                tmp_path: Path) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name: str, *args: object) -> object:
+        if name == "openvino":
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(SqueezeDetError, match=r"squeezedet\[openvino\]"):
+        export_model(checkpoint, "openvino", tmp_path / "x.xml")
+
+
+@needs_ort
+def test_export_cli(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from squeezedet.cli import main
+
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--weights", str(checkpoint), "--format", "onnx",
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs diff" in printed and out.is_file() and metadata_path(out).is_file()
+    assert main(["export", "--weights", str(tmp_path / "none.pt"), "--format", "onnx"]) == 2

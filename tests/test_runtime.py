@@ -1,0 +1,131 @@
+"""Runners: backend choice, in-memory conversion with fallback, precisions, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from squeezedet.checkpoint import save_checkpoint
+from squeezedet.errors import SqueezeDetError
+from squeezedet.export import parity_images
+from squeezedet.models import create_model
+from squeezedet.runtime import (
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    TorchRunner,
+    fastest_cpu_runner,
+    load_runner,
+)
+
+SIZE = (192, 64)
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(1)
+    model = create_model("squeezedet", input_size=SIZE).eval()
+    torch.nn.init.normal_(model.convdet.weight, std=0.01)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return parity_images(SIZE, 2)
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def test_torch_runner_layouts_agree(checkpoint: Path, images: torch.Tensor) -> None:
+    nchw = TorchRunner(checkpoint, channels_last=False)(images)
+    nhwc = TorchRunner(checkpoint)(images)
+    assert nchw.shape == (2, 72, 4, 12)
+    # the same fp32 arithmetic in another memory order: rounding-level differences only
+    assert _rel_err(nhwc, nchw) < 1e-4
+
+
+def test_torch_bf16_close_to_fp32(checkpoint: Path, images: torch.Tensor) -> None:
+    runner = TorchRunner(checkpoint, precision="bf16")
+    out = runner(images)
+    assert out.dtype == torch.float32
+    # bf16 keeps 8 mantissa bits (~0.4 % per rounding); through 27 layers a few % at most
+    assert _rel_err(out, TorchRunner(checkpoint)(images)) < 0.05
+    with pytest.raises(SqueezeDetError, match="int8"):
+        TorchRunner(checkpoint, precision="int8")
+
+
+def test_auto_picks_a_fast_runtime_that_matches(checkpoint: Path, images: torch.Tensor) -> None:
+    runner = load_runner(checkpoint)  # auto on the CPU
+    if _has("openvino"):
+        assert isinstance(runner, OpenVinoRunner)
+    elif _has("onnxruntime"):
+        assert isinstance(runner, OnnxRuntimeRunner)
+    else:
+        assert isinstance(runner, TorchRunner)
+    assert runner.meta["input_size"] == list(SIZE)
+    assert _rel_err(runner(images), TorchRunner(checkpoint)(images)) < 1e-4
+
+
+def test_auto_falls_back_to_torch(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import squeezedet.export
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(squeezedet.export, "onnx_bytes", broken)
+    if _has("openvino") or _has("onnxruntime"):
+        with pytest.warns(UserWarning, match="exporter exploded"):
+            runner = fastest_cpu_runner(checkpoint)
+    else:
+        runner = fastest_cpu_runner(checkpoint)
+    assert isinstance(runner, TorchRunner)
+    monkeypatch.setenv("SQUEEZEDET_NO_CONVERT", "1")
+    assert isinstance(load_runner(checkpoint), TorchRunner)
+
+
+def test_auto_rejects_a_disagreeing_runtime(checkpoint: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import squeezedet.runtime as rt
+
+    if not (_has("openvino") or _has("onnxruntime")):
+        pytest.skip("needs an optional runtime")
+    monkeypatch.setattr(rt, "AUTO_PARITY_RTOL", -1.0)  # nothing can agree this well
+    with pytest.warns(UserWarning, match="disagrees"):
+        assert isinstance(fastest_cpu_runner(checkpoint), TorchRunner)
+
+
+@pytest.mark.skipif(not _has("onnxruntime"), reason="needs the 'export' extra")
+def test_explicit_backend_converts_a_checkpoint(checkpoint: Path, images: torch.Tensor) -> None:
+    runner = load_runner(checkpoint, "onnxruntime", threads=1)
+    assert isinstance(runner, OnnxRuntimeRunner)
+    assert _rel_err(runner(images), TorchRunner(checkpoint)(images)) < 1e-4
+
+
+def test_errors(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(SqueezeDetError, match="not found"):
+        load_runner(tmp_path / "missing.pt")
+    weird = tmp_path / "model.tflite"
+    weird.write_bytes(b"x")
+    with pytest.raises(SqueezeDetError, match="unknown weights type"):
+        load_runner(weird)
+    with pytest.raises(SqueezeDetError, match="unknown backend"):
+        load_runner(checkpoint, "tensorrt")
+    with pytest.raises(SqueezeDetError, match="needs an exported model"):
+        load_runner(checkpoint, "torchscript")
+    with pytest.raises(SqueezeDetError, match="unknown precision"):
+        load_runner(checkpoint, precision="fp8")
+    orphan = tmp_path / "orphan.onnx"
+    orphan.write_bytes(b"not onnx")
+    if _has("onnxruntime"):
+        with pytest.raises(SqueezeDetError, match="metadata file not found"):
+            load_runner(orphan, "onnxruntime")
