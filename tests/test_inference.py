@@ -207,6 +207,8 @@ def test_json_output(detector: Detector) -> None:
     assert first["class"] == d.names[0] and first["label"] == int(d.labels[0])
     assert first["score"] == pytest.approx(float(d.scores[0]), abs=1e-6)
     assert first["box"] == pytest.approx(d.boxes[0].tolist(), abs=1e-3)
+    assert json.loads(d.to_json(indent=1)) == data  # one detection a line, same content
+    assert json.loads(d.to_json(min_score=1.1, indent=1))["detections"] == []
     threshold = float(d.scores[2])
     assert len(json.loads(d.to_json(min_score=threshold))["detections"]) == 3
 

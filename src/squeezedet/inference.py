@@ -121,8 +121,15 @@ class Detections:
         }
 
     def to_json(self, min_score: float = 0.0, indent: int | None = None) -> str:
-        """:meth:`to_dict` as a JSON string."""
-        return json.dumps(self.to_dict(min_score), indent=indent)
+        """:meth:`to_dict` as a JSON string; with ``indent``, one detection a line."""
+        data = self.to_dict(min_score)
+        if indent is None:
+            return json.dumps(data)
+        pad = " " * indent
+        head = json.dumps({k: v for k, v in data.items() if k != "detections"})[:-1]
+        dets = f",\n{pad}{pad}".join(json.dumps(d) for d in data["detections"])
+        body = f"[\n{pad}{pad}{dets}\n{pad}]" if dets else "[]"
+        return f"{head},\n{pad}\"detections\": {body}}}"
 
     def plot(self, min_score: float = 0.0, image: ImageInput | None = None,
              channel_order: ChannelOrder = "rgb", **style: Any) -> Image.Image:
