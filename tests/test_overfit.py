@@ -1,14 +1,14 @@
 """The detector can learn: a few images with a few boxes, overfitted on CPU."""
 
 import torch
+from tiny_data import make_tiny_kitti
 
 import squeezedet
 from squeezedet.data.kitti import KittiDataset, collate
+from squeezedet.loss import SqueezeDetLoss
 from squeezedet.ops.boxes import box_iou
 from squeezedet.ops.matching import build_targets
-from squeezedet.loss import SqueezeDetLoss
 from squeezedet.postprocess import PostProcess
-from tiny_data import make_tiny_kitti
 
 
 def test_overfit_three_images(tmp_path):
@@ -36,7 +36,7 @@ def test_overfit_three_images(tmp_path):
         final = loss_fn(head, dense, model.anchors, model.input_size)["total"].item()
         dets = PostProcess()(head, model.anchors, model.input_size)
     assert final <= 0.1 * first, (first, final)
-    for det, target in zip(dets, targets):
+    for det, target in zip(dets, targets, strict=True):
         n = len(target["boxes"])
         top = det["boxes"][:n]
         iou = box_iou(target["boxes"], top)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_data import make_tiny_kitti
 
 from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint
 from squeezedet.cli import main
@@ -18,7 +19,6 @@ from squeezedet.config import TrainConfig, load_config
 from squeezedet.engine import learning_rate
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.train import train
-from tiny_data import make_tiny_kitti
 
 SMALL = dict(input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2)
 

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if result.errors:
         from squeezedet.eval.error_analysis import format_errors
 
-        table += "\n\nError analysis (top detections per image):\n" + format_errors(result.errors)
+        table += "\n\n" + format_errors(result.errors)
     (out / "ap_table.txt").write_text(table + "\n")
     curves = _plots(result, out / "pr_curves")
     if (run_dir / "training_curves.png").exists():
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nmean moderate AP_R40 over {', '.join(result.classes)}: "
           f"{sum(moderate) / len(moderate):.2f}")
     print(f"\ndemo finished in {(time.monotonic() - t0) / 60:.1f} min. Outputs in {out}/:")
-    print(f"  metrics.json, ap_table.txt      the AP table (R40 and R11) and error analysis")
+    print("  metrics.json, ap_table.txt      the AP table (R40 and R11) and error analysis")
     if curves:
         print(f"  pr_curves/                      {len(curves)} precision-recall plots")
     if (out / "training_curves.png").exists():

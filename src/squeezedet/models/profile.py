@@ -62,7 +62,10 @@ def _to_meta(model: nn.Module) -> nn.Module:
 
 
 def profile_model(model: SqueezeDet, input_size: tuple[int, int] | None = None) -> ModelProfile:
-    """Parameters, fp32 size in MB (2^20 bytes, as the paper counts: 7.9 MB for SqueezeDet), GFLOPs, grid and anchor count of ``model``."""
+    """Parameters, fp32 size in MB, GFLOPs, grid and anchor count of ``model``.
+
+    MB here is 2^20 bytes, as the paper counts it (7.9 MB for SqueezeDet).
+    """
     size = input_size or model.input_size
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
