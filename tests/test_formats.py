@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from own_data import CLASSES, OBJECTS, SIZES, WRITERS, expected
+
 from squeezedet.config import TrainConfig
 from squeezedet.data.base import IGNORE_OCCLUSION, DetectionDataset, select_classes
 from squeezedet.data.formats import detect_format, load_source, open_dataset
