@@ -104,3 +104,21 @@ def predict_tiled(
     if max_detections is not None:
         keep = keep[:max_detections]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+def detect_tiled(detector: Any, image: np.ndarray, tile: tuple[int, int], overlap: float = 0.2,
+                 source: str | None = None, keep_image: bool = True) -> Any:
+    """:class:`~squeezedet.inference.Detections` of a large image, found tile by tile with a
+    :class:`~squeezedet.inference.Detector` and merged by :func:`predict_tiled` at the detector's
+    NMS threshold. ``image``: ``uint8 [H, W, 3]`` RGB; boxes come back in its pixels."""
+    from squeezedet.inference import Detections
+
+    def detect(window: np.ndarray) -> dict[str, Tensor]:
+        det = detector.detect_arrays([window], keep_images=False)[0]
+        return {"boxes": det.boxes, "scores": det.scores, "labels": det.labels}
+
+    merged = predict_tiled(detect, image, tile, overlap, detector.postprocess.nms_iou)
+    return Detections(boxes=merged["boxes"], scores=merged["scores"], labels=merged["labels"],
+                      class_names=detector.class_names,
+                      orig_size=(int(image.shape[0]), int(image.shape[1])), source=source,
+                      image=image if keep_image else None)

@@ -56,6 +56,16 @@ def _score(text: str) -> float:
     return value
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size WxH, e.g. 512x512") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return w, h
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -98,6 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="torch device: auto (CUDA when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--tile", type=_size, metavar="WxH",
+                        help="detect in overlapping WxH windows of each image and merge them with "
+                             "NMS (large images with small objects; images only)")
+    parser.add_argument("--overlap", type=float, default=0.2, metavar="P",
+                        help="fraction of a tile shared with its neighbour (default: 0.2)")
 
 
 # ---------------------------------------------------------------- sources
@@ -230,7 +245,13 @@ def _run_images(detector: Any, paths: list[Path], args: argparse.Namespace,
         if not batch:
             return
         t0 = time.perf_counter()
-        dets = detector.detect_arrays([a for _, _, a in batch], [str(p) for p, _, _ in batch])
+        if args.tile:  # large images: tile by tile, merged with NMS
+            from squeezedet.tiling import detect_tiled
+
+            dets = [detect_tiled(detector, a, args.tile, args.overlap, str(p), keep_image=False)
+                    for p, _, a in batch]
+        else:
+            dets = detector.detect_arrays([a for _, _, a in batch], [str(p) for p, _, _ in batch])
         summary.seconds += time.perf_counter() - t0
         for (path, name, _), det in zip(batch, dets, strict=True):
             writer.files(det, name)
@@ -350,6 +371,8 @@ def run(args: argparse.Namespace) -> int:
                                         conf=0.0, batch_size=args.batch_size)
     writer = Writer(args, detector.class_names)
     summary = Summary()
+    if kind == "video" and args.tile:
+        raise SqueezeDetError("--tile works on images, not videos")
     if kind == "video":
         video = _run_video(detector, paths[0], args, writer, summary)
         unit = "frame"
