@@ -142,3 +142,35 @@ def test_training_on_a_tiled_two_image_data_set_overfits(tmp_path):
     assert result.step == 150
     assert metrics["n_images"] == 6  # 2 images x 3 tiles
     assert metrics["mAP50"] > 70, metrics  # COCO-style AP@0.5 on the training tiles
+
+
+def test_predict_command_with_tiles(tmp_path, capsys):
+    """Zero ConvDet weights: every tile gives the same detections, so the tiles of a 256x64 image
+    (two 128x64 tiles, no overlap) give those of one 128x64 image, and the same moved by 128."""
+    import squeezedet
+    from squeezedet.checkpoint import save_checkpoint
+    from squeezedet.cli import main
+
+    model = squeezedet.create_model("squeezedet", input_size=(128, 64))
+    with torch.no_grad():
+        model.convdet.weight.zero_()
+        model.convdet.bias.zero_()
+    ckpt = tmp_path / "zero.pt"
+    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, ckpt)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 256, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray(rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)).save(tmp_path / "one.png")
+    common = ["--weights", str(ckpt), "--device", "cpu", "--backend", "torch", "--no-draw",
+              "--save-json", "--no-progress"]
+    assert main(["predict", *common, "--source", str(tmp_path / "one.png"),
+                 "--out", str(tmp_path / "one")]) == 0
+    assert main(["predict", *common, "--source", str(tmp_path / "big.png"), "--out",
+                 str(tmp_path / "big"), "--tile", "128x64", "--overlap", "0"]) == 0
+    one = json.loads((tmp_path / "one" / "json" / "one.json").read_text())
+    big = json.loads((tmp_path / "big" / "json" / "big.json").read_text())
+    assert (big["width"], big["height"]) == (256, 64)
+    boxes = sorted(tuple(d["box"]) for d in big["detections"])
+    single = [tuple(d["box"]) for d in one["detections"]]
+    want = sorted(single + [(x1 + 128, y1, x2 + 128, y2) for x1, y1, x2, y2 in single])
+    assert len(single) > 0
+    np.testing.assert_allclose(boxes, want, atol=1e-2)
