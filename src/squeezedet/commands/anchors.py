@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     info = model_info(args.model)
     input_size = (parse_size(args.input_size, "--input-size") if args.input_size
-                  else tuple(info.default_input_size))
+                  else (int(info.default_input_size[0]), int(info.default_input_size[1])))
     tile = parse_size(args.tile, "--tile") if args.tile else None
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     wh = training_box_sizes(args.data, input_size, data_format=args.data_format, classes=classes,

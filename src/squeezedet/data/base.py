@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,7 @@ class DetectionDataset(Dataset):
 VAL_FRACTION = 0.2
 
 
-def resolve_splits(ids: Sequence[str], explicit: dict[str, Sequence[str]] | None,
+def resolve_splits(ids: Sequence[str], explicit: Mapping[str, Sequence[str]] | None,
                    rule: str, seed: int = 0) -> tuple[dict[str, list[int]], str]:
     """Sample indices of ``"train"`` and ``"val"`` for samples with ``ids``.
 

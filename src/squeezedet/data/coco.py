@@ -19,7 +19,7 @@ Images without annotations are kept (as background images).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,9 @@ def read_coco(root: Path, skip_bad: bool = False) -> DataSource:
         for name in names:
             if name not in classes:
                 classes.append(name)
-        ids = {s.image_id for s in samples}
+        seen = {s.image_id for s in samples}
         for s in found:
-            if s.image_id in ids:  # the same file in both splits: keep one sample
+            if s.image_id in seen:  # the same file in both splits: keep one sample
                 continue
             samples.append(s)
         explicit[split] = [s.image_id for s in found]
@@ -169,7 +169,7 @@ def read_coco(root: Path, skip_bad: bool = False) -> DataSource:
     return DataSource("coco", root, samples, tuple(classes), splits, rule, "ap", skipped)
 
 
-def write_coco(splits: dict[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> None:
+def write_coco(splits: Mapping[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> None:
     """Write ``annotations/instances_<split>.json`` and ``images/`` (objects of ``classes`` only;
     ignored objects get ``iscrowd`` 1; ``category_id`` is the class index + 1)."""
     (dst / "annotations").mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,8 @@ def write_coco(splits: dict[str, Sequence[Sample]], classes: Sequence[str], dst:
     cat = {c.lower(): i + 1 for i, c in enumerate(classes)}
     copied: dict[str, Path] = {}
     for split, samples in splits.items():
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for n, s in enumerate(samples, start=1):
             if s.image_id not in copied:
                 copied[s.image_id] = copy_image(s.image_path, dst / "images" / s.image_id)

@@ -22,7 +22,7 @@ configuration (``--classes a,b,c``) selects and orders them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,19 +148,21 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
     if fmt == "kitti" and requested is None:
         requested = DEFAULT_CLASSES
     classes = select_classes(requested, source.classes, root)
-    train = DetectionDataset(source.split(cfg.train_split), classes, size, train=True,
-                             drift=cfg.drift, flip_prob=cfg.flip_prob, seed=cfg.seed, tile=tile,
-                             tile_overlap=overlap, skip_bad=cfg.skip_bad, metric=source.metric,
-                             name=f"{root} ({fmt}, {cfg.train_split})", skipped=source.skipped)
-    val = None
+    train_ds = DetectionDataset(
+        source.split(cfg.train_split), classes, size, train=True, drift=cfg.drift,
+        flip_prob=cfg.flip_prob, seed=cfg.seed, tile=tile, tile_overlap=overlap,
+        skip_bad=cfg.skip_bad, metric=source.metric, name=f"{root} ({fmt}, {cfg.train_split})",
+        skipped=source.skipped)
+    val_ds = None
     if need_val:
-        val = DetectionDataset(source.split(cfg.val_split), classes, size, train=False, tile=tile,
-                               tile_overlap=overlap, skip_bad=cfg.skip_bad, metric=source.metric,
-                               name=f"{root} ({fmt}, {cfg.val_split})")
-    return train, val
+        val_ds = DetectionDataset(
+            source.split(cfg.val_split), classes, size, train=False, tile=tile,
+            tile_overlap=overlap, skip_bad=cfg.skip_bad, metric=source.metric,
+            name=f"{root} ({fmt}, {cfg.val_split})")
+    return train_ds, val_ds
 
 
-def write_kitti(splits: dict[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> None:
+def write_kitti(splits: Mapping[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> None:
     """Write a KITTI layout (``training/image_2``, ``training/label_2``, ``ImageSets``); objects of
     other classes are left out, ignored ones keep ``occluded`` 3; images other than PNG/JPEG are
     re-encoded as PNG. The 3-D fields get KITTI's "unknown" values."""
@@ -201,7 +203,8 @@ def write_source(source: DataSource, data_format: str, dst: str | Path,
         raise SqueezeDetError(f"{dst} exists and is not empty; choose a new output folder")
     dst.mkdir(parents=True, exist_ok=True)
     chosen = select_classes(classes, source.classes, source.root)
-    splits = {name: source.split(name) for name in ("train", "val") if name in source.splits}
+    splits: dict[str, list[Sample]] = {name: source.split(name) for name in ("train", "val")
+                                       if name in source.splits}
     dropped = 0
     if fmt == "kitti":
         write_kitti(splits, chosen, dst)

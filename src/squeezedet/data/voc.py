@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -153,7 +153,7 @@ def read_voc(root: Path, skip_bad: bool = False) -> DataSource:
     return DataSource("voc", root, samples, classes, splits, rule, "ap", skipped)
 
 
-def write_voc(splits: dict[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> None:
+def write_voc(splits: Mapping[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> None:
     """Write a VOC devkit layout: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``.
 
     Objects of other classes than ``classes`` are left out; ignored objects get ``difficult`` 1.

@@ -23,7 +23,7 @@ replaced, as Ultralytics does), else ``a.txt`` next to the image. Sample ids are
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -241,7 +241,7 @@ def read_yolo(root: Path, skip_bad: bool = False) -> DataSource:
     return source
 
 
-def write_yolo(splits: dict[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> int:
+def write_yolo(splits: Mapping[str, Sequence[Sample]], classes: Sequence[str], dst: Path) -> int:
     """Write ``images/<split>/``, ``labels/<split>/``, ``data.yaml`` and ``classes.txt``.
 
     Objects of other classes, and ignored objects (YOLO has no "difficult" flag), are left out;
@@ -269,7 +269,8 @@ def write_yolo(splits: dict[str, Sequence[Sample]], classes: Sequence[str], dst:
             (dst / "labels" / split / f"{s.image_id}.txt").write_text(
                 "".join(line + "\n" for line in lines))
     (dst / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    data = {"path": ".", "train": "images/train", "val": "images/val", "names": list(classes)}
-    data = {k: v for k, v in data.items() if k not in ("train", "val") or v.split("/")[1] in splits}
+    data: dict[str, object] = {"path": "."}
+    data.update({split: f"images/{split}" for split in ("train", "val") if split in splits})
+    data["names"] = list(classes)
     (dst / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return dropped
