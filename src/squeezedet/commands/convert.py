@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['objects']} objects of {len(summary['classes'])} classes "
           f"({', '.join(summary['classes'])}) into {args.dest}")
     print(f"split: {source.split_rule}")
+    if summary["format"] == "kitti":
+        print(f"train on it with --classes {','.join(summary['classes'])} (for KITTI data, "
+              "training defaults to Car, Pedestrian, Cyclist)")
     if summary["dropped_ignored"]:
         print(f"note: {summary['dropped_ignored']} difficult/crowd objects were dropped "
               f"({summary['format']} cannot mark objects to ignore)")
