@@ -290,12 +290,13 @@ def _run_exported(path: Path, fmt: str, precision: str, x: Tensor,
         for i in range(x.shape[0]):
             outs.append(list(sess.run(None, {"images": x[i:i + 1].numpy()})))
     else:
-        from squeezedet.runtime import _threads
+        from squeezedet.runtime import _threads, ov_precision_hint
 
         ov = require("openvino", "openvino")
-        compiled = ov.Core().compile_model(str(path), "CPU", {  # type: ignore[attr-defined]
+        core = ov.Core()  # type: ignore[attr-defined]
+        compiled = core.compile_model(str(path), "CPU", {
             "INFERENCE_NUM_THREADS": _threads(threads),
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
+            "INFERENCE_PRECISION_HINT": ov_precision_hint(precision, core)})
         req = compiled.create_infer_request()
         for i in range(x.shape[0]):
             res = req.infer({0: x[i:i + 1].numpy()})

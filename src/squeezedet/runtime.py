@@ -191,6 +191,8 @@ class OnnxRuntimeRunner:
         opts = ort.SessionOptions()  # type: ignore[attr-defined]
         opts.intra_op_num_threads = _threads(threads)
         opts.inter_op_num_threads = 1
+        # idle ORT threads must not spin: they would steal the CPU from pre-/post-processing
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # type: ignore[attr-defined]
         source = model if isinstance(model, bytes) else str(model)
         try:
@@ -213,8 +215,9 @@ class OnnxRuntimeRunner:
 class OpenVinoRunner:
     """An OpenVINO IR (``.xml`` + ``.bin``) or ONNX model on OpenVINO's CPU plugin.
 
-    The inference precision hint follows the export: ``bf16`` → bf16 (AVX512-BF16 / AMX), anything
-    else → f32 (an int8 QDQ model still runs its quantised layers in int8).
+    The inference precision hint follows the export (:func:`ov_precision_hint`): ``bf16`` → bf16,
+    ``int8`` → int8 layers plus bf16 for the layers left in float when the CPU has bf16 (else
+    f32), ``fp32`` → f32.
 
     Args:
         model: a model path (with its metadata file) or an ``openvino.Model`` with ``meta``.
@@ -234,7 +237,7 @@ class OpenVinoRunner:
         config = {
             "INFERENCE_NUM_THREADS": _threads(threads),
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
+            "INFERENCE_PRECISION_HINT": ov_precision_hint(self.precision, core),
         }
         try:
             source = str(model) if isinstance(model, (str, Path)) else model
@@ -250,6 +253,16 @@ class OpenVinoRunner:
 
     def __call__(self, images: Tensor) -> Tensor:
         return _per_image(self._run, images, self.dynamic_batch)
+
+
+def ov_precision_hint(precision: str, core: Any) -> str:
+    """OpenVINO's ``INFERENCE_PRECISION_HINT`` for a model precision: fp32 → f32; bf16 → bf16;
+    int8 → bf16 for the float layers (the first convolution and ConvDet) when the CPU supports it
+    (AVX512-BF16/AMX; within the int8 parity tolerance, ~25 % faster here), else f32."""
+    if precision == "fp32":
+        return "f32"
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in caps else "f32"
 
 
 def _installed(module: str) -> bool:
