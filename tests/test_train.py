@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -63,11 +62,15 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     root = make_tiny_kitti(tmp_path / "d", n=6)
     args = ["--data", str(root), "--input-size", "128x64", "--batch-size", "2", "--steps", "40",
             "--quiet", "workers=0", "checkpoint_every=5", "val_max_images=2"]
-    assert main(["train", "--out", str(tmp_path / "full"), *args]) == 0
+    # every run in its own, identically configured process: other tests may have changed this
+    # process's thread settings, and float sums depend on them
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    cli = [sys.executable, "-m", "squeezedet.cli", "train"]
+    subprocess.run([*cli, "--out", str(tmp_path / "full"), *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     killed = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
-    proc = subprocess.Popen([sys.executable, "-m", "squeezedet.cli", "train", "--out", str(killed),
-                             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*cli, "--out", str(killed), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (killed / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -75,7 +78,8 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     proc.wait()
     step = load_checkpoint(killed / "last.pt")["step"]
     assert step < 40, "the run finished before it could be killed"
-    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
+    subprocess.run([*cli, "--resume", str(killed), "--quiet"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     a = load_checkpoint(tmp_path / "full" / "last.pt")
     b = load_checkpoint(killed / "last.pt")
     assert b["step"] == 40
@@ -146,3 +150,37 @@ def test_train_cli_bad_data_names_file_and_line(tmp_path, capsys):
                  "--batch-size", "2", "--input-size", "128x64", "--quiet", "--skip-bad",
                  "workers=0"])
     assert code == 0
+
+
+def test_weight_ema_by_hand():
+    import squeezedet
+    from squeezedet.train import WeightEMA
+
+    model = squeezedet.create_model("squeezedet", input_size=(64, 32))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    ema = WeightEMA(model, decay=0.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3.0)
+    # at step 100 the warm-up factor (101/110) exceeds 0.5, so d = 0.5: 0.5·1 + 0.5·3 = 2
+    ema.update(model, 100)
+    assert all(torch.allclose(p, torch.full_like(p, 2.0)) for p in ema.model.parameters())
+    # at step 0, d = min(0.5, 1/10) = 0.1: 0.1·2 + 0.9·3 = 2.9
+    ema.update(model, 0)
+    assert all(torch.allclose(p, torch.full_like(p, 2.9)) for p in ema.model.parameters())
+
+
+def test_resume_with_ema_gives_the_same_averaged_weights(tmp_path):
+    root = make_tiny_kitti(tmp_path / "d", n=6)
+    cfg = TrainConfig(steps=6, ema_decay=0.9, **SMALL)
+    train(cfg, root, tmp_path / "full", progress=False)
+    train(TrainConfig(steps=4, ema_decay=0.9, **SMALL), root, tmp_path / "split", progress=False)
+    train(cfg, root, tmp_path / "split", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    for key in ("model", "train_model"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    # the averaged weights differ from the raw ones the optimiser produced
+    assert not all(torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"])

@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # on convolution kernels only
     grad_clip: float = 1.0  # per-tensor gradient norm
     batch_size: int = 20
+    ema_decay: float = 0.0  # >0: predict and validate with an exponential moving average of weights
     steps: int | None = None
     epochs: int | None = None
     time_limit_min: float | None = None  # stop (and save) after this many minutes
@@ -84,6 +85,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 problems.append(f"{name} must be positive (got {v})")
+        if not 0 <= self.ema_decay < 1:
+            problems.append(f"ema_decay must be in [0, 1) (got {self.ema_decay})")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
         if not 0 <= self.flip_prob <= 1:

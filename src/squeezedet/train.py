@@ -112,6 +112,33 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+class WeightEMA:
+    """Exponential moving average of the weights, for steadier results from short runs.
+
+    ``ema = d·ema + (1 − d)·w`` after every step, with ``d = min(decay, (1 + t) / (10 + t))`` so
+    early steps are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: SqueezeDet, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: SqueezeDet, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        src = [t for t in model.state_dict().values() if t.is_floating_point()]
+        dst = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        torch._foreach_lerp_(dst, src, 1.0 - d)
+
+
 class _Logger:
     """CSV files plus TensorBoard (when installed)."""
 
@@ -205,6 +232,7 @@ def train(
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     loss_fn = loss_from_config(cfg)
     scaler = None
     if device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported():
@@ -221,7 +249,9 @@ def train(
     step, best, finished = 0, None, False
     last_metrics: dict[str, Any] | None = None
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("train_model") or ckpt["model"])
+        if ema is not None:
+            ema.model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
@@ -237,7 +267,10 @@ def train(
 
     def snapshot() -> dict[str, Any]:
         return {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            # "model" holds the weights to predict with (the average when EMA is on); the raw
+            # weights the optimiser works on are kept under "train_model" for resuming
+            "model": _cpu_state(ema.model if ema is not None else model),
+            "train_model": _cpu_state(model) if ema is not None else None,
             "meta": model.metadata(),
             "config": cfg.to_dict(),
             "optimizer": optimizer.state_dict(),
@@ -253,7 +286,8 @@ def train(
         nonlocal best, last_metrics
         if val_ds is None or len(val_ds) == 0:
             return
-        result = evaluate(model, val_ds, cfg, device, run_dir / "val_results", progress=progress)
+        result = evaluate(ema.model if ema is not None else model, val_ds, cfg, device,
+                          run_dir / "val_results", progress=progress)
         last_metrics = result.to_json()
         last_metrics["step"] = step
         (run_dir / "metrics.json").write_text(json.dumps(last_metrics, indent=2))
@@ -304,6 +338,8 @@ def train(
                     logger.close()
                     raise
                 step += 1
+                if ema is not None:
+                    ema.update(model, step)
                 n_log += images.shape[0]
                 if bar is not None:
                     bar.update(1)

@@ -125,6 +125,27 @@ def _finish(model: SqueezeDet, pretrained: str | Path | bool, freeze_stem: bool 
     return model
 
 
+def _build(
+    name: str,
+    backbone: nn.Module,
+    num_classes: int | None,
+    class_names: Sequence[str] | None,
+    input_size: tuple[int, int] | None,
+    anchor_shapes: Sequence[Sequence[float]] | None,
+    pretrained: str | Path | bool,
+    freeze_stem: bool | None,
+    dropout: float,
+    normalization: str,
+    new_layers_init: Callable[[SqueezeDet], None] | None = None,
+) -> SqueezeDet:
+    """The body shared by the builders: resolve settings, initialise, wrap in the detector."""
+    c, names, size, shapes = _resolve(name, num_classes, class_names, input_size, anchor_shapes)
+    _init_scratch(backbone)
+    model = SqueezeDet(backbone, num_classes=c, anchor_shapes=shapes, input_size=size,
+                       class_names=names, dropout=dropout, normalization=normalization, name=name)
+    return _finish(model, pretrained, freeze_stem, new_layers_init if pretrained else None)
+
+
 def _init_scratch(model: nn.Module) -> None:
     """He initialisation for backbone convolutions (ReLU follows each), biases zero."""
     for m in model.modules():
@@ -152,13 +173,10 @@ def squeezedet(
     ``pretrained``: a SqueezeNet 1.1 state dict file in torchvision's key layout, ``True`` for
     torchvision's published file (downloaded once, hash-checked), or ``False`` to start from scratch.
     """
-    c, names, size, shapes = _resolve("squeezedet", num_classes, class_names, input_size, anchor_shapes)
-    backbone = SqueezeNetBackbone("1.1")
-    _init_scratch(backbone)
-    model = SqueezeDet(backbone, num_classes=c, anchor_shapes=shapes, input_size=size,
-                       class_names=names, dropout=dropout, normalization=normalization,
-                       name="squeezedet")
-    return _finish(model, pretrained, freeze_stem, _init_new_fires if pretrained else None)
+    return _build("squeezedet", SqueezeNetBackbone("1.1"),
+                  num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
+                  dropout, normalization,
+                  new_layers_init=_init_new_fires)
 
 
 @_register("squeezedet_plus", (1242, 375), KITTI_ANCHOR_SHAPES,
@@ -179,14 +197,10 @@ def squeezedet_plus(
     ``pretrained``: a state dict in torchvision's SqueezeNet 1.0 key layout with this backbone's
     (wider squeeze) shapes; torchvision's own 1.0 file does not fit and is refused with a message.
     """
-    c, names, size, shapes = _resolve("squeezedet_plus", num_classes, class_names, input_size,
-                                      anchor_shapes)
-    backbone = SqueezeNetBackbone("1.0")
-    _init_scratch(backbone)
-    model = SqueezeDet(backbone, num_classes=c, anchor_shapes=shapes, input_size=size,
-                       class_names=names, dropout=dropout, normalization=normalization,
-                       name="squeezedet_plus")
-    return _finish(model, pretrained, freeze_stem, _init_new_fires if pretrained else None)
+    return _build("squeezedet_plus", SqueezeNetBackbone("1.0"),
+                  num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
+                  dropout, normalization,
+                  new_layers_init=_init_new_fires)
 
 
 @_register("vgg16_convdet", (1248, 384), KITTI_ANCHOR_SHAPES,
@@ -206,14 +220,9 @@ def vgg16_convdet(
 
     ``pretrained``: a VGG16 state dict in torchvision's key layout (``features.N.weight``).
     """
-    c, names, size, shapes = _resolve("vgg16_convdet", num_classes, class_names, input_size,
-                                      anchor_shapes)
-    backbone = VGG16Backbone()
-    _init_scratch(backbone)
-    model = SqueezeDet(backbone, num_classes=c, anchor_shapes=shapes, input_size=size,
-                       class_names=names, dropout=dropout, normalization=normalization,
-                       name="vgg16_convdet")
-    return _finish(model, pretrained, freeze_stem)
+    return _build("vgg16_convdet", VGG16Backbone(),
+                  num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
+                  dropout, normalization)
 
 
 @_register("resnet50_convdet", (1248, 384), RESNET_ANCHOR_SHAPES,
@@ -233,14 +242,9 @@ def resnet50_convdet(
 
     ``pretrained``: a ResNet-50 state dict in torchvision's key layout (``layer3.5.conv3.weight``).
     """
-    c, names, size, shapes = _resolve("resnet50_convdet", num_classes, class_names, input_size,
-                                      anchor_shapes)
-    backbone = ResNet50Backbone()
-    _init_scratch(backbone)
-    model = SqueezeDet(backbone, num_classes=c, anchor_shapes=shapes, input_size=size,
-                       class_names=names, dropout=dropout, normalization=normalization,
-                       name="resnet50_convdet")
-    return _finish(model, pretrained, freeze_stem)
+    return _build("resnet50_convdet", ResNet50Backbone(),
+                  num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
+                  dropout, normalization)
 
 
 def _init_new_fires(model: SqueezeDet) -> None:
