@@ -343,7 +343,12 @@ def train(
                 n_log += images.shape[0]
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{stats['loss_total']:.3f}", lr=f"{stats['lr']:.2g}")
+                    extra = {}
+                    if cfg.time_limit_min is not None:  # time-bounded run: the ETA is the clock
+                        left = cfg.time_limit_min * 60 - elapsed_before - (time.monotonic() - start)
+                        extra["left"] = f"{max(left, 0) / 60:.1f}min"
+                    bar.set_postfix(loss=f"{stats['loss_total']:.3f}", lr=f"{stats['lr']:.2g}",
+                                    **extra)
                 if step % cfg.log_every == 0 or step == total_steps:
                     now = time.monotonic()
                     logger.train({"step": step, "epoch": epoch, **stats,
