@@ -184,7 +184,102 @@ def is_ignored(obj: KittiObject) -> bool:
     return int(obj.occluded) >= IGNORE_OCCLUSION
 
 
-class DetectionDataset(Dataset):
+class SampleSet(Dataset):
+    """What :class:`DetectionDataset` and :class:`~squeezedet.data.kitti.KittiDataset` share:
+    indexing, per-(seed, epoch, index) augmentation generators, skipping unreadable images and
+    turning a transformed sample into tensors.
+
+    Subclasses set ``ids``, ``classes``, ``seed``, ``epoch``, ``skip_bad``, ``skipped``,
+    ``transforms``, ``_image_paths``, ``_objects``, ``_targets`` and ``_bad``, and implement
+    :meth:`load` and :meth:`_describe`.
+    """
+
+    ids: list[str]
+    classes: tuple[str, ...]
+    seed: int
+    epoch: int
+    skip_bad: bool
+    skipped: list[str]
+    transforms: Compose
+    _image_paths: list[Path]
+    _objects: list[list[KittiObject]]
+    _targets: list[tuple[np.ndarray, np.ndarray]]
+    _bad: set[int]
+
+    def load(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Sample ``i`` before the transforms (image ``uint8 [H0, W0, 3]`` and NumPy target)."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """Where the samples come from, for messages."""
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation of ``epoch`` (call before iterating over each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _index(self, i: int) -> int:
+        n = len(self.ids)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"sample index {i} out of range for a data set of {n}")
+        return i % n
+
+    def image_path(self, i: int) -> Path:
+        """Path of sample ``i``'s image file (the whole image when tiling)."""
+        return self._image_paths[self._index(i)]
+
+    def ground_truth(self, i: int) -> list[KittiObject]:
+        """Every object of sample ``i`` (all types, ignored ones included), boxes in original
+        pixels of the image (of the tile when tiling)."""
+        return list(self._objects[self._index(i)])
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of training objects per class over the whole data set."""
+        counts = np.zeros(len(self.classes), dtype=np.int64)
+        for _, labels in self._targets:
+            counts += np.bincount(labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
+
+    def rng(self, i: int) -> np.random.Generator:
+        """The augmentation generator of sample ``i`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, self._index(i)])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        i = self._index(i)
+        rng = self.rng(i)
+        n = len(self.ids)
+        for attempt in range(n):
+            j = (i + attempt) % n
+            if j in self._bad:
+                continue
+            try:
+                image, target = self.load(j)
+            except DataError as exc:
+                if not self.skip_bad:
+                    raise
+                self._bad.add(j)
+                self.skipped.append(str(exc))
+                log.warning("skipping bad sample: %s", exc)
+                continue
+            break
+        else:
+            raise SqueezeDetError(f"no readable image among the {n} samples of {self._describe()}")
+        image, target = self.transforms(image, target, rng)
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        target = {
+            "boxes": torch.from_numpy(np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)),
+            "labels": torch.from_numpy(np.asarray(target["labels"], dtype=np.int64)),
+            "image_id": target["image_id"],
+            "orig_size": target["orig_size"],
+        }
+        return tensor, target
+
+
+class DetectionDataset(SampleSet):
     """Network-ready samples of a :class:`DataSource` split, with the interface of
     :class:`~squeezedet.data.kitti.KittiDataset`.
 
@@ -276,39 +371,9 @@ class DetectionDataset(Dataset):
         labels = np.array([c for _, c in kept], dtype=np.int64)
         return boxes, labels
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation of ``epoch`` (call before iterating over each epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _index(self, i: int) -> int:
-        n = len(self.ids)
-        i = int(i)
-        if not -n <= i < n:
-            raise IndexError(f"sample index {i} out of range for a data set of {n}")
-        return i % n
-
-    def image_path(self, i: int) -> Path:
-        """Path of sample ``i``'s image file (the whole image when tiling)."""
-        return self._image_paths[self._index(i)]
-
     def window(self, i: int) -> tuple[int, int, int, int] | None:
         """The tile ``(x0, y0, x1, y1)`` of sample ``i`` in its image's pixels (``None``: whole)."""
         return self._windows[self._index(i)]
-
-    def ground_truth(self, i: int) -> list[KittiObject]:
-        """Every object of sample ``i`` (all classes, ignored ones included), boxes in original
-        pixels of the image, or of the tile when tiling."""
-        return list(self._objects[self._index(i)])
-
-    def class_counts(self) -> dict[str, int]:
-        """Number of training objects per class over the whole data set."""
-        counts = np.zeros(len(self.classes), dtype=np.int64)
-        for _, labels in self._targets:
-            counts += np.bincount(labels, minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
 
     def load(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Sample ``i`` before the transforms: image (or tile) ``uint8 [H0, W0, 3]`` and a target
@@ -332,39 +397,8 @@ class DetectionDataset(Dataset):
         }
         return image, target
 
-    def rng(self, i: int) -> np.random.Generator:
-        """The augmentation generator of sample ``i`` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, self._index(i)])
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        i = self._index(i)
-        rng = self.rng(i)
-        n = len(self.ids)
-        for attempt in range(n):
-            j = (i + attempt) % n
-            if j in self._bad:
-                continue
-            try:
-                image, target = self.load(j)
-            except DataError as exc:
-                if not self.skip_bad:
-                    raise
-                self._bad.add(j)
-                self.skipped.append(str(exc))
-                log.warning("skipping bad sample: %s", exc)
-                continue
-            break
-        else:
-            raise SqueezeDetError(f"no readable image among the {n} samples of {self.name}")
-        image, target = self.transforms(image, target, rng)
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        target = {
-            "boxes": torch.from_numpy(np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)),
-            "labels": torch.from_numpy(np.asarray(target["labels"], dtype=np.int64)),
-            "image_id": target["image_id"],
-            "orig_size": target["orig_size"],
-        }
-        return tensor, target
+    def _describe(self) -> str:
+        return str(self.name)
 
     def __repr__(self) -> str:
         return (f"DetectionDataset({self.name!r}, n={len(self)}, classes={self.classes}, "

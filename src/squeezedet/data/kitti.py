@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from squeezedet.data.base import SampleSet
 from squeezedet.data.images import IMAGE_EXTENSIONS, load_image
 from squeezedet.data.transforms import Compose, build_transforms
 from squeezedet.errors import DataError, SqueezeDetError
@@ -174,7 +174,7 @@ def _canonical_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-class KittiDataset(Dataset):
+class KittiDataset(SampleSet):
     """KITTI-layout object detection data set returning network-ready samples.
 
     Args:
@@ -298,38 +298,9 @@ class KittiDataset(Dataset):
         labels = np.array([c for _, c in kept], dtype=np.int64)
         return boxes, labels
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation of ``epoch`` (call before iterating over each epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _index(self, i: int) -> int:
-        n = len(self.ids)
-        i = int(i)
-        if not -n <= i < n:
-            raise IndexError(f"sample index {i} out of range for a data set of {n}")
-        return i % n
-
-    def image_path(self, i: int) -> Path:
-        """Path of sample ``i``'s image file."""
-        return self._image_paths[self._index(i)]
-
     def label_path(self, i: int) -> Path:
         """Path of sample ``i``'s label file."""
         return self.label_dir / f"{self.ids[self._index(i)]}.txt"
-
-    def ground_truth(self, i: int) -> list[KittiObject]:
-        """Every object of sample ``i``'s label file (all types), boxes in original-image pixels."""
-        return list(self._objects[self._index(i)])
-
-    def class_counts(self) -> dict[str, int]:
-        """Number of training objects per class over the whole data set."""
-        counts = np.zeros(len(self.classes), dtype=np.int64)
-        for _, labels in self._targets:
-            counts += np.bincount(labels, minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
 
     def load(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Sample ``i`` before the transforms: image ``uint8 [H0, W0, 3]`` RGB and a target with
@@ -348,41 +319,8 @@ class KittiDataset(Dataset):
         }
         return image, target
 
-    def rng(self, i: int) -> np.random.Generator:
-        """The augmentation generator of sample ``i`` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, self._index(i)])
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        i = self._index(i)
-        rng = self.rng(i)
-        n = len(self.ids)
-        for attempt in range(n):
-            j = (i + attempt) % n
-            if j in self._bad:
-                continue
-            try:
-                image, target = self.load(j)
-            except DataError as exc:
-                if not self.skip_bad:
-                    raise
-                self._bad.add(j)
-                self.skipped.append(str(exc))
-                log.warning("skipping bad sample: %s", exc)
-                continue
-            break
-        else:
-            raise SqueezeDetError(
-                f"no readable image among the {n} samples of {self.root} (split {self.split})"
-            )
-        image, target = self.transforms(image, target, rng)
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        target = {
-            "boxes": torch.from_numpy(np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)),
-            "labels": torch.from_numpy(np.asarray(target["labels"], dtype=np.int64)),
-            "image_id": target["image_id"],
-            "orig_size": target["orig_size"],
-        }
-        return tensor, target
+    def _describe(self) -> str:
+        return f"{self.root} (split {self.split})"
 
     def __repr__(self) -> str:
         return (
