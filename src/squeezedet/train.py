@@ -52,6 +52,7 @@ class TrainResult:
     best_map: float | None
     last_metrics: dict[str, Any] | None
     stopped_early: bool
+    last_result: Any = None  # the evaluator's result object of the last validation
 
 
 def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
@@ -248,6 +249,7 @@ def train(
 
     step, best, finished = 0, None, False
     last_metrics: dict[str, Any] | None = None
+    last_result: Any = None
     if ckpt is not None:
         model.load_state_dict(ckpt.get("train_model") or ckpt["model"])
         if ema is not None:
@@ -283,11 +285,12 @@ def train(
         }
 
     def validate() -> None:
-        nonlocal best, last_metrics
+        nonlocal best, last_metrics, last_result
         if val_ds is None or len(val_ds) == 0:
             return
         result = evaluate(ema.model if ema is not None else model, val_ds, cfg, device,
                           run_dir / "val_results", progress=progress)
+        last_result = result
         last_metrics = result.to_json()
         last_metrics["step"] = step
         (run_dir / "metrics.json").write_text(json.dumps(last_metrics, indent=2))
@@ -374,7 +377,7 @@ def train(
     validate()
     logger.close()
     plot_training_curves(run_dir)
-    return TrainResult(run_dir, step, best, last_metrics, stopped_early)
+    return TrainResult(run_dir, step, best, last_metrics, stopped_early, last_result)
 
 
 def plot_training_curves(run_dir: str | Path) -> Path | None:
