@@ -347,6 +347,49 @@ def test_same_samples_with_loader_workers(tmp_path: Path) -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
+def test_cached_images_serve_samples_without_the_files(tmp_path: Path) -> None:
+    root = _drifting_root(tmp_path)
+    plain = KittiDataset(root, split="all", input_size=(64, 32), train=True, drift=(20, 10), seed=3)
+    cached = KittiDataset(root, split="all", input_size=(64, 32), train=True, drift=(20, 10), seed=3)
+    assert cached.cache_images() == 6 * 60 * 120 * 3  # six 120x60 RGB images, one byte a value
+    for path in root.glob("training/image_2/*.png"):
+        path.unlink()  # from now on only the cache can serve images
+    with pytest.raises(DataError, match="not found|no such|missing"):
+        plain[0]  # the files are gone
+    first = [cached[i] for i in range(6)]
+    again = [cached[i] for i in range(6)]  # the cache is not changed by being used
+    for (im_a, t_a), (im_b, t_b) in zip(first, again, strict=True):
+        assert torch.equal(im_a, im_b) and torch.equal(t_a["boxes"], t_b["boxes"])
+        t_a["boxes"] += 1000  # a caller changing its target does not reach the cache
+    assert torch.equal(cached[0][1]["boxes"], again[0][1]["boxes"])
+
+
+def test_cached_samples_equal_uncached_ones(tmp_path: Path) -> None:
+    root = _drifting_root(tmp_path)
+    plain = KittiDataset(root, split="all", input_size=(64, 32), train=True, drift=(20, 10), seed=3)
+    cached = KittiDataset(root, split="all", input_size=(64, 32), train=True, drift=(20, 10), seed=3)
+    cached.cache_images()
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(6):
+            (im_a, t_a), (im_b, t_b) = plain[i], cached[i]
+            assert torch.equal(im_a, im_b)
+            assert torch.equal(t_a["boxes"], t_b["boxes"]) and torch.equal(t_a["labels"], t_b["labels"])
+
+
+def test_caching_reports_or_skips_a_bad_image(tmp_path: Path) -> None:
+    good = [label("Car", (4, 2, 10, 8))]
+    root = make_root(tmp_path, {"000000": good, "000001": good})
+    (root / "training" / "image_2" / "000001.png").write_bytes(b"this is not a png")
+    with pytest.raises(DataError, match=r"000001\.png: not a readable image"):
+        KittiDataset(root, split="all", input_size=(40, 20)).cache_images()
+    skipping = KittiDataset(root, split="all", input_size=(40, 20), skip_bad=True)
+    skipping.cache_images()
+    assert len(skipping.skipped) == 1 and "000001.png" in skipping.skipped[0]
+    assert skipping[1][1]["image_id"] == "000000"  # replaced by the next good sample
+
+
 # --- split ---------------------------------------------------------------------------------------
 
 

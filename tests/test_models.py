@@ -6,6 +6,7 @@ import torch
 import squeezedet
 from squeezedet.cli import main
 from squeezedet.errors import SqueezeDetError
+from squeezedet.models import SqueezeDet
 from squeezedet.models.profile import profile_model
 
 
@@ -52,6 +53,27 @@ def test_grid_follows_input_size_and_classes_follow_head():
     assert plus.grid_size == (37, 10)  # no padding, floor pools: 305x91 -> 152x45 -> 75x22 -> 37x10
 
 
+@pytest.mark.parametrize("name", ["squeezedet", "squeezedet_plus", "vgg16_convdet", "resnet50_convdet"])
+@pytest.mark.parametrize("size", [(97, 61), (130, 45), (75, 53)])
+def test_grid_arithmetic_matches_a_real_forward(name, size):
+    # odd sizes exercise ceil-mode pools (last window must start inside the input) and floor convs
+    model = squeezedet.create_model(name, input_size=size).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, size[1], size[0]))
+    assert model.grid_size == (out.shape[-1], out.shape[-2])
+
+
+def test_backbone_without_resolution_path_uses_a_meta_run():
+    class Halve(torch.nn.Module):
+        out_channels = 4
+
+        def forward(self, x):
+            return torch.nn.functional.avg_pool2d(x, 2).repeat(1, 2, 1, 1)[:, :4]
+
+    model = SqueezeDet(Halve(), num_classes=1, anchor_shapes=[(8, 8)], input_size=(40, 22))
+    assert model.grid_size == (20, 11)
+
+
 def test_head_layout_matches_original_channels():
     model = squeezedet.create_model("squeezedet", input_size=(64, 32), num_classes=3)
     k, c = 9, 3
@@ -72,6 +94,48 @@ def test_dropout_only_in_training():
     model.eval()
     assert torch.equal(model(x), model(x))
     assert model.dropout.p == 0.5
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_dropout_drops_p_and_keeps_the_expectation(channels_last):
+    from squeezedet.models.layers import FastDropout
+
+    torch.manual_seed(0)
+    drop = FastDropout(0.2).train()
+    assert drop.keep_levels == 52429  # round(0.8 * 65536)
+    x = torch.ones(4, 64, 30, 50)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = drop(x)
+    n = x.numel()  # 384,000 elements: the dropped fraction has sd sqrt(0.2 * 0.8 / n) = 6.5e-4
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.2) < 0.004
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 65536 / 52429))  # 1 / keep probability
+    assert abs(y.mean().item() - 1.0) < 0.006
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # seeded by torch's generator: the same seed gives the same mask
+    torch.manual_seed(5)
+    a = drop(x)
+    torch.manual_seed(5)
+    assert torch.equal(a, drop(x))
+    # dropping is not tied to position: two draws differ
+    assert not torch.equal(drop(x) == 0, drop(x) == 0)
+    # gradients flow through kept elements only, scaled like the values
+    g = x.clone().requires_grad_()
+    out = drop(g)
+    out.sum().backward()
+    assert torch.equal(g.grad, out.detach())  # input all ones: grad = mask / keep = output
+
+
+def test_fast_dropout_off_in_eval_and_at_zero():
+    from squeezedet.models.layers import FastDropout
+
+    x = torch.rand(2, 3, 4, 5)
+    assert FastDropout(0.5).eval()(x) is x
+    assert FastDropout(0.0).train()(x) is x
+    with pytest.raises(ValueError):
+        FastDropout(1.0)
 
 
 @pytest.mark.parametrize("name", squeezedet.list_models())
@@ -172,3 +236,9 @@ def test_info_cli_json(capsys):
     assert json.loads(capsys.readouterr().out)["grid"] == [39, 12]
     assert main(["info", "--input-size", "12by5"]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_input_too_small_for_the_backbone_is_a_clear_error():
+    # squeezedet_plus heights: 33 -> conv 7/2 -> 14 -> pools -> 6 -> 2 -> 0
+    with pytest.raises(ValueError, match="64x33 is too small for squeezedet_plus"):
+        squeezedet.create_model("squeezedet_plus", input_size=(64, 33))

@@ -186,3 +186,26 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         main(["predict", "--help"])
     text = capsys.readouterr().out
     assert "Examples:" in text and "--save-kitti" in text and "--backend" in text
+
+
+@pytest.mark.parametrize("count, expected", [(2, "torch"), (64, "auto")])
+def test_auto_backend_converts_a_checkpoint_only_for_many_images(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int,
+        expected: str) -> None:
+    from squeezedet.commands import predict
+    from squeezedet.inference import Detector
+
+    assert predict.AUTO_CONVERT_MIN_IMAGES == 64
+    chosen = []
+
+    def record(path, device="cpu", backend="auto", **kwargs):
+        chosen.append(backend)
+        raise SqueezeDetError("stop here")
+
+    monkeypatch.setattr(Detector, "from_checkpoint", staticmethod(record))
+    (tmp_path / "in").mkdir()
+    for i in range(count):
+        Image.fromarray(np.zeros((8, 16, 3), np.uint8)).save(tmp_path / "in" / f"{i}.png")
+    assert main(["predict", "--weights", str(checkpoint), "--source", str(tmp_path / "in"),
+                 "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) != 0
+    assert chosen == [expected]

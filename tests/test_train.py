@@ -111,6 +111,20 @@ def test_learning_rate_schedule():
     assert [learning_rate(warm, s) for s in range(5)] == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
 
 
+def test_cosine_schedule_follows_the_fraction_done():
+    cfg = TrainConfig(lr=0.01, lr_schedule="cosine", warmup_steps=0)
+    # (1 + cos(pi p)) / 2: 1 at the start, 1/2 halfway, (1 + cos(pi/4)) / 2 = 0.853553 at a quarter
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.01)
+    assert learning_rate(cfg, 10, 0.25) == pytest.approx(0.00853553, abs=1e-8)
+    assert learning_rate(cfg, 10, 0.5) == pytest.approx(0.005)
+    assert learning_rate(cfg, 10, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(cfg, 10, 1.7) == pytest.approx(0.0, abs=1e-12)  # past the end: stays 0
+    warm = TrainConfig(lr=0.01, lr_schedule="cosine", warmup_steps=4)
+    assert learning_rate(warm, 1, 0.5) == pytest.approx(0.005 * 2 / 4)
+    with pytest.raises(SqueezeDetError, match="lr_schedule must be 'step' or 'cosine'"):
+        TrainConfig(lr_schedule="linear")
+
+
 def test_weight_decay_only_on_kernels():
     import squeezedet
     from squeezedet.engine import make_optimizer

@@ -40,13 +40,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (CPU tensors)."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (CPU tensors).
+
+    ``mmap=True`` maps the file instead of reading it: tensors not used (the optimiser state,
+    the raw training weights) never take memory. Prediction loads this way.
+    """
     path = Path(path)
     if not path.is_file():
         raise SqueezeDetError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            # files in torch's legacy (non-zip) format cannot be mapped
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways
         raise SqueezeDetError(f"{path}: not a readable checkpoint ({exc})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
@@ -60,7 +70,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> SqueezeDet:
     """Rebuild the model a checkpoint describes and load its weights (in eval mode, on CPU)."""
     if not isinstance(ckpt, dict):
-        ckpt = load_checkpoint(ckpt)
+        ckpt = load_checkpoint(ckpt, mmap=True)
     meta = ckpt["meta"]
     model = create_model(
         meta["model"],

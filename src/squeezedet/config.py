@@ -42,6 +42,7 @@ class TrainConfig:
     drift: tuple[int, int] = (150, 100)  # max shift (x, y), original-image pixels
     flip_prob: float = 0.5
     workers: int = 2
+    cache_images: bool = False  # decode each training image once and keep it in RAM (H·W·3 bytes each)
     tile: tuple[int, int] | None = None  # (W, H): train on overlapping windows of large images
     tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
     # optimisation (the original KITTI recipe)
@@ -49,6 +50,9 @@ class TrainConfig:
     lr: float = 0.01
     lr_decay_steps: int = 10_000
     lr_decay: float = 0.5
+    # "step": lr·lr_decay every lr_decay_steps (original); "cosine": from lr down to 0 over the
+    # run's steps, epochs or time_limit_min
+    lr_schedule: str = "step"
     warmup_steps: int = 0
     momentum: float = 0.9
     weight_decay: float = 1e-4  # on convolution kernels only
@@ -69,7 +73,7 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    amp: bool = True  # mixed precision on CUDA
+    amp: bool = True  # mixed precision: CUDA bf16/fp16; CPU bf16 training where native
     log_every: int = 10
     val_every: int = 0  # steps; 0: only at the end
     checkpoint_every: int = 500
@@ -93,6 +97,8 @@ class TrainConfig:
             problems.append(f"flip_prob must be in [0, 1] (got {self.flip_prob})")
         if not 0 < self.nms_iou <= 1:
             problems.append(f"nms_iou must be in (0, 1] (got {self.nms_iou})")
+        if self.lr_schedule not in ("step", "cosine"):
+            problems.append(f"lr_schedule must be 'step' or 'cosine' (got {self.lr_schedule!r})")
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be 'sgd' or 'adamw' (got {self.optimizer!r})")
         if self.classes is not None and not self.classes:

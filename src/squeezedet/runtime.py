@@ -286,7 +286,7 @@ def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: st
     """
     from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint
 
-    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    ckpt = load_checkpoint(checkpoint, mmap=True) if not isinstance(checkpoint, dict) else checkpoint
     usable = [name for name in candidates
               if _installed(name) and (precision == "fp32" or name == "openvino")]
     if not fallback and not usable:

@@ -225,6 +225,9 @@ def train(
     train_ds, val_ds = build_datasets(cfg, data_root)
     if len(train_ds) == 0:
         raise SqueezeDetError(f"{data_root}: the training split has no images")
+    if cfg.cache_images:
+        held = train_ds.cache_images(progress=progress)
+        log.info("training images cached in memory: %.0f MiB", held / 2**20)
     skipped = len(getattr(train_ds, "skipped", [])) + len(getattr(val_ds, "skipped", []) or [])
     if skipped:
         log.warning("skipped %d bad samples (skip_bad=true)", skipped)
@@ -334,9 +337,13 @@ def train(
                                 # global RNG (dropout), or a resumed run would diverge
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             for images, targets in loader:
+                done = step / total_steps
+                if cfg.time_limit_min is not None:  # time-bounded: the clock decides the schedule
+                    spent = elapsed_before + time.monotonic() - start
+                    done = max(done, spent / (cfg.time_limit_min * 60))
                 try:
                     stats = train_step(model, images, targets, loss_fn, optimizer, cfg, step,
-                                       device, scaler)
+                                       device, scaler, progress=done)
                 except NonFiniteLossError:
                     logger.close()
                     raise

@@ -248,6 +248,43 @@ class SampleSet(Dataset):
         """The augmentation generator of sample ``i`` in the current epoch."""
         return np.random.default_rng([self.seed, self.epoch, self._index(i)])
 
+    def cache_images(self, progress: bool = False) -> int:
+        """Decode every image once and keep it in memory (read-only), so that epochs after this
+        cost only the augmentation; returns the bytes held. Call it before creating DataLoader
+        workers: forked workers share the cache. Unreadable images raise, or are skipped and
+        counted with ``skip_bad``."""
+        cache: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        indices: Any = range(len(self))
+        if progress:
+            from tqdm import tqdm
+
+            indices = tqdm(indices, desc="caching images", unit="img", leave=False)
+        held = 0
+        for j in indices:
+            if j in self._bad:
+                continue
+            try:
+                image, target = self.load(j)
+            except DataError as exc:
+                if not self.skip_bad:
+                    raise
+                self._bad.add(j)
+                self.skipped.append(str(exc))
+                log.warning("skipping bad sample: %s", exc)
+                continue
+            image.setflags(write=False)  # a transform writing in place would corrupt the cache
+            cache[j] = (image, target)
+            held += image.nbytes
+        self._cache = cache
+        return held
+
+    def _load_maybe_cached(self, j: int) -> tuple[np.ndarray, dict[str, Any]]:
+        cached = getattr(self, "_cache", {}).get(j)
+        if cached is None:
+            return self.load(j)
+        image, target = cached
+        return image, {**target, "boxes": target["boxes"].copy(), "labels": target["labels"].copy()}
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         i = self._index(i)
         rng = self.rng(i)
@@ -257,7 +294,7 @@ class SampleSet(Dataset):
             if j in self._bad:
                 continue
             try:
-                image, target = self.load(j)
+                image, target = self._load_maybe_cached(j)
             except DataError as exc:
                 if not self.skip_bad:
                     raise

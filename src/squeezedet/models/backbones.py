@@ -58,6 +58,10 @@ class SqueezeNetBackbone(nn.Module):
         self.features = nn.Sequential(*layers)
         self.stem = ("features.0",)
 
+    def resolution_path(self) -> list[nn.Module]:
+        """The layers that set the output resolution, in order (Fire modules keep it)."""
+        return [m for m in self.features if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+
     def forward(self, x: Tensor) -> Tensor:
         return self.extra(self.features(x))
 
@@ -81,6 +85,10 @@ class VGG16Backbone(nn.Module):
         self.out_channels = 512
         # the original froze conv1_x and conv2_x
         self.stem = ("features.0", "features.2", "features.5", "features.7")
+
+    def resolution_path(self) -> list[nn.Module]:
+        """The layers that set the output resolution, in order."""
+        return [m for m in self.features if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -132,6 +140,12 @@ class ResNet50Backbone(nn.Module):
         layers = [Bottleneck(in_channels, width, stride)]
         layers += [Bottleneck(width * 4, width) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
+
+    def resolution_path(self) -> list[nn.Module]:
+        """The layers that set the output resolution, in order: the stem and each block's 3×3
+        (the 1×1 convolutions keep the size; the shortcut matches the 3×3)."""
+        blocks = [b for stage in (self.layer1, self.layer2, self.layer3) for b in stage]
+        return [self.conv1, self.maxpool, *(b.conv2 for b in blocks)]
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.bn1(self.conv1(x)).relu())

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from squeezedet.models.layers import FastDropout
 from squeezedet.ops.anchors import make_anchors
 
 #: Pixel normalisations, RGB order, in 0–255 units. "torchvision" matches the ImageNet weights
@@ -87,7 +89,7 @@ class SqueezeDet(nn.Module):
         self.bgr = bool(norm["bgr"])
         self.register_buffer("pixel_mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         out = self.num_anchors * (num_classes + 1 + 4)
         self.convdet = nn.Conv2d(backbone.out_channels, out, kernel_size=3, padding=1)
         nn.init.normal_(self.convdet.weight, std=1e-4)
@@ -97,16 +99,30 @@ class SqueezeDet(nn.Module):
                              persistent=False)
 
     def compute_grid_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        """Output grid ``(gw, gh)`` for an input ``(W, H)``, found by running the backbone on meta tensors."""
-        x = torch.empty(1, 3, input_size[1], input_size[0], device="meta")
-        meta_backbone = _meta_copy(self.backbone)
-        y = meta_backbone(x)
-        return int(y.shape[-1]), int(y.shape[-2])
+        """Output grid ``(gw, gh)`` for an input ``(W, H)``.
+
+        Computed from the convolution and pooling arithmetic of the backbone's
+        ``resolution_path()``; a backbone without one is run on meta tensors instead (which
+        imports much of torch's symbolic machinery: ~80 MiB more resident memory).
+        """
+        path = getattr(self.backbone, "resolution_path", None)
+        if path is None:
+            x = torch.empty(1, 3, input_size[1], input_size[0], device="meta")
+            y = _meta_copy(self.backbone)(x)
+            return int(y.shape[-1]), int(y.shape[-2])
+        width, height = input_size
+        for layer in path():
+            width = _output_length(width, layer, -1)
+            height = _output_length(height, layer, -2)
+        if width < 1 or height < 1:
+            raise ValueError(f"input size {input_size[0]}x{input_size[1]} is too small for "
+                             f"{self.name}")
+        return width, height
 
     def normalize(self, images: Tensor) -> Tensor:
         """RGB 0–255 ``[B, 3, H, W]`` → the backbone's input scale and channel order."""
-        x = images.float()
-        x = (x - self.pixel_mean) / self.pixel_std
+        x = images.float() - self.pixel_mean
+        x.div_(self.pixel_std)  # in place: one full-size copy fewer
         if self.bgr:
             x = x.flip(1)
         return x
@@ -158,6 +174,23 @@ def split_head(out: Tensor, num_anchors: int, num_classes: int) -> HeadOutput:
         conf_logits=x[..., k * c : k * c + k].reshape(b, a),
         deltas=x[..., k * c + k :].reshape(b, a, 4),
     )
+
+
+def _output_length(n: int, layer: nn.Module, dim: int) -> int:
+    """Output length along ``dim`` (-1 width, -2 height) of a Conv2d or MaxPool2d for input ``n``,
+    by PyTorch's formula (with its ceil-mode rule: the last window starts inside the input)."""
+    def pair(v: Any) -> int:
+        return int(v[dim]) if isinstance(v, (tuple, list)) else int(v)
+
+    kernel, stride = pair(layer.kernel_size), pair(layer.stride)
+    padding, dilation = pair(layer.padding), pair(layer.dilation)
+    span = n + 2 * padding - dilation * (kernel - 1) - 1
+    if isinstance(layer, nn.MaxPool2d) and layer.ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= n + padding:
+            out -= 1
+        return out
+    return span // stride + 1
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:

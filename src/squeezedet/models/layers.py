@@ -25,6 +25,45 @@ class Fire(nn.Module):
         return torch.cat((torch.relu(self.expand1x1(s)), torch.relu(self.expand3x3(s))), dim=1)
 
 
+class FastDropout(nn.Module):
+    """Element-wise dropout with the semantics of ``nn.Dropout``, cheaper on the CPU.
+
+    Torch's CPU dropout draws one Bernoulli sample per element (~17 ms for SqueezeDet's
+    ``8×768×12×39`` fire11 output, a tenth of a bf16 training step). Here each element takes 16
+    bits of a 64-bit random integer (4 elements per draw) and is kept when they fall below
+    ``round((1 − p)·2^16)``; kept elements are scaled by the inverse of that keep probability, so
+    the expected output equals the input exactly. The drop probability is ``p`` rounded to a
+    multiple of ``2^-16``. Seeded by torch's CPU generator like any other op. On other devices, and
+    in eval mode, it is ``nn.functional.dropout``.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.keep_levels = max(1, round((1.0 - self.p) * 65536))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return nn.functional.dropout(x, self.p, training=True)
+        n = x.numel()
+        words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, 2**63 - 1)
+        bits = words.view(torch.int16)[:n]  # uniform over [-2^15, 2^15)
+        keep = bits < (self.keep_levels - 32768)
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            b, c, h, w = x.shape
+            keep = keep.view(b, h, w, c).permute(0, 3, 1, 2)  # same memory order as x
+        else:
+            keep = keep.view(x.shape)
+        return x * keep * (65536.0 / self.keep_levels)
+
+
 class FrozenBatchNorm2d(nn.Module):
     """Batch norm with fixed statistics and affine terms, stored as buffers (never trained).
 
