@@ -48,3 +48,22 @@ def test_benchmark_subprocess_row(tmp_path: Path) -> None:
 
 def test_benchmark_bad_row() -> None:
     assert main(["benchmark", "--backends", "tensorrt:fp8", "--input-size", "192x64"]) == 2
+
+
+def test_benchmark_runs_a_checkpoint_at_another_size(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import squeezedet
+    from squeezedet.checkpoint import save_checkpoint
+
+    model = squeezedet.create_model("squeezedet", input_size=(96, 32), anchor_shapes=[(10, 20)])
+    weights = tmp_path / "m.pt"
+    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, weights)
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--weights", str(weights), "--input-size", "192x64", "--runs", "1",
+                 "--warmup", "0", "--threads", "1", "--backends", "torch:fp32", "--in-process",
+                 "--json", str(out)]) == 0
+    assert "measured at 192x64 (anchors scaled)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["input_size"] == [192, 64]
+    # ConvDet 768 -> 8 channels (one anchor, 3 classes + 5) instead of 72: 64 * (768 * 9 + 1) fewer
+    assert report["params"] == 2_082_120 - 64 * (768 * 9 + 1)

@@ -82,6 +82,73 @@ def test_export_parity_and_runner(checkpoint: Path, tmp_path: Path, fmt: str, pr
     assert float((got - ref).abs().max()) <= tol
 
 
+def _quantised_inputs(node) -> bool:  # noqa: ANN001 - an openvino Node
+    """Whether every path into ``node``'s data input starts at a FakeQuantize (through the
+    quantisation-preserving Concat, MaxPool and ReLU)."""
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return True
+    if kind in ("Concat", "MaxPool", "Relu"):
+        count = len(node.inputs()) if kind == "Concat" else 1
+        return all(_quantised_inputs(node.input_value(i).get_node()) for i in range(count))
+    return False
+
+
+@needs_ov
+@pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
+def test_openvino_int8_quantises_every_convolution_with_nncf(checkpoint: Path, tmp_path: Path) -> None:
+    import openvino as ov
+
+    out = tmp_path / "q.xml"
+    result = export_model(checkpoint, "openvino", out, precision="int8", calib_images=4)
+    meta = json.loads(result.metadata_path.read_text())
+    assert meta["calibration"]["quantizer"] == "nncf"
+    graph = ov.Core().read_model(str(out))
+    convs = [op for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    assert len(convs) == 1 + 10 * 3 + 1  # conv1, fire2..fire11 (squeeze + two expands), ConvDet
+    assert all(_quantised_inputs(c.input_value(0).get_node()) for c in convs)
+    # the head's output is not quantised: no FakeQuantize after ConvDet
+    consumers = [i.get_node().get_type_name() for i in convs[-1].output(0).get_target_inputs()]
+    assert "FakeQuantize" not in consumers
+
+
+@needs_ov
+@pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
+def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvino as ov
+
+    import squeezedet.export as export
+
+    real, calls = export._parity, []
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        return (float("inf"), 1.0) if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_parity", first_fails)
+    out = tmp_path / "q.xml"
+    result = export_model(checkpoint, "openvino", out, precision="int8", calib_images=4)
+    assert len(calls) == 3 and result.max_abs_diff <= result.tolerance  # fail, retry, final check
+    assert json.loads(result.metadata_path.read_text())["calibration"]["float_layers"] == ["convdet"]
+    convs = [op for op in ov.Core().read_model(str(out)).get_ordered_ops()
+             if op.get_type_name() == "Convolution"]
+    assert all(_quantised_inputs(c.input_value(0).get_node()) for c in convs[:-1])
+    assert not _quantised_inputs(convs[-1].input_value(0).get_node())
+
+
+@needs_ov
+def test_openvino_int8_without_nncf_falls_back_with_a_warning(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import squeezedet.export as export
+
+    monkeypatch.setattr(export, "_installed", lambda module: module != "nncf")
+    with pytest.warns(UserWarning, match="NNCF is not installed"):
+        result = export_model(checkpoint, "openvino", tmp_path / "q.xml", precision="int8",
+                              calib_images=4)
+    assert json.loads(result.metadata_path.read_text())["calibration"]["quantizer"] == "onnxruntime"
+
+
 @needs_ort
 def test_dynamic_batch_and_auto_backend(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "dyn.onnx"

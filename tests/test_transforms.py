@@ -243,3 +243,32 @@ def test_bad_parameters() -> None:
     image, target = scene(10, 6, [])
     with pytest.raises(ValueError):
         Drift().apply(image, target, dx=10, dy=0)
+
+
+@pytest.mark.parametrize("src, dst", [((1242, 375), (1248, 384)), ((31, 17), (64, 40)),
+                                      ((100, 50), (100, 80))])
+def test_enlarging_with_opencv_matches_pillow_within_one_level(src, dst):
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    from squeezedet.data.transforms import resize_image
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(src[1], src[0], 3), dtype=np.uint8)
+    pillow = np.asarray(Image.fromarray(image).resize(dst, Image.Resampling.BILINEAR)).astype(int)
+    got = resize_image(image, dst)
+    assert got.shape == (dst[1], dst[0], 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - pillow).max() <= 1
+
+
+def test_shrinking_is_pillows_antialiased_bilinear():
+    from PIL import Image
+
+    from squeezedet.data.transforms import resize_image
+
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:, ::2] = 255  # one-pixel stripes: shrinking by 2 without antialiasing would alias
+    got = resize_image(image, (40, 20))
+    expected = np.asarray(Image.fromarray(image).resize((40, 20), Image.Resampling.BILINEAR))
+    assert np.array_equal(got, expected)
+    assert np.abs(got.astype(int) - 128).max() <= 40  # stripes average towards mid grey

@@ -13,9 +13,12 @@ detections before NMS — ``boxes [B, k, 4]`` xyxy network pixels, ``scores [B, 
 [B, k]`` int64 — so a consumer without PyTorch only runs per-class NMS on 64 boxes.
 
 Precisions: ``fp32`` (every format); ``bf16`` (OpenVINO: weights stored in fp16, inference in bf16
-on AVX512-BF16/AMX CPUs); ``int8`` (ONNX and OpenVINO: static post-training quantisation by ONNX
-Runtime's quantiser — per-channel int8 weights, uint8 activations, QDQ format — calibrated on
-training images; the first convolution and ConvDet stay fp32, which keeps AP).
+on AVX512-BF16/AMX CPUs); ``int8`` (static post-training quantisation calibrated on training
+images. OpenVINO: NNCF's ``performance`` preset on every convolution, ConvDet included — NNCF
+quantises layer inputs, so the head's output stays float; 1.6x faster than the ONNX Runtime path
+below, AP within 0.2 of fp32 on the demo model. ONNX, and OpenVINO without NNCF: ONNX Runtime's
+quantiser — per-channel int8 weights, uint8 activations, QDQ format — with the first convolution
+and ConvDet left in fp32, because QDQ also quantises ConvDet's output, which costs ~27 AP).
 
 Parity: the exported model and PyTorch fp32 run on real-looking images (KITTI photos when given,
 else rendered synthetic driving scenes); the maximum absolute difference of the outputs is printed
@@ -135,8 +138,9 @@ def network_batch(arrays: Sequence[np.ndarray], input_size: tuple[int, int]) -> 
     from squeezedet.data.transforms import Resize
 
     resize = Resize(input_size)
-    resized = [resize(a, {})[0] for a in arrays]
-    return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float().contiguous()
+    resized = np.stack([resize(a, {})[0] for a in arrays])
+    # NumPy, not torch: torch's copy sometimes took 4.7 ms instead of 0.7 next to a runtime's threads
+    return torch.from_numpy(np.ascontiguousarray(resized.transpose(0, 3, 1, 2), dtype=np.float32))
 
 
 def parity_images(input_size: tuple[int, int], n: int = 2,
@@ -219,11 +223,46 @@ def onnx_bytes(model: nn.Module, *, dynamic_batch: bool = False, with_postproces
             return program.model_proto.SerializeToString()  # type: ignore[union-attr]
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def quantize_openvino_int8(ov_model: Any, calibration: Tensor, keep_head_float: bool = False) -> Any:
+    """int8 post-training quantisation of an OpenVINO model with NNCF (``performance`` preset:
+    symmetric int8 weights per channel and activations per tensor, calibrated over
+    ``calibration`` ``[N, 3, H, W]``). Every convolution runs in int8, ConvDet included; NNCF
+    quantises layer inputs only, so the head's output stays float — what keeps the AP within
+    0.2 points here where quantising ConvDet's output too costs ~27. ``keep_head_float`` leaves
+    ConvDet (the last convolution) in float."""
+    nncf = require("nncf", "openvino")
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    dataset = nncf.Dataset([calibration[i:i + 1].numpy() for i in range(calibration.shape[0])])
+    options: dict[str, Any] = {}
+    if keep_head_float:
+        convs = [op for op in ov_model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+        options["ignored_scope"] = nncf.IgnoredScope(names=[convs[-1].get_friendly_name()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nncf.quantize(ov_model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
+                             subset_size=int(calibration.shape[0]), **options)
+
+
+INT8_KEEP_FLOAT_CHOICES = ("none", "first", "last", "first_last")
+INT8_KEEP_FLOAT = "first_last"
+"""Convolutions an int8 export leaves in float by default (see :func:`quantize_int8`)."""
+
+
 def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
-                  exclude_first_last: bool = True) -> None:
+                  keep_float: str = INT8_KEEP_FLOAT) -> None:
     """Static int8 post-training quantisation of an ONNX graph (QDQ; per-channel int8 weights,
     uint8 activations; min/max calibration over ``calibration`` ``[N, 3, H, W]``) into
-    ``out_path``. The first convolution and ConvDet (the last) stay fp32 when asked."""
+    ``out_path``. ``keep_float`` names convolutions left in float: ``"none"``, ``"first"``,
+    ``"last"`` (ConvDet) or ``"first_last"``."""
+    if keep_float not in INT8_KEEP_FLOAT_CHOICES:
+        raise SqueezeDetError(f"keep_float must be one of {', '.join(INT8_KEEP_FLOAT_CHOICES)}, "
+                              f"not {keep_float!r}")
     require("onnxruntime", "export")
     onnx = require("onnx", "export")
     from onnxruntime.quantization import (
@@ -236,7 +275,11 @@ def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
 
     proto = onnx.load_from_string(fp32_onnx)  # type: ignore[attr-defined]
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
-    exclude = [convs[0], convs[-1]] if exclude_first_last and len(convs) > 2 else []
+    exclude = []
+    if keep_float in ("first", "first_last"):
+        exclude.append(convs[0])
+    if keep_float in ("last", "first_last") and len(convs) > 1:
+        exclude.append(convs[-1])
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -302,6 +345,18 @@ def _run_exported(path: Path, fmt: str, precision: str, x: Tensor,
             res = req.infer({0: x[i:i + 1].numpy()})
             outs.append([np.asarray(res[o]) for o in compiled.outputs])
     return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+
+
+def _parity(model: nn.Module, path: Path, fmt: str, precision: str, x: Tensor,
+            dynamic_batch: bool, with_postprocess: bool,
+            threads: int | None) -> tuple[float, float]:
+    """:func:`parity_error` of the exported file at ``path`` against ``model`` on ``x``."""
+    module = _export_module(model, x, dynamic_batch, with_postprocess)
+    with torch.inference_mode():
+        ref = module(x)
+    ref_arrays = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
+    got = _run_exported(path, fmt, precision, x, with_postprocess, threads)
+    return parity_error(ref_arrays, got, with_postprocess)
 
 
 def parity_error(reference: Sequence[np.ndarray], exported: Sequence[np.ndarray],
@@ -429,16 +484,56 @@ def export_model(
                               "scenes; calibrate on the training images for best accuracy",
                               stacklevel=2)
             calib = parity_images(size, calib_images, calib_data)
-            meta["calibration"] = {"source": str(calib_data) if calib_data else "synthetic scenes",
-                                   "images": int(calib.shape[0]), "method": "minmax"}
-            quantize_int8(proto, calib, onnx_path)
+            source = str(calib_data) if calib_data else "synthetic scenes"
+            meta["calibration"] = {"source": source, "images": int(calib.shape[0]),
+                                   "method": "minmax", "quantizer": "onnxruntime"}
+            if fmt == "openvino" and _installed("nncf"):
+                meta["calibration"] = {"source": source, "images": int(calib.shape[0]),
+                                       "quantizer": "nncf", "preset": "performance"}
+                onnx_path.write_bytes(proto)  # NNCF quantises the OpenVINO model below
+            else:
+                if fmt == "openvino":
+                    warnings.warn("NNCF is not installed: int8 OpenVINO export falls back to "
+                                  "ONNX Runtime's quantiser (first and last convolutions stay "
+                                  "float, slower); pip install 'squeezedet[openvino]' for NNCF",
+                                  stacklevel=2)
+                quantize_int8(proto, calib, onnx_path)
         else:
             onnx_path.write_bytes(proto)
         if fmt == "openvino":
             ov = require("openvino", "openvino")
             ov_model = ov.convert_model(str(onnx_path))  # type: ignore[attr-defined]
+            nncf_int8 = meta.get("calibration", {}).get("quantizer") == "nncf"
+            if nncf_int8:
+                ov_model = quantize_openvino_int8(ov_model, calib)
             ov.save_model(ov_model, str(out),  # type: ignore[attr-defined]
                           compress_to_fp16=precision == "bf16")
+            if nncf_int8:
+                # NNCF clips activation ranges to quantiles; on weights with unusual activations
+                # (seen with random weights) that can miss parity: then ConvDet stays float, and
+                # last ONNX Runtime's min/max quantiser with the first and last layers float
+                x = parity_images(size, 2, parity_data)
+                fallbacks = [("convdet float", ["convdet"]), ("onnxruntime", None)]
+                while fallbacks:
+                    err, scale = _parity(model, out, fmt, precision, x, dynamic_batch,
+                                         with_postprocess, threads)
+                    if err <= PARITY_RTOL[precision] * max(scale, 1e-6):
+                        break
+                    name, float_layers = fallbacks.pop(0)
+                    if float_layers is not None:
+                        ov_model = quantize_openvino_int8(ov.convert_model(str(onnx_path)), calib,
+                                                          keep_head_float=True)
+                        meta["calibration"]["float_layers"] = float_layers
+                    else:
+                        quantize_int8(proto, calib, onnx_path)
+                        ov_model = ov.convert_model(str(onnx_path))  # type: ignore[attr-defined]
+                        meta["calibration"] = {**meta["calibration"], "quantizer": "onnxruntime",
+                                               "method": "minmax",
+                                               "float_layers": ["first", "convdet"]}
+                        meta["calibration"].pop("preset", None)
+                    warnings.warn(f"int8 parity missed with all layers quantised by NNCF; "
+                                  f"retrying with {name}", stacklevel=2)
+                    ov.save_model(ov_model, str(out))  # type: ignore[attr-defined]
             files.append(out.with_suffix(".bin"))
             onnx_path.unlink()
             onnx_path.parent.rmdir()
@@ -446,12 +541,8 @@ def export_model(
     err, scale, tol = 0.0, 0.0, 0.0
     if check:
         x = parity_images(size, 2, parity_data)
-        ref_module = _export_module(model, x, dynamic_batch, with_postprocess)
-        with torch.inference_mode():
-            ref = ref_module(x)
-        ref_arrays = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
-        got = _run_exported(out, fmt, precision, x, with_postprocess, threads)
-        err, scale = parity_error(ref_arrays, got, with_postprocess)
+        err, scale = _parity(model, out, fmt, precision, x, dynamic_batch, with_postprocess,
+                             threads)
         tol = PARITY_RTOL[precision] * max(scale, 1e-6)
         meta["parity"] = {"max_abs_diff": err, "max_abs_reference": scale, "tolerance": tol,
                           "images": int(x.shape[0]),

@@ -16,7 +16,8 @@ optional package is missing are skipped with a note. int8 models are calibrated 
 (a KITTI root or image folder; rendered synthetic scenes without it).
 
 Without --weights a randomly initialised model of --model is measured (speed does not depend on
-the weights). Without --image a synthetic 1242x375 driving scene is used.
+the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
+weights at that size, anchors scaled. Without --image a synthetic 1242x375 driving scene is used.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
     from squeezedet.models.detector import split_head
     from squeezedet.ops.anchors import make_anchors
     from squeezedet.postprocess import PostProcess
-    from squeezedet.runtime import TorchRunner, load_runner
+    from squeezedet.runtime import TorchRunner, light_torch_threads, load_runner
 
     backend, precision = spec["backend"], spec["precision"]
     t0 = time.perf_counter()
@@ -169,9 +170,10 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
         t3 = time.perf_counter()
         return t1 - t, t2 - t1, t3 - t2
 
-    for _ in range(int(spec["warmup"])):
-        once()
-    times = [once() for _ in range(int(spec["runs"]))]
+    with light_torch_threads(runner):  # as Detector does for non-torch runners
+        for _ in range(int(spec["warmup"])):
+            once()
+        times = [once() for _ in range(int(spec["runs"]))]
     pre, fwd, pst = (_stats([t[i] for t in times]) for i in range(3))
     total = _stats([sum(t) for t in times])
     chosen = type(runner).__name__
@@ -239,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezedet.export import export_model, render_images
     from squeezedet.models import create_model
     from squeezedet.models.profile import profile_model
+    from squeezedet.ops.anchors import scale_anchor_shapes
 
     if args.batch < 1 or args.runs < 1 or args.warmup < 0:
         raise SqueezeDetError("--batch and --runs must be at least 1, --warmup at least 0")
@@ -251,8 +254,19 @@ def run(args: argparse.Namespace) -> int:
         weights = Path(args.weights)
         model = model_from_checkpoint(weights)
         if args.input_size and parse_size(args.input_size) != model.input_size:
-            raise SqueezeDetError(f"{weights} was trained at {model.input_size[0]}x"
-                                  f"{model.input_size[1]}; drop --input-size or retrain")
+            # fully convolutional: the same weights at another input size, anchors scaled along
+            size = parse_size(args.input_size)
+            resized = create_model(model.name, class_names=model.class_names, input_size=size,
+                                   anchor_shapes=scale_anchor_shapes(model.anchor_shapes,
+                                                                     model.input_size, size),
+                                   normalization=model.normalization)
+            resized.load_state_dict(model.state_dict())
+            print(f"{weights}: trained at {model.input_size[0]}x{model.input_size[1]}, measured "
+                  f"at {size[0]}x{size[1]} (anchors scaled)")
+            model = resized.eval()
+            weights = work / "resized.pt"
+            save_checkpoint({"model": model.state_dict(), "meta": model.metadata(),
+                             "config": {}}, weights)
     else:
         size = parse_size(args.input_size) if args.input_size else None
         model = create_model(args.model, input_size=size).eval()

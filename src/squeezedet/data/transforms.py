@@ -148,9 +148,50 @@ class HorizontalFlip:
         return image, {**target, "boxes": flipped.astype(np.float32)}
 
 
+def _opencv() -> Any:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+_CV2: Any = False  # not looked up yet
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [H0, W0, 3]`` → ``uint8 [H, W, 3]`` for ``size = (W, H)``, bilinear.
+
+    Pillow's bilinear filter, which widens its kernel when shrinking (antialiasing). An enlargement
+    in both directions (KITTI's 1242×375 → 1248×384) is the same plain bilinear interpolation with
+    half-pixel centres in Pillow and OpenCV; OpenCV, when installed (the ``video`` extra), does it
+    ~10× faster (0.5 ms instead of 4 ms here), and the two differ by at most one grey level.
+    """
+    global _CV2
+    h0, w0 = image.shape[:2]
+    width, height = size
+    if (w0, h0) == (width, height):
+        return image
+    if _CV2 is False:
+        _CV2 = _opencv()
+    if _CV2 is not None and width >= w0 and height >= h0:
+        # on one thread: an OpenCV worker waiting for a core that an inference runtime's idle
+        # thread spins on costs a 4 ms scheduler slice (seen in 1 of 3 benchmark runs)
+        threads = _CV2.getNumThreads()
+        _CV2.setNumThreads(1)
+        try:
+            return _CV2.resize(np.ascontiguousarray(image), (width, height),
+                               interpolation=_CV2.INTER_LINEAR)
+        finally:
+            _CV2.setNumThreads(threads)
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
 class Resize:
-    """Resize to ``size = (W, H)`` pixels (bilinear; aspect ratio not kept); boxes are multiplied by
-    ``(W / W0, H / H0, W / W0, H / H0)`` where ``(W0, H0)`` is the incoming image size."""
+    """Resize to ``size = (W, H)`` pixels (:func:`resize_image`; aspect ratio not kept); boxes are
+    multiplied by ``(W / W0, H / H0, W / W0, H / H0)`` where ``(W0, H0)`` is the incoming image
+    size."""
 
     def __init__(self, size: tuple[int, int]) -> None:
         width, height = (int(v) for v in size)
@@ -163,9 +204,7 @@ class Resize:
     ) -> tuple[np.ndarray, Target]:
         h0, w0 = image.shape[:2]
         width, height = self.size
-        if (w0, h0) != (width, height):
-            resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-            image = np.asarray(resized, dtype=np.uint8)
+        image = resize_image(image, (width, height))
         scale = np.array([width / w0, height / h0, width / w0, height / h0], dtype=np.float64)
         boxes = (_boxes(target).astype(np.float64) * scale).astype(np.float32)
         return image, {**target, "boxes": boxes}
