@@ -63,6 +63,30 @@ def test_grid_arithmetic_matches_a_real_forward(name, size):
     assert model.grid_size == (out.shape[-1], out.shape[-2])
 
 
+@pytest.mark.parametrize("name", ["squeezedet", "squeezedet_plus"])
+@pytest.mark.parametrize("size", [(97, 61), (130, 45), (200, 101)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_banded_inference_equals_the_plain_forward(name, size, channels_last, monkeypatch):
+    import squeezedet.models.backbones as backbones
+
+    torch.manual_seed(0)
+    model = squeezedet.create_model(name, input_size=size).eval()
+    x = torch.rand(2, 3, size[1], size[0]) * 255
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # not inference mode: the plain forward
+        plain = model(x)
+    calls = []
+    real = backbones.banded_forward
+    monkeypatch.setattr(backbones, "banded_forward", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(backbones, "BAND_MIN_PIXELS", 1)
+    with torch.inference_mode():
+        banded = model(x)
+    assert calls == [1]
+    torch.testing.assert_close(banded, plain, rtol=1e-5, atol=1e-5)
+
+
 def test_backbone_without_resolution_path_uses_a_meta_run():
     class Halve(torch.nn.Module):
         out_channels = 4

@@ -20,7 +20,7 @@ Demo recipe (differs from the paper's KITTI recipe, which needs ImageNet weights
 624x192 input, anchor shapes by k-means on the synthetic boxes, AdamW lr 1e-3 with 100 warm-up
 steps and a cosine decay over the time budget, batch 8, dropout 0.2, an exponential moving average
 of the weights (decay 0.995) for evaluation, decoded images cached in memory, bf16 autocast on CPUs
-with native bf16, 14.5 minutes of training. Override any of it with key=value, e.g. `lr=0.001`.
+with native bf16, 16 minutes of training. Override any of it with key=value, e.g. `lr=0.001`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--images", nargs="*", default=[], metavar="PATH",
                         help="real photos to draw detections on: files, folders or globs")
-    parser.add_argument("--minutes", type=float, default=14.5,
-                        help="training time budget in minutes (default 14.5)")
+    parser.add_argument("--minutes", type=float, default=16.0,
+                        help="training time budget in minutes (default 16)")
     parser.add_argument("--num-images", type=int, default=1600,
                         help="synthetic images to generate (default 1600, 25%% for validation)")
     parser.add_argument("--size", default="624x192", metavar="WxH",

@@ -172,9 +172,10 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if (w0, h0) == (width, height):
         return image
-    if _CV2 is False:
-        _CV2 = _opencv()
-    if _CV2 is not None and width >= w0 and height >= h0:
+    enlarging = width >= w0 and height >= h0
+    if enlarging and _CV2 is False:
+        _CV2 = _opencv()  # imported only when needed: ~17 MiB of resident memory
+    if enlarging and _CV2 is not None:
         # on one thread: an OpenCV worker waiting for a core that an inference runtime's idle
         # thread spins on costs a 4 ms scheduler slice (seen in 1 of 3 benchmark runs)
         threads = _CV2.getNumThreads()
