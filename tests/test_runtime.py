@@ -54,6 +54,21 @@ def test_torch_runner_layouts_agree(checkpoint: Path, images: torch.Tensor) -> N
     assert _rel_err(nhwc, nchw) < 1e-4
 
 
+def test_banded_and_plain_torch_runners_agree(checkpoint: Path, images: torch.Tensor,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import squeezedet.models.backbones as backbones
+
+    calls = []
+    real = backbones.banded_forward
+    monkeypatch.setattr(backbones, "banded_forward", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(backbones, "BAND_MIN_PIXELS", 1)
+    plain = TorchRunner(checkpoint, banded=False)(images)
+    assert calls == []
+    banded = TorchRunner(checkpoint)(images)
+    assert calls == [1]
+    torch.testing.assert_close(banded, plain, rtol=1e-5, atol=1e-5)
+
+
 def test_torch_bf16_close_to_fp32(checkpoint: Path, images: torch.Tensor) -> None:
     runner = TorchRunner(checkpoint, precision="bf16")
     out = runner(images)

@@ -237,6 +237,12 @@ def as_rgb_arrays(
     )
 
 
+def _is_torch_runner(runner: Any) -> bool:
+    from squeezedet.runtime import TorchRunner, TorchScriptRunner
+
+    return isinstance(runner, (TorchRunner, TorchScriptRunner))
+
+
 class Detector:
     """Runs a trained SqueezeDet on images of any size and returns :class:`Detections`.
 
@@ -264,7 +270,8 @@ class Detector:
         self.anchor_shapes = tuple((float(w), float(h)) for w, h in meta["anchor_shapes"])
         self.postprocess = PostProcess(top_k=top_k, nms_iou=nms_iou, score_threshold=conf)
         self.batch_size = int(batch_size)
-        self._resize = Resize(self.input_size)
+        # eager PyTorch is the lean path (one image, little memory): Pillow, not OpenCV
+        self._resize = Resize(self.input_size, opencv=not _is_torch_runner(runner))
         self._anchors: dict[tuple[int, int, str], Tensor] = {}
 
     @classmethod

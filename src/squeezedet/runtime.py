@@ -114,11 +114,15 @@ class TorchRunner:
         channels_last: NHWC memory format (default: on for the CPU, where oneDNN is ~2–4× faster
             with it for this network).
         compile: wrap the model in :func:`torch.compile` (slow first call).
+        banded: run under ``torch.inference_mode``, where SqueezeNet backbones compute their first
+            stage in horizontal bands on large inputs (exact; faster and leaner, see
+            :func:`~squeezedet.models.backbones.banded_forward`); ``False``: the plain layer-by-layer
+            forward under ``torch.no_grad`` (the benchmark's baseline).
     """
 
     def __init__(self, checkpoint: str | Path | dict[str, Any], device: str = "cpu", *,
                  precision: str = "fp32", channels_last: bool | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, banded: bool = True) -> None:
         from squeezedet.checkpoint import model_from_checkpoint
 
         if precision not in ("fp32", "bf16"):
@@ -133,6 +137,7 @@ class TorchRunner:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.meta = self.model.metadata()
+        self.banded = banded
         self._forward: Callable[[Tensor], Tensor] = self.model
         if compile:
             self._forward = torch.compile(self.model)  # type: ignore[assignment]
@@ -142,14 +147,14 @@ class TorchRunner:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
     def __call__(self, images: Tensor) -> Tensor:
-        x = images.to(self.device, torch.float32)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            out = self._forward(x)
-        return out.float()
+        with torch.inference_mode() if self.banded else torch.no_grad():
+            x = images.to(self.device, torch.float32)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self._forward(x)
+            return out.float()
 
 
 class TorchScriptRunner:

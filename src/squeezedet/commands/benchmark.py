@@ -9,11 +9,13 @@ achieved GFLOP/s as a fraction of a matmul peak measured here (fp32 peak for fp3
 for bf16 rows, int8 peak for int8 rows), and the ratio of each row's total to the fp32 eager NCHW
 PyTorch baseline measured in the same run.
 
-Rows: torch-nchw:fp32 (the baseline, always run), torch:fp32 (channels-last), torch:bf16
-(autocast), torch-compile:fp32, onnxruntime:fp32, onnxruntime:int8, openvino:fp32, openvino:bf16,
-openvino:int8, auto:fp32 (what `predict --backend auto` picks for a checkpoint). Rows whose
-optional package is missing are skipped with a note. int8 models are calibrated on --calib-data
-(a KITTI root or image folder; rendered synthetic scenes without it).
+Rows: torch-nchw:fp32 (the baseline, always run: the plain layer-by-layer eager forward, NCHW),
+torch:fp32 (what `predict --backend torch` runs: channels-last, first stage in bands), torch:bf16
+(the same with autocast), torch-compile:fp32, onnxruntime:fp32, onnxruntime:int8,
+openvino:fp32, openvino:bf16, openvino:int8, auto:fp32 (what `predict --backend auto` picks
+for a checkpoint). Rows whose optional package is missing are skipped with a note. int8 models
+are calibrated on --calib-data (a KITTI root or image folder; rendered synthetic scenes without
+it).
 
 Without --weights a randomly initialised model of --model is measured (speed does not depend on
 the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
@@ -136,7 +138,7 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     runner: Any
     if backend == "torch-nchw":
-        runner = TorchRunner(spec["weights"], "cpu", channels_last=False)
+        runner = TorchRunner(spec["weights"], "cpu", channels_last=False, banded=False)
     elif backend in ("torch", "torch-compile"):
         runner = TorchRunner(spec["weights"], "cpu", precision=precision,
                              compile=backend == "torch-compile")

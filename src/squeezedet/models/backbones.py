@@ -158,6 +158,7 @@ def banded_forward(layers: list[nn.Module], x: Tensor, bands: int) -> Tensor:
     return torch.cat(out, dim=-2)
 
 
+
 class VGG16Backbone(nn.Module):
     """VGG16 convolutions conv1_1 … conv5_3 without pool5 (torchvision ``features`` indices 0–29)."""
 
