@@ -38,6 +38,9 @@ DEFAULT_ROWS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int
                 "openvino:fp32", "openvino:bf16", "openvino:int8")
 
 
+ACCURACY_CONTROL = False  # --accuracy-control: OpenVINO int8 with NNCF's accuracy control
+
+
 def make_runner(backend: str, precision: str, weights: Path, work: Path, data: Path,
                 calib_images: int, threads: int | None) -> Runner:
     """The runner of one row, exporting the model into ``work`` when the row needs a file."""
@@ -46,7 +49,8 @@ def make_runner(backend: str, precision: str, weights: Path, work: Path, data: P
     fmt = "onnx" if backend == "onnxruntime" else "openvino"
     out = work / f"model-{precision}{'.onnx' if fmt == 'onnx' else '.xml'}"
     res = export_model(weights, fmt, out, precision=precision, calib_data=data,
-                       calib_images=calib_images, threads=threads)
+                       calib_images=calib_images, threads=threads,
+                       accuracy_data=data if ACCURACY_CONTROL else None)
     print(f"  {res.summary()}", flush=True)
     if backend == "onnxruntime":
         return OnnxRuntimeRunner(out, threads=threads)
@@ -93,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", dest="json_out", type=Path)
+    parser.add_argument("--accuracy-control", action="store_true",
+                        help="OpenVINO int8 exports keep mAP_R40 within 0.4 of fp32 on --data")
     args = parser.parse_args(argv)
+    global ACCURACY_CONTROL
+    ACCURACY_CONTROL = args.accuracy_control
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -138,6 +138,22 @@ def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
 
 
 @needs_ov
+@pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
+def test_openvino_int8_accuracy_control_records_what_it_did(checkpoint: Path, tmp_path: Path) -> None:
+    from tiny_data import make_tiny_kitti
+
+    root = make_tiny_kitti(tmp_path / "data", n=4, size=(192, 64))
+    out = tmp_path / "ac.xml"
+    result = export_model(checkpoint, "openvino", out, precision="int8", calib_data=root,
+                          calib_images=4, parity_data=root, accuracy_data=root, max_ap_drop=0.4)
+    control = json.loads(result.metadata_path.read_text())["calibration"]["accuracy_control"]
+    assert control["max_drop"] == 0.4 and control["data"] == str(root)
+    assert 0 <= control["float_convolutions"] <= 32
+    assert result.max_abs_diff <= result.tolerance
+    assert load_runner(out, "openvino")(parity_images(SIZE, 1)).shape == (1, 72, 4, 12)
+
+
+@needs_ov
 def test_openvino_int8_without_nncf_falls_back_with_a_warning(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import squeezedet.export as export

@@ -249,6 +249,60 @@ def quantize_openvino_int8(ov_model: Any, calibration: Tensor, keep_head_float: 
                              subset_size=int(calibration.shape[0]), **options)
 
 
+def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: nn.Module,
+                                  data: str | Path, max_drop: float) -> tuple[Any, int]:
+    """int8 quantisation as :func:`quantize_openvino_int8`, then NNCF's accuracy control: layers are
+    put back in float, most sensitive first, until the KITTI mAP_R40 of the validation split of
+    the KITTI root ``data`` is at most ``max_drop`` points below the float model's. Returns the
+    model and the number of convolutions left in float."""
+    nncf = require("nncf", "openvino")
+    from squeezedet.data.kitti import KittiDataset
+    from squeezedet.engine import detections_to_kitti, to_original_pixels
+    from squeezedet.eval import evaluate_kitti
+    from squeezedet.models.detector import split_head
+    from squeezedet.postprocess import PostProcess
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    names = tuple(model.class_names)  # type: ignore[arg-type]
+    size = model.input_size  # type: ignore[assignment]
+    k, c = int(model.num_anchors), len(names)  # type: ignore[arg-type]
+    dataset = KittiDataset(data, "val", names, size, train=False)
+    items = [dataset[i] for i in range(len(dataset))]
+    truth = {t["image_id"]: dataset.ground_truth(i) for i, (_, t) in enumerate(items)}
+    post = PostProcess()
+
+    def kitti_map(compiled: Any, samples: Any) -> float:
+        found, ids = {}, []
+        for image, target in samples:
+            head = torch.from_numpy(np.asarray(compiled(image[None].float().numpy())[0]))
+            det = post(split_head(head, k, c), model.anchors, size)[0]  # type: ignore[arg-type]
+            det = {**det, "boxes": to_original_pixels(det["boxes"], size, target["orig_size"])}
+            found[target["image_id"]] = detections_to_kitti(det, names)
+            ids.append(target["image_id"])
+        return evaluate_kitti({i: truth[i] for i in ids}, found, classes=names).map_r40
+
+    calib = nncf.Dataset([calibration[i:i + 1].numpy() for i in range(calibration.shape[0])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantised = nncf.quantize_with_accuracy_control(
+            ov_model, calib, nncf.Dataset(items), validation_fn=kitti_map, max_drop=max_drop,
+            drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=int(calibration.shape[0]))
+    convs = [op for op in quantised.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    floats = sum(not _fed_by_fake_quantize(conv.input_value(0).get_node()) for conv in convs)
+    return quantised, floats
+
+
+def _fed_by_fake_quantize(node: Any) -> bool:
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return True
+    if kind in ("Concat", "MaxPool", "Relu"):
+        count = len(node.inputs()) if kind == "Concat" else 1
+        return all(_fed_by_fake_quantize(node.input_value(i).get_node()) for i in range(count))
+    return False
+
+
 INT8_KEEP_FLOAT_CHOICES = ("none", "first", "last", "first_last")
 INT8_KEEP_FLOAT = "first_last"
 """Convolutions an int8 export leaves in float by default (see :func:`quantize_int8`)."""
@@ -409,6 +463,8 @@ def export_model(
     parity_data: str | Path | None = None,
     threads: int | None = None,
     check: bool = True,
+    accuracy_data: str | Path | None = None,
+    max_ap_drop: float = 0.4,
 ) -> ExportResult:
     """Export a checkpoint to ``fmt`` (``onnx``, ``openvino``, ``torchscript``) and check parity.
 
@@ -423,6 +479,9 @@ def export_model(
         calib_images: how many calibration images.
         parity_data: images for the parity check (default: rendered synthetic scenes).
         check: run the parity check (raises :class:`SqueezeDetError` beyond the tolerance).
+        accuracy_data: OpenVINO int8 only — a KITTI root whose validation split bounds the AP
+            loss: layers return to float until mAP_R40 is at most ``max_ap_drop`` points below
+            fp32 (:func:`quantize_openvino_int8_for_ap`).
     """
     from squeezedet.checkpoint import model_from_checkpoint
     from squeezedet.runtime import metadata_path
@@ -504,7 +563,13 @@ def export_model(
             ov = require("openvino", "openvino")
             ov_model = ov.convert_model(str(onnx_path))  # type: ignore[attr-defined]
             nncf_int8 = meta.get("calibration", {}).get("quantizer") == "nncf"
-            if nncf_int8:
+            if nncf_int8 and accuracy_data is not None:
+                ov_model, floats = quantize_openvino_int8_for_ap(ov_model, calib, model,
+                                                                accuracy_data, max_ap_drop)
+                meta["calibration"]["accuracy_control"] = {
+                    "data": str(accuracy_data), "metric": "KITTI mAP_R40 (val split)",
+                    "max_drop": max_ap_drop, "float_convolutions": floats}
+            elif nncf_int8:
                 ov_model = quantize_openvino_int8(ov_model, calib)
             ov.save_model(ov_model, str(out),  # type: ignore[attr-defined]
                           compress_to_fp16=precision == "bf16")
@@ -520,6 +585,7 @@ def export_model(
                     if err <= PARITY_RTOL[precision] * max(scale, 1e-6):
                         break
                     name, float_layers = fallbacks.pop(0)
+                    meta["calibration"].pop("accuracy_control", None)  # the retry is plain NNCF
                     if float_layers is not None:
                         ov_model = quantize_openvino_int8(ov.convert_model(str(onnx_path)), calib,
                                                           keep_head_float=True)

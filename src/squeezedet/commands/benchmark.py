@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per row first")
     parser.add_argument("--image", help="photo to run on (default: a synthetic driving scene)")
     parser.add_argument("--calib-data", help="int8 calibration images (KITTI root or folder)")
+    parser.add_argument("--accuracy-data", metavar="KITTI_ROOT",
+                        help="OpenVINO int8: keep mAP_R40 on this root's val split within 0.4 of "
+                             "fp32 (NNCF accuracy control; see squeezedet export)")
     parser.add_argument("--calib-images", type=int, default=32)
     parser.add_argument("--in-process", action="store_true",
                         help="run every row in this process (faster; peak RSS is then shared)")
@@ -307,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 res = export_model(weights, fmt, out, precision=precision,
                                    calib_data=args.calib_data, calib_images=args.calib_images,
-                                   dynamic_batch=args.batch > 1, threads=args.threads)
+                                   dynamic_batch=args.batch > 1, threads=args.threads,
+                                   accuracy_data=args.accuracy_data)
             except SqueezeDetError as exc:
                 notes.append(f"{backend}:{precision} export failed: {exc}")
                 continue

@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-images", type=int, default=64,
                         help="number of calibration images (default: %(default)s)")
     parser.add_argument("--parity-data", help="images for the parity check (KITTI root/folder)")
+    parser.add_argument("--accuracy-data", metavar="KITTI_ROOT",
+                        help="OpenVINO int8: keep the KITTI mAP_R40 of this root's val split within "
+                             "--max-ap-drop of fp32 by returning the most sensitive layers to float "
+                             "(NNCF accuracy control; minutes)")
+    parser.add_argument("--max-ap-drop", type=float, default=0.4,
+                        help="largest mAP_R40 loss allowed with --accuracy-data (default 0.4)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         args.weights, args.format, args.output, precision=args.precision,
         dynamic_batch=args.dynamic_batch, with_postprocess=args.with_postprocess,
         calib_data=args.calib_data, calib_images=args.calib_images, parity_data=args.parity_data,
+        accuracy_data=args.accuracy_data, max_ap_drop=args.max_ap_drop,
     )
     for path in result.files:
         print(f"wrote {path}")
