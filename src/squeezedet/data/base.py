@@ -261,22 +261,30 @@ class SampleSet(Dataset):
             indices = tqdm(indices, desc="caching images", unit="img", leave=False)
         held = 0
         for j in indices:
-            if j in self._bad:
+            sample = self._load_or_skip(j, self.load)
+            if sample is None:
                 continue
-            try:
-                image, target = self.load(j)
-            except DataError as exc:
-                if not self.skip_bad:
-                    raise
-                self._bad.add(j)
-                self.skipped.append(str(exc))
-                log.warning("skipping bad sample: %s", exc)
-                continue
+            image, target = sample
             image.setflags(write=False)  # a transform writing in place would corrupt the cache
             cache[j] = (image, target)
             held += image.nbytes
         self._cache = cache
         return held
+
+    def _load_or_skip(self, j: int, load: Any) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """``load(j)``; ``None`` for a sample already known bad, or a bad one with ``skip_bad``
+        (recorded once in ``skipped``). Without ``skip_bad`` a bad sample raises."""
+        if j in self._bad:
+            return None
+        try:
+            return load(j)
+        except DataError as exc:
+            if not self.skip_bad:
+                raise
+            self._bad.add(j)
+            self.skipped.append(str(exc))
+            log.warning("skipping bad sample: %s", exc)
+            return None
 
     def _load_maybe_cached(self, j: int) -> tuple[np.ndarray, dict[str, Any]]:
         cached = getattr(self, "_cache", {}).get(j)
@@ -290,19 +298,10 @@ class SampleSet(Dataset):
         rng = self.rng(i)
         n = len(self.ids)
         for attempt in range(n):
-            j = (i + attempt) % n
-            if j in self._bad:
-                continue
-            try:
-                image, target = self._load_maybe_cached(j)
-            except DataError as exc:
-                if not self.skip_bad:
-                    raise
-                self._bad.add(j)
-                self.skipped.append(str(exc))
-                log.warning("skipping bad sample: %s", exc)
-                continue
-            break
+            sample = self._load_or_skip((i + attempt) % n, self._load_maybe_cached)
+            if sample is not None:
+                image, target = sample
+                break
         else:
             raise SqueezeDetError(f"no readable image among the {n} samples of {self._describe()}")
         image, target = self.transforms(image, target, rng)
