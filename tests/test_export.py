@@ -158,7 +158,7 @@ def test_openvino_int8_without_nncf_falls_back_with_a_warning(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import squeezedet.export as export
 
-    monkeypatch.setattr(export, "_installed", lambda module: module != "nncf")
+    monkeypatch.setattr(export, "installed", lambda module: module != "nncf")
     with pytest.warns(UserWarning, match="NNCF is not installed"):
         result = export_model(checkpoint, "openvino", tmp_path / "q.xml", precision="int8",
                               calib_images=4)

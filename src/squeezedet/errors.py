@@ -28,6 +28,13 @@ class NonFiniteLossError(SqueezeDetError):
     """The training loss became NaN or infinite."""
 
 
+def installed(module: str) -> bool:
+    """Whether an optional dependency can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def require(module: str, extra: str) -> object:
     """Import an optional dependency or raise a clear error naming the extra that provides it."""
     import importlib

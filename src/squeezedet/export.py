@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from squeezedet.errors import SqueezeDetError, require
+from squeezedet.errors import SqueezeDetError, installed, require
 
 FORMATS = ("onnx", "openvino", "torchscript")
 
@@ -221,12 +221,6 @@ def onnx_bytes(model: nn.Module, *, dynamic_batch: bool = False, with_postproces
                                         output_names=outputs, opset_version=max(opset, 18),
                                         dynamic_shapes=shapes, dynamo=True, verbose=False)
             return program.model_proto.SerializeToString()  # type: ignore[union-attr]
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def quantize_openvino_int8(ov_model: Any, calibration: Tensor, keep_head_float: bool = False) -> Any:
@@ -546,7 +540,7 @@ def export_model(
             source = str(calib_data) if calib_data else "synthetic scenes"
             meta["calibration"] = {"source": source, "images": int(calib.shape[0]),
                                    "method": "minmax", "quantizer": "onnxruntime"}
-            if fmt == "openvino" and _installed("nncf"):
+            if fmt == "openvino" and installed("nncf"):
                 meta["calibration"] = {"source": source, "images": int(calib.shape[0]),
                                        "quantizer": "nncf", "preset": "performance"}
                 onnx_path.write_bytes(proto)  # NNCF quantises the OpenVINO model below

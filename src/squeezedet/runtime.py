@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from squeezedet.errors import SqueezeDetError, require
+from squeezedet.errors import SqueezeDetError, installed, require
 
 #: precisions a runner can be asked for
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -291,12 +291,6 @@ def ov_precision_hint(precision: str, core: Any) -> str:
     return "bf16" if "BF16" in caps else "f32"
 
 
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: str = "fp32",
                        threads: int | None = None,
                        candidates: Sequence[str] = ("openvino", "onnxruntime"),
@@ -314,7 +308,7 @@ def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: st
 
     ckpt = load_checkpoint(checkpoint, mmap=True) if not isinstance(checkpoint, dict) else checkpoint
     usable = [name for name in candidates
-              if _installed(name) and (precision == "fp32" or name == "openvino")]
+              if installed(name) and (precision == "fp32" or name == "openvino")]
     if not fallback and not usable:
         name = candidates[0]
         if precision != "fp32" and name == "onnxruntime":
@@ -379,9 +373,9 @@ def _from_checkpoint(backend: str) -> Callable[..., Runner]:
 
 
 def _onnx_auto_factory(path: Path, device: str, **options: Any) -> Runner:
-    if _installed("openvino"):
+    if installed("openvino"):
         return OpenVinoRunner(path, device, **options)
-    if _installed("onnxruntime"):
+    if installed("onnxruntime"):
         options.pop("precision", None)
         return OnnxRuntimeRunner(path, device, **options)
     raise SqueezeDetError(

@@ -229,12 +229,6 @@ def _parse_rows(text: str) -> list[tuple[str, str]]:
     return rows
 
 
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -242,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezedet.checkpoint import model_from_checkpoint, save_checkpoint
     from squeezedet.data.images import load_image
     from squeezedet.data.synth import parse_size
-    from squeezedet.errors import SqueezeDetError
+    from squeezedet.errors import SqueezeDetError, installed
     from squeezedet.export import export_model, render_images
     from squeezedet.models import create_model
     from squeezedet.models.profile import profile_model
@@ -296,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         f"{p} {v:.0f}" if v else f"{p} n/a" for p, v in peaks.items()))
     for backend, precision in rows:
         need = EXTRA.get(backend)
-        if need and not _installed(need[0]):
+        if need and not installed(need[0]):
             notes.append(f"{backend}:{precision} skipped: pip install 'squeezedet[{need[1]}]'")
             continue
         spec: dict[str, Any] = {"backend": backend, "precision": precision,
