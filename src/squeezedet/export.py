@@ -297,20 +297,11 @@ def _fed_by_fake_quantize(node: Any) -> bool:
     return False
 
 
-INT8_KEEP_FLOAT_CHOICES = ("none", "first", "last", "first_last")
-INT8_KEEP_FLOAT = "first_last"
-"""Convolutions an int8 export leaves in float by default (see :func:`quantize_int8`)."""
-
-
 def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
-                  keep_float: str = INT8_KEEP_FLOAT) -> None:
+                  exclude_first_last: bool = True) -> None:
     """Static int8 post-training quantisation of an ONNX graph (QDQ; per-channel int8 weights,
     uint8 activations; min/max calibration over ``calibration`` ``[N, 3, H, W]``) into
-    ``out_path``. ``keep_float`` names convolutions left in float: ``"none"``, ``"first"``,
-    ``"last"`` (ConvDet) or ``"first_last"``."""
-    if keep_float not in INT8_KEEP_FLOAT_CHOICES:
-        raise SqueezeDetError(f"keep_float must be one of {', '.join(INT8_KEEP_FLOAT_CHOICES)}, "
-                              f"not {keep_float!r}")
+    ``out_path``. The first convolution and ConvDet (the last) stay fp32 when asked."""
     require("onnxruntime", "export")
     onnx = require("onnx", "export")
     from onnxruntime.quantization import (
@@ -323,11 +314,7 @@ def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
 
     proto = onnx.load_from_string(fp32_onnx)  # type: ignore[attr-defined]
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
-    exclude = []
-    if keep_float in ("first", "first_last"):
-        exclude.append(convs[0])
-    if keep_float in ("last", "first_last") and len(convs) > 1:
-        exclude.append(convs[-1])
+    exclude = [convs[0], convs[-1]] if exclude_first_last and len(convs) > 2 else []
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -531,20 +518,20 @@ def export_model(
     else:
         proto = onnx_bytes(model, dynamic_batch=dynamic_batch, with_postprocess=with_postprocess)
         onnx_path = out if fmt == "onnx" else Path(tempfile.mkdtemp()) / "model.onnx"
+        nncf_int8 = precision == "int8" and fmt == "openvino" and installed("nncf")
         if precision == "int8":
             if calib_data is None:
                 warnings.warn("int8 calibration without --calib-data: using rendered synthetic "
                               "scenes; calibrate on the training images for best accuracy",
                               stacklevel=2)
             calib = parity_images(size, calib_images, calib_data)
-            source = str(calib_data) if calib_data else "synthetic scenes"
-            meta["calibration"] = {"source": source, "images": int(calib.shape[0]),
-                                   "method": "minmax", "quantizer": "onnxruntime"}
-            if fmt == "openvino" and installed("nncf"):
-                meta["calibration"] = {"source": source, "images": int(calib.shape[0]),
-                                       "quantizer": "nncf", "preset": "performance"}
+            meta["calibration"] = {"source": str(calib_data) if calib_data else "synthetic scenes",
+                                   "images": int(calib.shape[0])}
+            if nncf_int8:
+                meta["calibration"].update(quantizer="nncf", preset="performance")
                 onnx_path.write_bytes(proto)  # NNCF quantises the OpenVINO model below
             else:
+                meta["calibration"].update(quantizer="onnxruntime", method="minmax")
                 if fmt == "openvino":
                     warnings.warn("NNCF is not installed: int8 OpenVINO export falls back to "
                                   "ONNX Runtime's quantiser (first and last convolutions stay "
@@ -556,7 +543,6 @@ def export_model(
         if fmt == "openvino":
             ov = require("openvino", "openvino")
             ov_model = ov.convert_model(str(onnx_path))  # type: ignore[attr-defined]
-            nncf_int8 = meta.get("calibration", {}).get("quantizer") == "nncf"
             if nncf_int8 and accuracy_data is not None:
                 ov_model, floats = quantize_openvino_int8_for_ap(ov_model, calib, model,
                                                                 accuracy_data, max_ap_drop)
