@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from squeezedet.models.layers import Fire, FrozenBatchNorm2d, conv_relu
+from squeezedet.models.layers import Fire, FrozenBatchNorm2d, conv_relu, output_length
 
 
 class SqueezeNetBackbone(nn.Module):
@@ -95,14 +95,9 @@ def _rows_needed(layer: nn.Module, out0: int, out1: int) -> tuple[int, int]:
 
 
 def _rows_out(layer: nn.Module, h: int) -> int:
-    if isinstance(layer, nn.Conv2d):
-        k, s, p = layer.kernel_size[0], layer.stride[0], layer.padding[0]  # type: ignore[index]
-        return (h + 2 * p - k) // s + 1
-    if isinstance(layer, nn.MaxPool2d):
-        k, s = int(layer.kernel_size), int(layer.stride)  # type: ignore[arg-type]
-        rows = (-(-(h - k) // s) if layer.ceil_mode else (h - k) // s) + 1
-        return rows - 1 if layer.ceil_mode and (rows - 1) * s >= h else rows
-    return h
+    if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+        return output_length(h, layer, -2)
+    return h  # ReLU, Fire
 
 
 def _pad_rows(x: Tensor, top: int, bottom: int) -> Tensor:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from squeezedet.models.layers import FastDropout
+from squeezedet.models.layers import FastDropout, output_length
 from squeezedet.ops.anchors import make_anchors
 
 #: Pixel normalisations, RGB order, in 0–255 units. "torchvision" matches the ImageNet weights
@@ -112,8 +111,8 @@ class SqueezeDet(nn.Module):
             return int(y.shape[-1]), int(y.shape[-2])
         width, height = input_size
         for layer in path():
-            width = _output_length(width, layer, -1)
-            height = _output_length(height, layer, -2)
+            width = output_length(width, layer, -1)
+            height = output_length(height, layer, -2)
         if width < 1 or height < 1:
             raise ValueError(f"input size {input_size[0]}x{input_size[1]} is too small for "
                              f"{self.name}")
@@ -174,23 +173,6 @@ def split_head(out: Tensor, num_anchors: int, num_classes: int) -> HeadOutput:
         conf_logits=x[..., k * c : k * c + k].reshape(b, a),
         deltas=x[..., k * c + k :].reshape(b, a, 4),
     )
-
-
-def _output_length(n: int, layer: nn.Module, dim: int) -> int:
-    """Output length along ``dim`` (-1 width, -2 height) of a Conv2d or MaxPool2d for input ``n``,
-    by PyTorch's formula (with its ceil-mode rule: the last window starts inside the input)."""
-    def pair(v: Any) -> int:
-        return int(v[dim]) if isinstance(v, (tuple, list)) else int(v)
-
-    kernel, stride = pair(layer.kernel_size), pair(layer.stride)
-    padding, dilation = pair(layer.padding), pair(layer.dilation)
-    span = n + 2 * padding - dilation * (kernel - 1) - 1
-    if isinstance(layer, nn.MaxPool2d) and layer.ceil_mode:
-        out = -(-span // stride) + 1
-        if (out - 1) * stride >= n + padding:
-            out -= 1
-        return out
-    return span // stride + 1
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:

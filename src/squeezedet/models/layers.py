@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -93,3 +95,20 @@ def conv_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1,
               padding: int = 0) -> list[nn.Module]:
     """A convolution with bias followed by ReLU, as a list of modules for ``nn.Sequential``."""
     return [nn.Conv2d(in_channels, out_channels, kernel, stride, padding), nn.ReLU(inplace=True)]
+
+
+def output_length(n: int, layer: nn.Module, dim: int) -> int:
+    """Output length along ``dim`` (-1 width, -2 height) of a Conv2d or MaxPool2d for input ``n``,
+    by PyTorch's formula (with its ceil-mode rule: the last window starts inside the input)."""
+    def pair(v: Any) -> int:
+        return int(v[dim]) if isinstance(v, (tuple, list)) else int(v)
+
+    kernel, stride = pair(layer.kernel_size), pair(layer.stride)
+    padding, dilation = pair(layer.padding), pair(layer.dilation)
+    span = n + 2 * padding - dilation * (kernel - 1) - 1
+    if isinstance(layer, nn.MaxPool2d) and layer.ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= n + padding:
+            out -= 1
+        return out
+    return span // stride + 1
