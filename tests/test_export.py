@@ -18,7 +18,7 @@ import torch
 
 from squeezedet.checkpoint import save_checkpoint
 from squeezedet.errors import SqueezeDetError
-from squeezedet.export import PARITY_RTOL, export_model, parity_images
+from squeezedet.export import PARITY_RTOL, _fed_by_fake_quantize, export_model, parity_images
 from squeezedet.models import create_model
 from squeezedet.runtime import TorchRunner, load_runner, metadata_path
 
@@ -82,18 +82,6 @@ def test_export_parity_and_runner(checkpoint: Path, tmp_path: Path, fmt: str, pr
     assert float((got - ref).abs().max()) <= tol
 
 
-def _quantised_inputs(node) -> bool:  # noqa: ANN001 - an openvino Node
-    """Whether every path into ``node``'s data input starts at a FakeQuantize (through the
-    quantisation-preserving Concat, MaxPool and ReLU)."""
-    kind = node.get_type_name()
-    if kind == "FakeQuantize":
-        return True
-    if kind in ("Concat", "MaxPool", "Relu"):
-        count = len(node.inputs()) if kind == "Concat" else 1
-        return all(_quantised_inputs(node.input_value(i).get_node()) for i in range(count))
-    return False
-
-
 @needs_ov
 @pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
 def test_openvino_int8_quantises_every_convolution_with_nncf(checkpoint: Path, tmp_path: Path) -> None:
@@ -106,7 +94,7 @@ def test_openvino_int8_quantises_every_convolution_with_nncf(checkpoint: Path, t
     graph = ov.Core().read_model(str(out))
     convs = [op for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution"]
     assert len(convs) == 1 + 10 * 3 + 1  # conv1, fire2..fire11 (squeeze + two expands), ConvDet
-    assert all(_quantised_inputs(c.input_value(0).get_node()) for c in convs)
+    assert all(_fed_by_fake_quantize(c.input_value(0).get_node()) for c in convs)
     # the head's output is not quantised: no FakeQuantize after ConvDet
     consumers = [i.get_node().get_type_name() for i in convs[-1].output(0).get_target_inputs()]
     assert "FakeQuantize" not in consumers
@@ -133,8 +121,8 @@ def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
     assert json.loads(result.metadata_path.read_text())["calibration"]["float_layers"] == ["convdet"]
     convs = [op for op in ov.Core().read_model(str(out)).get_ordered_ops()
              if op.get_type_name() == "Convolution"]
-    assert all(_quantised_inputs(c.input_value(0).get_node()) for c in convs[:-1])
-    assert not _quantised_inputs(convs[-1].input_value(0).get_node())
+    assert all(_fed_by_fake_quantize(c.input_value(0).get_node()) for c in convs[:-1])
+    assert not _fed_by_fake_quantize(convs[-1].input_value(0).get_node())
 
 
 @needs_ov

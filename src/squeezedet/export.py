@@ -293,6 +293,9 @@ def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: nn.
 
 
 def _fed_by_fake_quantize(node: Any) -> bool:
+    """Whether every path into an OpenVINO ``node`` starts at a FakeQuantize (through the
+    quantisation-preserving Concat, MaxPool and ReLU): a convolution whose data input is so fed
+    runs in int8."""
     kind = node.get_type_name()
     if kind == "FakeQuantize":
         return True
