@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     amp: bool = True  # mixed precision: CUDA bf16/fp16; CPU bf16 training where native
+    deterministic: bool = False  # bit-exact reruns and resumes on a GPU (slower cuDNN kernels)
     log_every: int = 10
     val_every: int = 0  # steps; 0: only at the end
     checkpoint_every: int = 500

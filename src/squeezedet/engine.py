@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from squeezedet.config import TrainConfig
-from squeezedet.errors import NonFiniteLossError
+from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.kitti_format import KittiObject, write_kitti_file
 from squeezedet.loss import LossWeights, SqueezeDetLoss
 from squeezedet.models import SqueezeDet
@@ -28,10 +29,36 @@ from squeezedet.postprocess import PostProcess
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as given."""
+    """``"auto"`` → CUDA when available, else CPU; anything else as given.
+
+    Raises:
+        SqueezeDetError: for a device name torch does not know, or CUDA when none is visible.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SqueezeDetError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SqueezeDetError(f"device {name!r}: PyTorch sees no CUDA GPU here (torch "
+                                  f"{torch.__version__}); use device=cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise SqueezeDetError(f"device {name!r}: only {count} CUDA GPU(s) are visible")
+    return device
+
+
+def configure_cuda(deterministic: bool) -> None:
+    """cuDNN autotuning for the fixed training input size, or deterministic kernels (bit-exact
+    reruns and resumes, slower)."""
+    if deterministic:
+        # cuBLAS reads this when it creates its first workspace, i.e. before the first matmul
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
 
 
 @functools.cache

@@ -34,7 +34,14 @@ from torch.utils.data import DataLoader
 
 from squeezedet.checkpoint import load_checkpoint, save_checkpoint
 from squeezedet.config import TrainConfig, save_config
-from squeezedet.engine import evaluate, loss_from_config, make_optimizer, resolve_device, train_step
+from squeezedet.engine import (
+    configure_cuda,
+    evaluate,
+    loss_from_config,
+    make_optimizer,
+    resolve_device,
+    train_step,
+)
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 
@@ -222,6 +229,8 @@ def train(
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
     device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        configure_cuda(cfg.deterministic)
     train_ds, val_ds = build_datasets(cfg, data_root)
     if len(train_ds) == 0:
         raise SqueezeDetError(f"{data_root}: the training split has no images")
