@@ -256,3 +256,19 @@ def test_bad_inputs_raise_one_line_errors(detector: Detector, tmp_path: Path) ->
         Detector.from_checkpoint(tmp_path / "missing.pt")
     with pytest.warns(UserWarning, match="0–255"):
         detector(torch.rand(3, 20, 20))
+
+
+def test_network_batch_layouts_and_uint8_hold_the_same_pixels():
+    from squeezedet.export import network_batch
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (30, 50, 3), dtype=np.uint8) for _ in range(2)]
+    nchw = network_batch(arrays, (50, 30))  # same size: the resize leaves the pixels alone
+    nhwc = network_batch(arrays, (50, 30), channels_last=True)
+    raw = network_batch(arrays, (50, 30), channels_last=True, uint8=True)
+    assert nchw.dtype == nhwc.dtype == torch.float32 and raw.dtype == torch.uint8
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and nchw.is_contiguous()
+    assert raw.is_contiguous(memory_format=torch.channels_last)
+    expected = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    assert torch.equal(nchw, expected.float()) and torch.equal(nhwc, expected.float())
+    assert torch.equal(raw, expected)

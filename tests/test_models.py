@@ -67,14 +67,19 @@ def test_grid_arithmetic_matches_a_real_forward(name, size):
 @pytest.mark.parametrize("size", [(97, 61), (130, 45), (200, 101)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_banded_inference_equals_the_plain_forward(name, size, channels_last, monkeypatch):
+    """Banded first stage (each band normalised on its own, written into one preallocated
+    result) and the inference Fire path against the plain layer-by-layer forward; uint8 pixels
+    give what the same values as floats give."""
     import squeezedet.models.backbones as backbones
 
     torch.manual_seed(0)
     model = squeezedet.create_model(name, input_size=size).eval()
-    x = torch.rand(2, 3, size[1], size[0]) * 255
+    pixels = torch.randint(0, 256, (2, 3, size[1], size[0]), dtype=torch.uint8)
+    x = pixels.float()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():  # not inference mode: the plain forward
         plain = model(x)
     calls = []
@@ -83,8 +88,33 @@ def test_banded_inference_equals_the_plain_forward(name, size, channels_last, mo
     monkeypatch.setattr(backbones, "BAND_MIN_PIXELS", 1)
     with torch.inference_mode():
         banded = model(x)
-    assert calls == [1]
+        from_uint8 = model(pixels)
+    assert calls == [1, 1]
     torch.testing.assert_close(banded, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(from_uint8, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fire_inference_path_equals_the_training_path(channels_last):
+    from squeezedet.models.layers import Fire
+
+    torch.manual_seed(0)
+    fire = Fire(8, 4, 6, 10)
+    x = torch.randn(2, 8, 5, 7)
+    if channels_last:
+        fire = fire.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    s = torch.relu(fire.squeeze(x))
+    expected = torch.cat((torch.relu(fire.expand1x1(s)), torch.relu(fire.expand3x3(s))), dim=1)
+    with torch.no_grad():
+        trained_path = fire(x)
+    with torch.inference_mode():
+        inference_path = fire(x)
+    assert inference_path.shape == (2, 16, 5, 7)
+    assert inference_path.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(trained_path, expected)
+    torch.testing.assert_close(inference_path, expected)
 
 
 def test_backbone_without_resolution_path_uses_a_meta_run():

@@ -314,13 +314,17 @@ class Detector:
         return self.detect_arrays(arrays, sources, keep), single
 
     def preprocess(self, arrays: Sequence[np.ndarray]) -> Tensor:
-        """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``float32 [B, 3, H, W]`` RGB 0–255 at the
-        network size, resized like training (:class:`~squeezedet.data.transforms.Resize`)."""
+        """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``[B, 3, H, W]`` RGB 0–255 at the network
+        size, resized like training (:class:`~squeezedet.data.transforms.Resize`): ``float32``,
+        or ``uint8`` for a channels-last PyTorch model (which converts it itself)."""
         from squeezedet.export import network_batch
 
-        # eager PyTorch is the lean path (one image, little memory): Pillow, not OpenCV
-        return network_batch(arrays, self.input_size, opencv=not _is_torch_runner(self.runner),
-                             channels_last=getattr(self.runner, "channels_last", False))
+        # eager PyTorch is the lean path (one image, little memory): Pillow, not OpenCV, and
+        # the pixels stay uint8 until the model normalises them
+        torch_runner = _is_torch_runner(self.runner)
+        channels_last = getattr(self.runner, "channels_last", False)
+        return network_batch(arrays, self.input_size, opencv=not torch_runner,
+                             channels_last=channels_last, uint8=torch_runner and channels_last)
 
     def _anchors_for(self, grid: tuple[int, int], device: torch.device) -> Tensor:
         key = (grid[0], grid[1], str(device))

@@ -149,7 +149,8 @@ class TorchRunner:
 
     def __call__(self, images: Tensor) -> Tensor:
         with torch.inference_mode() if self.banded else torch.no_grad():
-            x = images.to(self.device, torch.float32)
+            # uint8 pixels go to the model as they are (it converts them while normalising)
+            x = images.to(self.device, None if images.dtype == torch.uint8 else torch.float32)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():

@@ -6,6 +6,8 @@ started from ImageNet weights).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -63,7 +65,11 @@ class SqueezeNetBackbone(nn.Module):
         """The layers that set the output resolution, in order (Fire modules keep it)."""
         return [m for m in self.features if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
 
-    def forward(self, x: Tensor) -> Tensor:
+    #: :meth:`forward` takes the input normalisation as ``prepare`` (see ``SqueezeDet.forward``)
+    normalizes_in_bands = True
+
+    def forward(self, x: Tensor, prepare: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Features of ``x``; with ``prepare`` (the input normalisation), of ``prepare(x)``."""
         if (torch.is_inference_mode_enabled() and x.device.type == "cpu"
                 and x.shape[-2] * x.shape[-1] >= BAND_MIN_PIXELS):
             # the layers before the second pool hold the network's largest tensors: run them in
@@ -71,9 +77,9 @@ class SqueezeNetBackbone(nn.Module):
             # would only pay more kernel launches)
             pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
             head = list(self.features[:pools[1] + 1])
-            x = banded_forward(head, x, BANDS)
+            x = banded_forward(head, x, BANDS, prepare)
             return self.extra(self.features[pools[1] + 1:](x))
-        return self.extra(self.features(x))
+        return self.extra(self.features(x if prepare is None else prepare(x)))
 
 
 #: CPU inference (``torch.inference_mode``) on inputs of at least this many pixels runs SqueezeNet's
@@ -106,9 +112,12 @@ def _pad_rows(x: Tensor, top: int, bottom: int) -> Tensor:
     return nn.functional.pad(x, (0, 0, top, bottom)) if top or bottom else x
 
 
-def banded_forward(layers: list[nn.Module], x: Tensor, bands: int) -> Tensor:
+def banded_forward(layers: list[nn.Module], x: Tensor, bands: int,
+                   prepare: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """``nn.Sequential(*layers)(x)`` computed in ``bands`` horizontal bands of output rows: the
-    same numbers with a fraction of the memory.
+    same numbers with a fraction of the memory. ``prepare``: an element-wise function applied to
+    each band's input rows first (the input normalisation), i.e. the result is that of
+    ``prepare(x)``.
 
     ``layers``: Conv2d, ReLU, MaxPool2d (no padding) and :class:`Fire`. For each band the rows
     each layer must produce are worked out backwards (a convolution's output rows ``[o0, o1)``
@@ -118,10 +127,22 @@ def banded_forward(layers: list[nn.Module], x: Tensor, bands: int) -> Tensor:
     the layer that pads — never at the input, since ``relu(squeeze(0))`` is not 0.
     """
     heights = [x.shape[-2]]
+    width, channels = x.shape[-1], x.shape[-3]
     for layer in layers:
         heights.append(_rows_out(layer, heights[-1]))
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            width = output_length(width, layer, -1)
+        channels = getattr(layer, "out_channels", channels)
+    # the result is allocated before the first band and each band is copied into it: a band's
+    # output kept alive inside the heap hole its large first convolution left would stop the next
+    # band from reusing that hole (~10 MiB more resident memory per band), and no final cat
+    device = x.device.type
+    dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+             else x.dtype if prepare is None else torch.float32)
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    out = torch.empty((*x.shape[:-3], channels, heights[-1], width), dtype=dtype, device=x.device,
+                      memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     edges = [round(i * heights[-1] / bands) for i in range(bands + 1)]
-    out = []
     for o0, o1 in zip(edges[:-1], edges[1:], strict=True):
         if o1 <= o0:
             continue
@@ -131,7 +152,7 @@ def banded_forward(layers: list[nn.Module], x: Tensor, bands: int) -> Tensor:
             c0, c1 = max(r0, 0), min(r1, h_in)
             plan.append(((o0, o1), (r0, r1), (c0, c1)))
             o0, o1 = c0, c1
-        t = x[..., o0:o1, :]
+        t = x[..., o0:o1, :] if prepare is None else prepare(x[..., o0:o1, :])
         for layer, ((n0, n1), (r0, r1), (c0, c1)) in zip(layers, reversed(plan), strict=True):
             top, bottom = c0 - r0, r1 - c1
             if isinstance(layer, nn.Conv2d):
@@ -141,18 +162,19 @@ def banded_forward(layers: list[nn.Module], x: Tensor, bands: int) -> Tensor:
                 t = nn.functional.max_pool2d(t, layer.kernel_size, layer.stride, 0,
                                              ceil_mode=layer.ceil_mode)
             elif isinstance(layer, Fire):
-                s = torch.relu(layer.squeeze(t))
+                s = layer.squeeze(t).relu_()
                 e3 = nn.functional.conv2d(_pad_rows(s, top, bottom), layer.expand3x3.weight,
                                           layer.expand3x3.bias, 1, (0, 1))
                 e1 = layer.expand1x1(s[..., n0 - c0:n1 - c0, :])
-                t = torch.cat((torch.relu(e1), torch.relu(e3)), dim=1)
+                t = torch.cat((e1, e3), dim=1).relu_()
             else:
                 t = layer(t)
             if t.shape[-2] != n1 - n0:  # a layer this function does not know how to band
                 raise RuntimeError(f"banded_forward: {type(layer).__name__} gave {t.shape[-2]} "
                                    f"rows, expected {n1 - n0}")
-        out.append(t)
-    return torch.cat(out, dim=-2)
+        out[..., n0:n1, :].copy_(t)
+        del t
+    return out
 
 
 

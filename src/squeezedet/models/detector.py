@@ -119,16 +119,26 @@ class SqueezeDet(nn.Module):
         return width, height
 
     def normalize(self, images: Tensor) -> Tensor:
-        """RGB 0–255 ``[B, 3, H, W]`` → the backbone's input scale and channel order."""
-        x = images.float() - self.pixel_mean
-        x.div_(self.pixel_std)  # in place: one full-size copy fewer
+        """RGB 0–255 ``[B, 3, H, W]`` (float, or uint8) → the backbone's input scale and channel
+        order, as a new tensor."""
+        x = images.float()
+        # in place where .float() already copied (uint8 input): one full-size copy fewer
+        x = x - self.pixel_mean if x is images else x.sub_(self.pixel_mean)
+        x.div_(self.pixel_std)
         if self.bgr:
             x = x.flip(1)
         return x
 
     def forward(self, images: Tensor) -> Tensor:
-        """Raw ConvDet output ``[B, K·(C+5), gh, gw]`` for RGB 0–255 images ``[B, 3, H, W]``."""
-        return self.convdet(self.dropout(self.backbone(self.normalize(images))))
+        """Raw ConvDet output ``[B, K·(C+5), gh, gw]`` for RGB 0–255 images ``[B, 3, H, W]``
+        (float, or uint8)."""
+        if getattr(self.backbone, "normalizes_in_bands", False):
+            # a backbone that may run its first stage in bands normalises each band's rows
+            # itself: the whole normalised image never exists at once
+            features = self.backbone(images, prepare=self.normalize)
+        else:
+            features = self.backbone(self.normalize(images))
+        return self.convdet(self.dropout(features))
 
     def split_head(self, out: Tensor) -> HeadOutput:
         """Split ``[B, K·(C+5), gh, gw]`` into per-anchor class logits, confidence logits and deltas."""

@@ -23,8 +23,22 @@ class Fire(nn.Module):
         self.out_channels = e1 + e3
 
     def forward(self, x: Tensor) -> Tensor:
-        s = torch.relu(self.squeeze(x))
-        return torch.cat((torch.relu(self.expand1x1(s)), torch.relu(self.expand3x3(s))), dim=1)
+        s = self.squeeze(x).relu_()
+        if not torch.is_inference_mode_enabled():
+            # ReLU in place on the concatenation: no separate rectified copies of the two halves
+            return torch.cat((self.expand1x1(s), self.expand3x3(s)), dim=1).relu_()
+        # inference: each half is rectified straight into its place in the output and freed
+        # before the other is computed (peak: output + one half, not output + both halves)
+        e1 = self.expand1x1(s)
+        n, c1, h, w = e1.shape
+        layout = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                  else torch.contiguous_format)
+        out = torch.empty((n, self.out_channels, h, w), dtype=e1.dtype, device=e1.device,
+                          memory_format=layout)
+        torch.clamp_min(e1, 0, out=out[:, :c1])
+        del e1
+        torch.clamp_min(self.expand3x3(s), 0, out=out[:, c1:])
+        return out
 
 
 class FastDropout(nn.Module):
