@@ -242,6 +242,21 @@ def _is_torch_runner(runner: Any) -> bool:
     return isinstance(runner, (TorchRunner, TorchScriptRunner))
 
 
+def runner_input(runner: Any, arrays: Sequence[np.ndarray], input_size: tuple[int, int]) -> Tensor:
+    """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``[B, 3, H, W]`` RGB 0–255 at the network
+    size ``(W, H)`` for ``runner``, resized like training
+    (:class:`~squeezedet.data.transforms.Resize`): ``float32``, or ``uint8`` for a channels-last
+    PyTorch model (which converts it itself)."""
+    from squeezedet.export import network_batch
+
+    # eager PyTorch is the lean path (one image, little memory): Pillow, not OpenCV, and the
+    # pixels stay uint8 until the model normalises them
+    torch_runner = _is_torch_runner(runner)
+    channels_last = getattr(runner, "channels_last", False)
+    return network_batch(arrays, input_size, opencv=not torch_runner,
+                         channels_last=channels_last, uint8=torch_runner and channels_last)
+
+
 class Detector:
     """Runs a trained SqueezeDet on images of any size and returns :class:`Detections`.
 
@@ -314,17 +329,9 @@ class Detector:
         return self.detect_arrays(arrays, sources, keep), single
 
     def preprocess(self, arrays: Sequence[np.ndarray]) -> Tensor:
-        """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``[B, 3, H, W]`` RGB 0–255 at the network
-        size, resized like training (:class:`~squeezedet.data.transforms.Resize`): ``float32``,
-        or ``uint8`` for a channels-last PyTorch model (which converts it itself)."""
-        from squeezedet.export import network_batch
-
-        # eager PyTorch is the lean path (one image, little memory): Pillow, not OpenCV, and
-        # the pixels stay uint8 until the model normalises them
-        torch_runner = _is_torch_runner(self.runner)
-        channels_last = getattr(self.runner, "channels_last", False)
-        return network_batch(arrays, self.input_size, opencv=not torch_runner,
-                             channels_last=channels_last, uint8=torch_runner and channels_last)
+        """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → the runner's input batch (see
+        :func:`runner_input`)."""
+        return runner_input(self.runner, arrays, self.input_size)
 
     def _anchors_for(self, grid: tuple[int, int], device: torch.device) -> Tensor:
         key = (grid[0], grid[1], str(device))

@@ -2,12 +2,13 @@
 
 Each row (BACKEND:PRECISION) runs in a fresh Python process (so its peak resident memory is its
 own) on one image: pre-processing (resize of the decoded photo to the network size with the
-training Resize, to a float tensor), forward (the runner), post-processing (split_head, top-64,
-decode, per-class NMS, boxes to original pixels). It prints latency median / p90 / min over the
-warm runs for each stage and in total, FPS, peak RSS, parameters, model file size, GFLOPs, the
-achieved GFLOP/s as a fraction of a matmul peak measured here (fp32 peak for fp32 rows, bf16 peak
-for bf16 rows, int8 peak for int8 rows), and the ratio of each row's total to the fp32 eager NCHW
-PyTorch baseline measured in the same run.
+training Resize, as predict prepares it for that runner: Pillow and uint8 pixels for eager PyTorch,
+OpenCV and float32 for the others and the baseline), forward (the runner), post-processing
+(split_head, top-64, decode, per-class NMS, boxes to original pixels). It prints latency median /
+p90 / min over the warm runs for each stage and in total, FPS, peak RSS, parameters, model file
+size, GFLOPs, the achieved GFLOP/s as a fraction of a matmul peak measured here (fp32 peak for fp32
+rows, bf16 peak for bf16 rows, int8 peak for int8 rows), and the ratio of each row's total to the
+fp32 eager NCHW PyTorch baseline measured in the same run.
 
 Rows: torch-nchw:fp32 (the baseline, always run: the plain layer-by-layer eager forward, NCHW),
 torch:fp32 (what `predict --backend torch` runs: channels-last, first stage in bands), torch:bf16
@@ -132,6 +133,7 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
     from squeezedet.engine import to_original_pixels
     from squeezedet.export import network_batch
+    from squeezedet.inference import runner_input
     from squeezedet.models.detector import split_head
     from squeezedet.ops.anchors import make_anchors
     from squeezedet.postprocess import PostProcess
@@ -162,7 +164,10 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
 
     def once() -> tuple[float, float, float]:
         t = time.perf_counter()
-        x = network_batch(arrays, size)
+        # as predict prepares it for this runner; the baseline with the fastest resize (OpenCV),
+        # so that no ratio gains from a slower baseline pre-processing
+        x = network_batch(arrays, size) if backend == "torch-nchw" else runner_input(
+            runner, arrays, size)
         t1 = time.perf_counter()
         out = runner(x)
         t2 = time.perf_counter()
