@@ -44,7 +44,7 @@ def resolve_device(name: str) -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             raise SqueezeDetError(f"device {name!r}: PyTorch sees no CUDA GPU here (torch "
-                                  f"{torch.__version__}); use device=cpu or auto")
+                                  f"{torch.__version__}); choose cpu or auto instead")
         if device.index is not None and device.index >= count:
             raise SqueezeDetError(f"device {name!r}: only {count} CUDA GPU(s) are visible")
     return device
