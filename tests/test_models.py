@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -84,12 +85,14 @@ def test_banded_inference_equals_the_plain_forward(name, size, channels_last, mo
         plain = model(x)
     calls = []
     real = backbones.banded_forward
-    monkeypatch.setattr(backbones, "banded_forward", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(backbones, "banded_forward", lambda *a: calls.append(a[2]) or real(*a))
     monkeypatch.setattr(backbones, "BAND_MIN_PIXELS", 1)
+    monkeypatch.setattr(backbones, "BAND_PIXELS", 1500)  # 4 to 14 bands, some of them empty
     with torch.inference_mode():
         banded = model(x)
         from_uint8 = model(pixels)
-    assert calls == [1, 1]
+    bands = math.ceil(size[0] * size[1] / 1500)  # about 1500 input pixels per band
+    assert calls == [bands, bands]
     torch.testing.assert_close(banded, plain, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(from_uint8, plain, rtol=1e-5, atol=1e-5)
 

@@ -62,6 +62,7 @@ def test_banded_and_plain_torch_runners_agree(checkpoint: Path, images: torch.Te
     real = backbones.banded_forward
     monkeypatch.setattr(backbones, "banded_forward", lambda *a: calls.append(1) or real(*a))
     monkeypatch.setattr(backbones, "BAND_MIN_PIXELS", 1)
+    monkeypatch.setattr(backbones, "BAND_PIXELS", 1500)  # several bands
     plain = TorchRunner(checkpoint, banded=False)(images)
     assert calls == []
     banded = TorchRunner(checkpoint)(images)
