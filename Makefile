@@ -23,6 +23,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/mypy src
 
 clean-venv:
 	rm -rf $(VENV)

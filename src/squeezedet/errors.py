@@ -8,6 +8,7 @@ The command line prints that line and exits with status 2 instead of showing a t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class SqueezeDetError(Exception):
@@ -35,7 +36,7 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def require(module: str, extra: str) -> object:
+def require(module: str, extra: str) -> Any:
     """Import an optional dependency or raise a clear error naming the extra that provides it."""
     import importlib
 

@@ -38,13 +38,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from squeezedet.errors import SqueezeDetError, installed, require
+
+if TYPE_CHECKING:
+    from squeezedet.models.detector import SqueezeDet
 
 FORMATS = ("onnx", "openvino", "torchscript")
 
@@ -173,7 +176,10 @@ class DetectionsHead(nn.Module):
     """Model + score, top-k and box decoding: images → ``boxes [B, k, 4]`` (xyxy network pixels,
     clipped), ``scores [B, k]`` and ``labels [B, k]`` by decreasing score; NMS is left out."""
 
-    def __init__(self, model: nn.Module, top_k: int = 64) -> None:
+    model: SqueezeDet
+    anchors: Tensor
+
+    def __init__(self, model: SqueezeDet, top_k: int = 64) -> None:
         super().__init__()
         self.model = model
         self.top_k = top_k
@@ -194,9 +200,11 @@ class DetectionsHead(nn.Module):
         return boxes, top_scores, torch.gather(labels, 1, top_idx)
 
 
-def _export_module(model: nn.Module, example: Tensor, dynamic_batch: bool,
+def _export_module(model: SqueezeDet, example: Tensor, dynamic_batch: bool,
                    with_postprocess: bool) -> nn.Module:
-    model = model.eval().to(memory_format=torch.contiguous_format)
+    from squeezedet.models.layers import with_memory_format
+
+    model = with_memory_format(model.eval(), torch.contiguous_format)
     return DetectionsHead(model).eval() if with_postprocess else model
 
 
@@ -204,12 +212,12 @@ def _output_names(with_postprocess: bool) -> list[str]:
     return ["boxes", "scores", "labels"] if with_postprocess else ["head"]
 
 
-def onnx_bytes(model: nn.Module, *, dynamic_batch: bool = False, with_postprocess: bool = False,
+def onnx_bytes(model: SqueezeDet, *, dynamic_batch: bool = False, with_postprocess: bool = False,
                opset: int = OPSET) -> bytes:
     """The serialised fp32 ONNX graph of ``model`` (input ``images``; outputs see the module
     docstring), via the TorchScript-based exporter (fast, no onnxscript needed), falling back to
     the dynamo exporter."""
-    h, w = model.input_size[1], model.input_size[0]  # type: ignore[index]
+    h, w = model.input_size[1], model.input_size[0]
     example = torch.zeros(1, 3, h, w)
     module = _export_module(model, example, dynamic_batch, with_postprocess)
     outputs = _output_names(with_postprocess)
@@ -218,9 +226,9 @@ def onnx_bytes(model: nn.Module, *, dynamic_batch: bool = False, with_postproces
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (example,), buf, input_names=["images"],
-                              output_names=outputs, opset_version=opset, dynamic_axes=axes,
-                              dynamo=False, do_constant_folding=True)
+            torch.onnx.export(module, (example,), buf,  # type: ignore[arg-type]  # file-like works
+                              input_names=["images"], output_names=outputs, opset_version=opset,
+                              dynamic_axes=axes, dynamo=False, do_constant_folding=True)
             return buf.getvalue()
         except Exception:  # noqa: BLE001 - the legacy exporter may be gone in a later torch
             require("onnxscript", "export")
@@ -252,7 +260,7 @@ def quantize_openvino_int8(ov_model: Any, calibration: Tensor, keep_head_float: 
                              subset_size=int(calibration.shape[0]), **options)
 
 
-def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: nn.Module,
+def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: SqueezeDet,
                                   data: str | Path, max_drop: float) -> tuple[Any, int]:
     """int8 quantisation as :func:`quantize_openvino_int8`, then NNCF's accuracy control: layers are
     put back in float, most sensitive first, until the KITTI mAP_R40 of the validation split of
@@ -266,9 +274,9 @@ def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: nn.
     from squeezedet.postprocess import PostProcess
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
-    names = tuple(model.class_names)  # type: ignore[arg-type]
-    size = model.input_size  # type: ignore[assignment]
-    k, c = int(model.num_anchors), len(names)  # type: ignore[arg-type]
+    names = tuple(model.class_names)
+    size = model.input_size
+    k, c = int(model.num_anchors), len(names)
     dataset = KittiDataset(data, "val", names, size, train=False)
     items = [dataset[i] for i in range(len(dataset))]
     truth = {t["image_id"]: dataset.ground_truth(i) for i, (_, t) in enumerate(items)}
@@ -278,7 +286,7 @@ def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: nn.
         found, ids = {}, []
         for image, target in samples:
             head = torch.from_numpy(np.asarray(compiled(image[None].float().numpy())[0]))
-            det = post(split_head(head, k, c), model.anchors, size)[0]  # type: ignore[arg-type]
+            det = post(split_head(head, k, c), model.anchors, size)[0]
             det = {**det, "boxes": to_original_pixels(det["boxes"], size, target["orig_size"])}
             found[target["image_id"]] = detections_to_kitti(det, names)
             ids.append(target["image_id"])
@@ -324,7 +332,7 @@ def quantize_int8(fp32_onnx: bytes, calibration: Tensor, out_path: Path,
         quantize_static,
     )
 
-    proto = onnx.load_from_string(fp32_onnx)  # type: ignore[attr-defined]
+    proto = onnx.load_from_string(fp32_onnx)
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
     exclude = [convs[0], convs[-1]] if exclude_first_last and len(convs) > 2 else []
 
@@ -373,9 +381,9 @@ def _run_exported(path: Path, fmt: str, precision: str, x: Tensor,
         from squeezedet.runtime import _threads
 
         ort = require("onnxruntime", "export")
-        opts = ort.SessionOptions()  # type: ignore[attr-defined]
+        opts = ort.SessionOptions()
         opts.intra_op_num_threads = _threads(threads)
-        sess = ort.InferenceSession(str(path), opts,  # type: ignore[attr-defined]
+        sess = ort.InferenceSession(str(path), opts,
                                     providers=["CPUExecutionProvider"])
         for i in range(x.shape[0]):
             outs.append(list(sess.run(None, {"images": x[i:i + 1].numpy()})))
@@ -383,7 +391,7 @@ def _run_exported(path: Path, fmt: str, precision: str, x: Tensor,
         from squeezedet.runtime import _threads, ov_precision_hint
 
         ov = require("openvino", "openvino")
-        core = ov.Core()  # type: ignore[attr-defined]
+        core = ov.Core()
         compiled = core.compile_model(str(path), "CPU", {
             "INFERENCE_NUM_THREADS": _threads(threads),
             "INFERENCE_PRECISION_HINT": ov_precision_hint(precision, core)})
@@ -394,7 +402,7 @@ def _run_exported(path: Path, fmt: str, precision: str, x: Tensor,
     return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
 
 
-def _parity(model: nn.Module, path: Path, fmt: str, precision: str, x: Tensor,
+def _parity(model: SqueezeDet, path: Path, fmt: str, precision: str, x: Tensor,
             dynamic_batch: bool, with_postprocess: bool,
             threads: int | None) -> tuple[float, float]:
     """:func:`parity_error` of the exported file at ``path`` against ``model`` on ``x``."""
@@ -554,7 +562,7 @@ def export_model(
             onnx_path.write_bytes(proto)
         if fmt == "openvino":
             ov = require("openvino", "openvino")
-            ov_model = ov.convert_model(str(onnx_path))  # type: ignore[attr-defined]
+            ov_model = ov.convert_model(str(onnx_path))
             if nncf_int8 and accuracy_data is not None:
                 ov_model, floats = quantize_openvino_int8_for_ap(ov_model, calib, model,
                                                                 accuracy_data, max_ap_drop)
@@ -563,7 +571,7 @@ def export_model(
                     "max_drop": max_ap_drop, "float_convolutions": floats}
             elif nncf_int8:
                 ov_model = quantize_openvino_int8(ov_model, calib)
-            ov.save_model(ov_model, str(out),  # type: ignore[attr-defined]
+            ov.save_model(ov_model, str(out),
                           compress_to_fp16=precision == "bf16")
             if nncf_int8:
                 # NNCF clips activation ranges to quantiles; on weights with unusual activations
@@ -584,14 +592,14 @@ def export_model(
                         meta["calibration"]["float_layers"] = float_layers
                     else:
                         quantize_int8(proto, calib, onnx_path)
-                        ov_model = ov.convert_model(str(onnx_path))  # type: ignore[attr-defined]
+                        ov_model = ov.convert_model(str(onnx_path))
                         meta["calibration"] = {**meta["calibration"], "quantizer": "onnxruntime",
                                                "method": "minmax",
                                                "float_layers": ["first", "convdet"]}
                         meta["calibration"].pop("preset", None)
                     warnings.warn(f"int8 parity missed with all layers quantised by NNCF; "
                                   f"retrying with {name}", stacklevel=2)
-                    ov.save_model(ov_model, str(out))  # type: ignore[attr-defined]
+                    ov.save_model(ov_model, str(out))
             files.append(out.with_suffix(".bin"))
             onnx_path.unlink()
             onnx_path.parent.rmdir()

@@ -124,6 +124,7 @@ class TorchRunner:
                  precision: str = "fp32", channels_last: bool | None = None,
                  compile: bool = False, banded: bool = True) -> None:
         from squeezedet.checkpoint import model_from_checkpoint
+        from squeezedet.models.layers import with_memory_format
 
         if precision not in ("fp32", "bf16"):
             raise SqueezeDetError(
@@ -135,12 +136,12 @@ class TorchRunner:
         self.model = model_from_checkpoint(checkpoint).to(self.device).eval()
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = with_memory_format(self.model, torch.channels_last)
         self.meta = self.model.metadata()
         self.banded = banded
         self._forward: Callable[[Tensor], Tensor] = self.model
         if compile:
-            self._forward = torch.compile(self.model)  # type: ignore[assignment]
+            self._forward = torch.compile(self.model)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "bf16":
@@ -194,15 +195,15 @@ class OnnxRuntimeRunner:
         self.device = torch.device("cpu")
         self.meta = meta if meta is not None else read_metadata(model)  # type: ignore[arg-type]
         self.precision = str(self.meta.get("precision", "fp32"))
-        opts = ort.SessionOptions()  # type: ignore[attr-defined]
+        opts = ort.SessionOptions()
         opts.intra_op_num_threads = _threads(threads)
         opts.inter_op_num_threads = 1
         # idle ORT threads must not spin: they would steal the CPU from pre-/post-processing
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # type: ignore[attr-defined]
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(  # type: ignore[attr-defined]
+            self.session = ort.InferenceSession(
                 source, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise SqueezeDetError(f"{model if not isinstance(model, bytes) else 'model'}: "
@@ -239,7 +240,7 @@ class OpenVinoRunner:
         self.device = torch.device("cpu")
         self.meta = meta if meta is not None else read_metadata(model)
         self.precision = precision or str(self.meta.get("precision", "fp32"))
-        core = ov.Core()  # type: ignore[attr-defined]
+        core = ov.Core()
         config = {
             "INFERENCE_NUM_THREADS": _threads(threads),
             "PERFORMANCE_HINT": "LATENCY",
@@ -342,7 +343,7 @@ def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: st
             runner: Runner
             if name == "openvino":
                 ov = require("openvino", "openvino")
-                ov_model = ov.Core().read_model(proto, b"")  # type: ignore[attr-defined]
+                ov_model = ov.Core().read_model(proto, b"")
                 runner = OpenVinoRunner(ov_model, meta=meta, threads=threads, precision=precision)
             else:
                 runner = OnnxRuntimeRunner(proto, meta=meta, threads=threads)

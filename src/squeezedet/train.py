@@ -44,6 +44,7 @@ from squeezedet.engine import (
 )
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
+from squeezedet.models.layers import with_memory_format
 
 log = logging.getLogger("squeezedet.train")
 
@@ -243,7 +244,7 @@ def train(
 
     model = build_model(cfg, tuple(train_ds.classes)).to(device)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+        model = with_memory_format(model, torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     loss_fn = loss_from_config(cfg)

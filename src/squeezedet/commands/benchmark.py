@@ -272,8 +272,8 @@ def run(args: argparse.Namespace) -> int:
             save_checkpoint({"model": model.state_dict(), "meta": model.metadata(),
                              "config": {}}, weights)
     else:
-        size = parse_size(args.input_size) if args.input_size else None
-        model = create_model(args.model, input_size=size).eval()
+        model = create_model(args.model, input_size=parse_size(args.input_size)
+                             if args.input_size else None).eval()
         torch.nn.init.normal_(model.convdet.weight, std=0.01)  # varied scores, as when trained
         weights = work / f"{args.model}.pt"
         save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}},

@@ -233,10 +233,10 @@ def _draw(run_dir: Path, data: Path, photos: list[Path], out_dir: Path, n_val: i
         (out_dir / "photos").mkdir(exist_ok=True)
         for path in photos:
             try:
-                d = det(path)
+                photo = det([path])[0]
             except SqueezeDetError as exc:
                 print(f"      skipped {path}: {exc}")
                 continue
-            d.plot().save(out_dir / "photos" / f"{path.stem}.png")
+            photo.plot().save(out_dir / "photos" / f"{path.stem}.png")
             count += 1
     return count

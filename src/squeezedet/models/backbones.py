@@ -7,14 +7,15 @@ started from ImageNet weights).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-from squeezedet.models.layers import Fire, FrozenBatchNorm2d, conv_relu, output_length
+from squeezedet.models.layers import Backbone, Fire, FrozenBatchNorm2d, conv_relu, output_length
 
 
-class SqueezeNetBackbone(nn.Module):
+class SqueezeNetBackbone(Backbone):
     """SqueezeNet ``features`` (torchvision indices) plus two new Fire modules (fire10, fire11).
 
     ``version="1.1"`` is SqueezeDet's backbone: conv1 3×3/2 (padding 1) and ceil-mode pools, the
@@ -27,31 +28,35 @@ class SqueezeNetBackbone(nn.Module):
         super().__init__()
         self.version = version
         if version == "1.1":
-            pool = dict(kernel_size=3, stride=2, ceil_mode=True)
+            def pool() -> nn.MaxPool2d:
+                return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
             layers: list[nn.Module] = [
                 *conv_relu(3, 64, 3, stride=2, padding=1),          # 0, 1
-                nn.MaxPool2d(**pool),                               # 2
+                pool(),                                             # 2
                 Fire(64, 16, 64, 64), Fire(128, 16, 64, 64),        # 3, 4: fire2, fire3
-                nn.MaxPool2d(**pool),                               # 5
+                pool(),                                             # 5
                 Fire(128, 32, 128, 128), Fire(256, 32, 128, 128),   # 6, 7: fire4, fire5
-                nn.MaxPool2d(**pool),                               # 8
+                pool(),                                             # 8
                 Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),   # 9, 10: fire6, fire7
                 Fire(384, 64, 256, 256), Fire(512, 64, 256, 256),   # 11, 12: fire8, fire9
             ]
             self.extra = nn.Sequential(Fire(512, 96, 384, 384), Fire(768, 96, 384, 384))
             self.out_channels = 768
         elif version == "1.0":
-            pool = dict(kernel_size=3, stride=2)
+            def pool() -> nn.MaxPool2d:
+                return nn.MaxPool2d(kernel_size=3, stride=2)
+
             layers = [
                 *conv_relu(3, 96, 7, stride=2),                     # 0, 1
-                nn.MaxPool2d(**pool),                               # 2
+                pool(),                                             # 2
                 Fire(96, 96, 64, 64), Fire(128, 96, 64, 64),        # 3, 4: fire2, fire3
                 Fire(128, 192, 128, 128),                           # 5: fire4
-                nn.MaxPool2d(**pool),                               # 6
+                pool(),                                             # 6
                 Fire(256, 192, 128, 128),                           # 7: fire5
                 Fire(256, 288, 192, 192), Fire(384, 288, 192, 192), # 8, 9: fire6, fire7
                 Fire(384, 384, 256, 256),                           # 10: fire8
-                nn.MaxPool2d(**pool),                               # 11
+                pool(),                                             # 11
                 Fire(512, 384, 256, 256),                           # 12: fire9
             ]
             self.extra = nn.Sequential(Fire(512, 384, 256, 256), Fire(512, 384, 256, 256))
@@ -76,7 +81,7 @@ class SqueezeNetBackbone(nn.Module):
             # horizontal bands on the CPU (exact; 1248x384 inference peaks ~50 MiB lower; a GPU
             # would only pay more kernel launches)
             pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
-            head = list(self.features[:pools[1] + 1])
+            head = list(self.features)[:pools[1] + 1]
             bands = max(2, -(-x.shape[-2] * x.shape[-1] // BAND_PIXELS))
             x = banded_forward(head, x, bands, prepare)
             return self.extra(self.features[pools[1] + 1:](x))
@@ -95,7 +100,7 @@ def _rows_needed(layer: nn.Module, out0: int, out1: int) -> tuple[int, int]:
     """Input rows ``[i0, i1)`` (before clipping to the image) that output rows ``[out0, out1)`` of
     ``layer`` read."""
     if isinstance(layer, nn.Conv2d):
-        k, s, p = layer.kernel_size[0], layer.stride[0], layer.padding[0]  # type: ignore[index]
+        k, s, p = int(layer.kernel_size[0]), int(layer.stride[0]), int(layer.padding[0])
         return s * out0 - p, s * (out1 - 1) + k - p
     if isinstance(layer, nn.MaxPool2d):
         k, s = int(layer.kernel_size), int(layer.stride)  # type: ignore[arg-type]
@@ -160,7 +165,7 @@ def banded_forward(layers: list[nn.Module], x: Tensor, bands: int,
             top, bottom = c0 - r0, r1 - c1
             if isinstance(layer, nn.Conv2d):
                 t = nn.functional.conv2d(_pad_rows(t, top, bottom), layer.weight, layer.bias,
-                                         layer.stride, (0, layer.padding[1]))  # type: ignore[index]
+                                         layer.stride, (0, int(layer.padding[1])))
             elif isinstance(layer, nn.MaxPool2d):
                 t = nn.functional.max_pool2d(t, layer.kernel_size, layer.stride, 0,
                                              ceil_mode=layer.ceil_mode)
@@ -181,7 +186,7 @@ def banded_forward(layers: list[nn.Module], x: Tensor, bands: int,
 
 
 
-class VGG16Backbone(nn.Module):
+class VGG16Backbone(Backbone):
     """VGG16 convolutions conv1_1 … conv5_3 without pool5 (torchvision ``features`` indices 0–29)."""
 
     def __init__(self) -> None:
@@ -235,7 +240,7 @@ class Bottleneck(nn.Module):
         return (y + identity).relu()
 
 
-class ResNet50Backbone(nn.Module):
+class ResNet50Backbone(Backbone):
     """ResNet-50 through conv4_x (``layer3``, 1024 channels, stride 16), batch norm frozen."""
 
     def __init__(self) -> None:
@@ -259,7 +264,8 @@ class ResNet50Backbone(nn.Module):
     def resolution_path(self) -> list[nn.Module]:
         """The layers that set the output resolution, in order: the stem and each block's 3×3
         (the 1×1 convolutions keep the size; the shortcut matches the 3×3)."""
-        blocks = [b for stage in (self.layer1, self.layer2, self.layer3) for b in stage]
+        blocks = [cast(Bottleneck, b) for stage in (self.layer1, self.layer2, self.layer3)
+                  for b in stage]
         return [self.conv1, self.maxpool, *(b.conv2 for b in blocks)]
 
     def forward(self, x: Tensor) -> Tensor:

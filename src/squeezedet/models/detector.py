@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from squeezedet.models.layers import FastDropout, output_length
+from squeezedet.models.layers import Backbone, FastDropout, output_length
 from squeezedet.ops.anchors import make_anchors
 
 #: Pixel normalisations, RGB order, in 0–255 units. "torchvision" matches the ImageNet weights
@@ -55,9 +55,13 @@ class SqueezeDet(nn.Module):
         normalization: a key of :data:`NORMALIZATIONS`.
     """
 
+    pixel_mean: Tensor
+    pixel_std: Tensor
+    anchors: Tensor
+
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         *,
         num_classes: int,
         anchor_shapes: Sequence[Sequence[float]],
@@ -92,7 +96,8 @@ class SqueezeDet(nn.Module):
         out = self.num_anchors * (num_classes + 1 + 4)
         self.convdet = nn.Conv2d(backbone.out_channels, out, kernel_size=3, padding=1)
         nn.init.normal_(self.convdet.weight, std=1e-4)
-        nn.init.zeros_(self.convdet.bias)
+        if self.convdet.bias is not None:
+            nn.init.zeros_(self.convdet.bias)
         self.grid_size = self.compute_grid_size(self.input_size)
         self.register_buffer("anchors", make_anchors(self.grid_size, self.input_size, self.anchor_shapes),
                              persistent=False)

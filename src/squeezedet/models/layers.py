@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+
+class Backbone(nn.Module):
+    """A feature extractor under ConvDet: the channel count of its output and the names of its
+    stem modules (those the original recipe keeps frozen)."""
+
+    out_channels: int
+    stem: tuple[str, ...]
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def with_memory_format(module: M, memory_format: torch.memory_format) -> M:
+    """``module.to(memory_format=...)`` (PyTorch's type stubs leave that keyword out)."""
+    return module.to(memory_format=memory_format)  # type: ignore[call-overload]
 
 
 class Fire(nn.Module):
@@ -87,6 +103,11 @@ class FrozenBatchNorm2d(nn.Module):
     so ImageNet state dicts load into it.
     """
 
+    weight: Tensor
+    bias: Tensor
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
@@ -95,7 +116,7 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

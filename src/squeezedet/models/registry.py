@@ -22,6 +22,7 @@ from torch import nn
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models.backbones import ResNet50Backbone, SqueezeNetBackbone, VGG16Backbone
 from squeezedet.models.detector import SqueezeDet
+from squeezedet.models.layers import Backbone
 from squeezedet.ops.anchors import KITTI_ANCHOR_SHAPES, scale_anchor_shapes
 
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -102,12 +103,12 @@ def _resolve(
     if len(size) != 2 or min(size) < 16:
         raise SqueezeDetError(f"input size must be (W, H) with both at least 16 pixels, got {size}")
     if anchor_shapes is None:
-        shapes = scale_anchor_shapes(info.default_anchor_shapes, info.default_input_size, size)  # type: ignore[arg-type]
+        shapes = scale_anchor_shapes(info.default_anchor_shapes, info.default_input_size, size)
     else:
         shapes = tuple((float(w), float(h)) for w, h in anchor_shapes)
         if not shapes or any(w <= 0 or h <= 0 for w, h in shapes):
             raise SqueezeDetError("anchor shapes must be positive (w, h) pairs")
-    return len(names), names, size, shapes  # type: ignore[return-value]
+    return len(names), names, size, shapes
 
 
 def _finish(model: SqueezeDet, pretrained: str | Path | bool, freeze_stem: bool | None,
@@ -127,7 +128,7 @@ def _finish(model: SqueezeDet, pretrained: str | Path | bool, freeze_stem: bool 
 
 def _build(
     name: str,
-    backbone: nn.Module,
+    backbone: Backbone,
     num_classes: int | None,
     class_names: Sequence[str] | None,
     input_size: tuple[int, int] | None,
@@ -249,7 +250,8 @@ def resnet50_convdet(
 
 def _init_new_fires(model: SqueezeDet) -> None:
     """The original's initialisation of the new fire10/11 layers: N(0, 0.01), biases 0."""
-    for m in model.backbone.extra.modules():
+    for m in model.backbone.get_submodule("extra").modules():
         if isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

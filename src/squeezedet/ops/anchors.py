@@ -79,7 +79,7 @@ def read_anchor_shapes(source: str) -> tuple[tuple[float, float], ...]:
     if isinstance(data, dict):
         data = data.get("anchors")
     try:
-        shapes = tuple((float(w), float(h)) for w, h in data)  # type: ignore[union-attr]
+        shapes = tuple((float(w), float(h)) for w, h in data)
     except (TypeError, ValueError):
         shapes = ()
     if not shapes or any(w <= 0 or h <= 0 for w, h in shapes):
