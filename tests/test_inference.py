@@ -272,3 +272,6 @@ def test_network_batch_layouts_and_uint8_hold_the_same_pixels():
     expected = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     assert torch.equal(nchw, expected.float()) and torch.equal(nhwc, expected.float())
     assert torch.equal(raw, expected)
+    raw_nchw = network_batch(arrays, (50, 30), uint8=True)
+    assert raw_nchw.dtype == torch.uint8 and raw_nchw.is_contiguous()
+    assert torch.equal(raw_nchw, expected)

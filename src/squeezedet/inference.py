@@ -245,16 +245,16 @@ def _is_torch_runner(runner: Any) -> bool:
 def runner_input(runner: Any, arrays: Sequence[np.ndarray], input_size: tuple[int, int]) -> Tensor:
     """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``[B, 3, H, W]`` RGB 0–255 at the network
     size ``(W, H)`` for ``runner``, resized like training
-    (:class:`~squeezedet.data.transforms.Resize`): ``float32``, or ``uint8`` for a channels-last
-    PyTorch model (which converts it itself)."""
+    (:class:`~squeezedet.data.transforms.Resize`): ``uint8`` for eager PyTorch (the model converts
+    it), ``float32`` for the other runners."""
     from squeezedet.export import network_batch
+    from squeezedet.runtime import TorchRunner
 
-    # eager PyTorch is the lean path (one image, little memory): Pillow, not OpenCV, and the
-    # pixels stay uint8 until the model normalises them
-    torch_runner = _is_torch_runner(runner)
-    channels_last = getattr(runner, "channels_last", False)
-    return network_batch(arrays, input_size, opencv=not torch_runner,
-                         channels_last=channels_last, uint8=torch_runner and channels_last)
+    eager = isinstance(runner, TorchRunner)
+    # PyTorch on the CPU is the lean path (one image, little memory): Pillow, not OpenCV
+    lean = _is_torch_runner(runner) and runner.device.type == "cpu"
+    return network_batch(arrays, input_size, opencv=not lean,
+                         channels_last=getattr(runner, "channels_last", False), uint8=eager)
 
 
 class Detector:
