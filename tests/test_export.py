@@ -117,7 +117,8 @@ def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
     monkeypatch.setattr(export, "_parity", first_fails)
     out = tmp_path / "q.xml"
     result = export_model(checkpoint, "openvino", out, precision="int8", calib_images=4)
-    assert len(calls) == 3 and result.max_abs_diff <= result.tolerance  # fail, retry, final check
+    # fail, then the retry's measurement, which is also the final check's (not measured twice)
+    assert len(calls) == 2 and result.max_abs_diff <= result.tolerance
     assert json.loads(result.metadata_path.read_text())["calibration"]["float_layers"] == ["convdet"]
     convs = [op for op in ov.Core().read_model(str(out)).get_ordered_ops()
              if op.get_type_name() == "Convolution"]
