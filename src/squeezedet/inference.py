@@ -236,23 +236,17 @@ def as_rgb_arrays(
     )
 
 
-def _is_torch_runner(runner: Any) -> bool:
-    from squeezedet.runtime import TorchRunner, TorchScriptRunner
-
-    return isinstance(runner, (TorchRunner, TorchScriptRunner))
-
-
 def runner_input(runner: Any, arrays: Sequence[np.ndarray], input_size: tuple[int, int]) -> Tensor:
     """``uint8 [H0, W0, 3]`` RGB arrays (any sizes) → ``[B, 3, H, W]`` RGB 0–255 at the network
     size ``(W, H)`` for ``runner``, resized like training
     (:class:`~squeezedet.data.transforms.Resize`): ``uint8`` for eager PyTorch (the model converts
     it), ``float32`` for the other runners."""
     from squeezedet.export import network_batch
-    from squeezedet.runtime import TorchRunner
+    from squeezedet.runtime import TorchRunner, is_torch_runner
 
     eager = isinstance(runner, TorchRunner)
     # PyTorch on the CPU is the lean path (one image, little memory): Pillow, not OpenCV
-    lean = _is_torch_runner(runner) and runner.device.type == "cpu"
+    lean = is_torch_runner(runner) and runner.device.type == "cpu"
     return network_batch(arrays, input_size, opencv=not lean,
                          channels_last=getattr(runner, "channels_last", False), uint8=eager)
 

@@ -263,6 +263,11 @@ class OpenVinoRunner:
         return _per_image(self._run, images, self.dynamic_batch)
 
 
+def is_torch_runner(runner: Any) -> bool:
+    """Whether ``runner`` runs PyTorch itself (eager or TorchScript)."""
+    return isinstance(runner, (TorchRunner, TorchScriptRunner))
+
+
 @contextlib.contextmanager
 def light_torch_threads(runner: Runner) -> Iterator[None]:
     """Run torch on one thread around a runner that is not torch (ONNX Runtime, OpenVINO).
@@ -273,7 +278,7 @@ def light_torch_threads(runner: Runner) -> Iterator[None]:
     and 8.2 ms after one. Torch runners keep their threads (a no-op then).
     """
     n = torch.get_num_threads()
-    if isinstance(runner, (TorchRunner, TorchScriptRunner)) or n == 1:
+    if is_torch_runner(runner) or n == 1:
         yield
         return
     torch.set_num_threads(1)
