@@ -38,19 +38,17 @@ DEFAULT_ROWS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int
                 "openvino:fp32", "openvino:bf16", "openvino:int8")
 
 
-ACCURACY_CONTROL = False  # --accuracy-control: OpenVINO int8 with NNCF's accuracy control
-
-
 def make_runner(backend: str, precision: str, weights: Path, work: Path, data: Path,
-                calib_images: int, threads: int | None) -> Runner:
-    """The runner of one row, exporting the model into ``work`` when the row needs a file."""
+                calib_images: int, threads: int | None, accuracy_control: bool = False) -> Runner:
+    """The runner of one row, exporting the model into ``work`` when the row needs a file;
+    ``accuracy_control``: OpenVINO int8 with NNCF's accuracy control on ``data``."""
     if backend == "torch":
         return TorchRunner(weights, "cpu", precision=precision)
     fmt = "onnx" if backend == "onnxruntime" else "openvino"
     out = work / f"model-{precision}{'.onnx' if fmt == 'onnx' else '.xml'}"
     res = export_model(weights, fmt, out, precision=precision, calib_data=data,
                        calib_images=calib_images, threads=threads,
-                       accuracy_data=data if ACCURACY_CONTROL else None)
+                       accuracy_data=data if accuracy_control else None)
     print(f"  {res.summary()}", flush=True)
     if backend == "onnxruntime":
         return OnnxRuntimeRunner(out, threads=threads)
@@ -100,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy-control", action="store_true",
                         help="OpenVINO int8 exports keep mAP_R40 within 0.4 of fp32 on --data")
     args = parser.parse_args(argv)
-    global ACCURACY_CONTROL
-    ACCURACY_CONTROL = args.accuracy_control
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -119,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             try:
                 runner = make_runner(backend, precision, args.weights, Path(tmp), args.data,
-                                     args.calib_images, args.threads)
+                                     args.calib_images, args.threads, args.accuracy_control)
                 res = evaluate_runner(runner, dataset, indices)
             except Exception as exc:  # noqa: BLE001 - report the row and go on
                 print(f"{backend}:{precision}: failed: {exc}", file=sys.stderr)

@@ -31,9 +31,13 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from squeezedet.commands.info import parse_size
 from squeezedet.errors import SqueezeDetError
+
+if TYPE_CHECKING:
+    from squeezedet.config import TrainConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -180,7 +184,7 @@ def _kmeans_anchors(data: Path, size: tuple[int, int], seed: int) -> tuple[tuple
     return tuple((float(w), float(h)) for w, h in shapes)
 
 
-def _device_name(cfg) -> str:  # noqa: ANN001
+def _device_name(cfg: TrainConfig) -> str:
     """``CUDA`` or ``CPU``, with the mixed precision the training steps use."""
     from squeezedet.engine import mixed_precision, resolve_device
 
