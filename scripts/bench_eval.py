@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.eval import evaluate_dirs, evaluate_kitti
-from squeezedet.kitti_format import KittiObject, write_kitti_file
 
 GT_TYPES = ["Car", "Car", "Car", "Car", "Van", "Pedestrian", "Pedestrian", "Person_sitting",
             "Cyclist", "Truck", "DontCare"]

@@ -26,13 +26,12 @@ import torch
 
 from squeezedet.checkpoint import model_from_checkpoint
 from squeezedet.data.kitti import KittiDataset, collate
-from squeezedet.engine import detections_to_kitti, to_original_pixels
+from squeezedet.deployment.export import export_model
+from squeezedet.deployment.runners import OnnxRuntimeRunner, Runner, TorchRunner, load_runner
 from squeezedet.eval import evaluate_kitti
-from squeezedet.export import export_model
 from squeezedet.models.detector import split_head
 from squeezedet.ops.anchors import make_anchors
-from squeezedet.postprocess import PostProcess
-from squeezedet.runtime import OnnxRuntimeRunner, Runner, TorchRunner, load_runner
+from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
 
 DEFAULT_ROWS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8",
                 "openvino:fp32", "openvino:bf16", "openvino:int8")

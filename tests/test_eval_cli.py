@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from squeezedet.cli import main
+from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.errors import DataError
 from squeezedet.eval import evaluate_dirs, read_result_file
-from squeezedet.kitti_format import KittiObject, write_kitti_file
 
 BOX = (100.0, 100.0, 200.0, 190.0)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.eval import analyze_errors, evaluate_kitti, format_errors
-from squeezedet.kitti_format import KittiObject
 
 
 def o(kind: str, x1: float, x2: float) -> KittiObject:

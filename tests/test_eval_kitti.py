@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pytest
 
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.errors import SqueezeDetError
 from squeezedet.eval import evaluate_kitti
-from squeezedet.kitti_format import KittiObject
 
 DIFFS = ("easy", "moderate", "hard")
 CAR_BOX = (100.0, 100.0, 200.0, 190.0)  # 90 px high: valid at every difficulty

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.eval import evaluate_kitti
-from squeezedet.kitti_format import KittiObject
 
 DIFFS = ("easy", "moderate", "hard")
 MIN_H = (40, 25, 25)

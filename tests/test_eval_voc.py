@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from squeezedet.data.base import IGNORE_OCCLUSION
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.eval.voc import average_precision, evaluate_ap
-from squeezedet.kitti_format import KittiObject
 
 
 def gt(cls, box, ignored=False):

@@ -1,6 +1,6 @@
 """Export parity: every format and precision reproduces the PyTorch checkpoint.
 
-Tolerances are those of :data:`squeezedet.export.PARITY_RTOL` (relative to the largest output
+Tolerances are those of :data:`squeezedet.deployment.parity.PARITY_RTOL` (relative to the largest output
 magnitude): fp32 runtimes only reorder sums (observed ~1e-6 relative), bf16 keeps 8 mantissa bits
 (observed ~2 %), int8 quantises activations to 256 levels per tensor (observed ~5-9 %). Tests are
 skipped when the optional extra of a format is missing; CI installs the extras.
@@ -17,10 +17,13 @@ import pytest
 import torch
 
 from squeezedet.checkpoint import save_checkpoint
+from squeezedet.deployment.export import export_model
+from squeezedet.deployment.parity import PARITY_RTOL
+from squeezedet.deployment.preprocess import parity_images
+from squeezedet.deployment.quantize import fed_by_fake_quantize
+from squeezedet.deployment.runners import TorchRunner, load_runner, metadata_path
 from squeezedet.errors import SqueezeDetError
-from squeezedet.export import PARITY_RTOL, _fed_by_fake_quantize, export_model, parity_images
 from squeezedet.models import create_model
-from squeezedet.runtime import TorchRunner, load_runner, metadata_path
 
 SIZE = (192, 64)  # small network input (W, H): a 12x4 grid, fast to export and run
 
@@ -94,7 +97,7 @@ def test_openvino_int8_quantises_every_convolution_with_nncf(checkpoint: Path, t
     graph = ov.Core().read_model(str(out))
     convs = [op for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution"]
     assert len(convs) == 1 + 10 * 3 + 1  # conv1, fire2..fire11 (squeeze + two expands), ConvDet
-    assert all(_fed_by_fake_quantize(c.input_value(0).get_node()) for c in convs)
+    assert all(fed_by_fake_quantize(c.input_value(0).get_node()) for c in convs)
     # the head's output is not quantised: no FakeQuantize after ConvDet
     consumers = [i.get_node().get_type_name() for i in convs[-1].output(0).get_target_inputs()]
     assert "FakeQuantize" not in consumers
@@ -106,15 +109,15 @@ def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import openvino as ov
 
-    import squeezedet.export as export
+    import squeezedet.deployment.export as export
 
-    real, calls = export._parity, []
+    real, calls = export.measure_parity, []
 
     def first_fails(*args, **kwargs):
         calls.append(1)
         return (float("inf"), 1.0) if len(calls) == 1 else real(*args, **kwargs)
 
-    monkeypatch.setattr(export, "_parity", first_fails)
+    monkeypatch.setattr(export, "measure_parity", first_fails)
     out = tmp_path / "q.xml"
     result = export_model(checkpoint, "openvino", out, precision="int8", calib_images=4)
     # fail, then the retry's measurement, which is also the final check's (not measured twice)
@@ -122,8 +125,8 @@ def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
     assert json.loads(result.metadata_path.read_text())["calibration"]["float_layers"] == ["convdet"]
     convs = [op for op in ov.Core().read_model(str(out)).get_ordered_ops()
              if op.get_type_name() == "Convolution"]
-    assert all(_fed_by_fake_quantize(c.input_value(0).get_node()) for c in convs[:-1])
-    assert not _fed_by_fake_quantize(convs[-1].input_value(0).get_node())
+    assert all(fed_by_fake_quantize(c.input_value(0).get_node()) for c in convs[:-1])
+    assert not fed_by_fake_quantize(convs[-1].input_value(0).get_node())
 
 
 @needs_ov
@@ -145,7 +148,7 @@ def test_openvino_int8_accuracy_control_records_what_it_did(checkpoint: Path, tm
 @needs_ov
 def test_openvino_int8_without_nncf_falls_back_with_a_warning(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import squeezedet.export as export
+    import squeezedet.deployment.export as export
 
     monkeypatch.setattr(export, "installed", lambda module: module != "nncf")
     with pytest.warns(UserWarning, match="NNCF is not installed"):

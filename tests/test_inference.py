@@ -15,11 +15,11 @@ from PIL import Image
 
 import squeezedet
 from squeezedet.checkpoint import save_checkpoint
+from squeezedet.data.kitti_format import read_kitti_file, write_kitti_file
 from squeezedet.draw import PALETTE, draw_detections
 from squeezedet.errors import DataError, SqueezeDetError
 from squeezedet.eval.kitti import read_result_file
 from squeezedet.inference import Detections, Detector
-from squeezedet.kitti_format import read_kitti_file, write_kitti_file
 
 
 class FakeRunner:
@@ -259,7 +259,7 @@ def test_bad_inputs_raise_one_line_errors(detector: Detector, tmp_path: Path) ->
 
 
 def test_network_batch_layouts_and_uint8_hold_the_same_pixels():
-    from squeezedet.export import network_batch
+    from squeezedet.deployment.preprocess import network_batch
 
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (30, 50, 3), dtype=np.uint8) for _ in range(2)]

@@ -14,9 +14,9 @@ from PIL import Image
 import squeezedet
 from squeezedet.checkpoint import save_checkpoint
 from squeezedet.cli import main
-from squeezedet.commands.predict import resolve_source, unique_names
 from squeezedet.errors import SqueezeDetError
 from squeezedet.eval.kitti import read_result_file
+from squeezedet.inference.predict import resolve_source, unique_names
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +192,7 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_auto_backend_converts_a_checkpoint_only_for_many_images(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int,
         expected: str) -> None:
-    from squeezedet.commands import predict
-    from squeezedet.inference import Detector
+    from squeezedet.inference import Detector, predict
 
     assert predict.AUTO_CONVERT_MIN_IMAGES == 64
     chosen = []

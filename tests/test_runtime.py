@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from squeezedet.checkpoint import save_checkpoint
-from squeezedet.errors import SqueezeDetError
-from squeezedet.export import parity_images
-from squeezedet.models import create_model
-from squeezedet.runtime import (
+from squeezedet.deployment.preprocess import parity_images
+from squeezedet.deployment.runners import (
     OnnxRuntimeRunner,
     OpenVinoRunner,
     TorchRunner,
     fastest_cpu_runner,
     load_runner,
 )
+from squeezedet.errors import SqueezeDetError
+from squeezedet.models import create_model
 
 SIZE = (192, 64)
 
@@ -93,12 +93,12 @@ def test_auto_picks_a_fast_runtime_that_matches(checkpoint: Path, images: torch.
 
 
 def test_auto_falls_back_to_torch(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import squeezedet.export
+    import squeezedet.deployment.graph
 
     def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(squeezedet.export, "onnx_bytes", broken)
+    monkeypatch.setattr(squeezedet.deployment.graph, "onnx_bytes", broken)
     if _has("openvino") or _has("onnxruntime"):
         with pytest.warns(UserWarning, match="exporter exploded"):
             runner = fastest_cpu_runner(checkpoint)
@@ -111,7 +111,7 @@ def test_auto_falls_back_to_torch(checkpoint: Path, monkeypatch: pytest.MonkeyPa
 
 def test_auto_rejects_a_disagreeing_runtime(checkpoint: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import squeezedet.runtime as rt
+    import squeezedet.deployment.runners as rt
 
     if not (_has("openvino") or _has("onnxruntime")):
         pytest.skip("needs an optional runtime")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from squeezedet.cli import main
+from squeezedet.data.kitti_format import read_kitti_file, write_kitti_file
 from squeezedet.data.synth import (
     SceneObject,
     generate_dataset,
@@ -26,7 +27,6 @@ from squeezedet.data.synth import (
     truncation,
 )
 from squeezedet.errors import SqueezeDetError
-from squeezedet.kitti_format import read_kitti_file, write_kitti_file
 
 CLASSES = {"Car", "Pedestrian", "Cyclist"}
 

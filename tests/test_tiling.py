@@ -12,9 +12,10 @@ from PIL import Image, ImageDraw
 
 from squeezedet.config import TrainConfig
 from squeezedet.data.base import IGNORE_OCCLUSION, DetectionDataset, Sample, clip_objects_to_window
+from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.tiling import tile_origins, tile_windows
 from squeezedet.errors import SqueezeDetError
-from squeezedet.kitti_format import KittiObject
-from squeezedet.tiling import predict_tiled, tile_origins, tile_windows
+from squeezedet.inference.tiled import predict_tiled
 
 
 def test_tile_origins_by_hand():
@@ -124,7 +125,7 @@ def write_aerial(root: Path, n: int = 2, size: tuple[int, int] = (128, 64)) -> P
 
 
 def test_training_on_a_tiled_two_image_data_set_overfits(tmp_path):
-    from squeezedet.commands.anchors import training_box_sizes
+    from squeezedet.data.boxes import training_box_sizes
     from squeezedet.ops.kmeans import kmeans_anchors
     from squeezedet.train import train
 

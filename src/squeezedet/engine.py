@@ -20,12 +20,12 @@ import torch
 from torch import Tensor
 
 from squeezedet.config import TrainConfig
+from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
-from squeezedet.kitti_format import KittiObject, write_kitti_file
 from squeezedet.loss import LossWeights, SqueezeDetLoss
 from squeezedet.models import SqueezeDet
 from squeezedet.ops.matching import build_targets
-from squeezedet.postprocess import PostProcess
+from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,14 +195,6 @@ def train_step(
     return result
 
 
-def to_original_pixels(boxes: Tensor, input_size: tuple[int, int],
-                       orig_size: tuple[int, int]) -> Tensor:
-    """Map xyxy boxes from network-input pixels ``(W, H)`` to an image of ``orig_size (H0, W0)``."""
-    sx = orig_size[1] / input_size[0]
-    sy = orig_size[0] / input_size[1]
-    return boxes * torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
-
-
 @torch.no_grad()
 def predict_batches(
     model: SqueezeDet,
@@ -224,16 +216,6 @@ def predict_batches(
             boxes = to_original_pixels(det["boxes"], model.input_size, target["orig_size"])
             yield target, {"boxes": boxes.cpu(), "scores": det["scores"].cpu(),
                            "labels": det["labels"].cpu()}
-
-
-def detections_to_kitti(det: dict[str, Tensor], class_names: Sequence[str]) -> list[KittiObject]:
-    """KITTI result objects (16 fields, 3-D fields 'unknown') for one image's detections."""
-    return [
-        KittiObject(type=class_names[int(lab)], box=tuple(float(v) for v in box),  # type: ignore[arg-type]
-                    score=float(s))
-        for box, s, lab in zip(det["boxes"].tolist(), det["scores"].tolist(),
-                               det["labels"].tolist(), strict=True)
-    ]
 
 
 def evaluate(

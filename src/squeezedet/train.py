@@ -45,6 +45,7 @@ from squeezedet.engine import (
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.layers import with_memory_format
+from squeezedet.models.registry import network_input_size
 
 log = logging.getLogger("squeezedet.train")
 
@@ -71,7 +72,7 @@ def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) ->
         from squeezedet.data.formats import open_dataset  # other formats (COCO, VOC, YOLO)
 
         return open_dataset(cfg, root, need_val)
-    size = _input_size(cfg)
+    size = network_input_size(cfg.model, cfg.input_size)
     classes = cfg.classes or DEFAULT_CLASSES
     train = KittiDataset(root, cfg.train_split, classes, size, train=True,
                          skip_bad=cfg.skip_bad, drift=cfg.drift, flip_prob=cfg.flip_prob,
@@ -83,17 +84,12 @@ def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) ->
     return train, val
 
 
-def _input_size(cfg: TrainConfig) -> tuple[int, int]:
-    from squeezedet.models import model_info
-
-    return tuple(cfg.input_size or model_info(cfg.model).default_input_size)  # type: ignore[return-value]
-
-
 def build_model(cfg: TrainConfig, class_names: tuple[str, ...]) -> SqueezeDet:
     pretrained: str | bool = False
     if cfg.pretrained:
         pretrained = True if cfg.pretrained == "download" else cfg.pretrained
-    return create_model(cfg.model, class_names=class_names, input_size=_input_size(cfg),
+    return create_model(cfg.model, class_names=class_names,
+                        input_size=network_input_size(cfg.model, cfg.input_size),
                         anchor_shapes=cfg.anchors, pretrained=pretrained,
                         freeze_stem=cfg.freeze_stem, dropout=cfg.dropout,
                         normalization=cfg.normalization)

@@ -13,10 +13,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from pathlib import Path
-
-import numpy as np
 
 from squeezedet.errors import SqueezeDetError
 
@@ -51,43 +47,9 @@ def parse_size(text: str, what: str) -> tuple[int, int]:
     return w, h
 
 
-def training_box_sizes(root: str | Path, input_size: tuple[int, int], *,
-                       data_format: str = "auto", classes: Sequence[str] | None = None,
-                       split: str = "train", tile: tuple[int, int] | None = None,
-                       overlap: float = 0.2) -> np.ndarray:
-    """``float64 [N, 2]`` (w, h) of the training boxes in network input pixels.
-
-    Each box is scaled by ``input_size`` over the size of its image (its tile with ``tile``);
-    ignored objects (difficult, crowd, mostly cut off by a tile) are left out.
-    """
-    from squeezedet.data.base import DetectionDataset, image_size, select_classes
-    from squeezedet.data.formats import load_source
-
-    source = load_source(root, data_format)
-    chosen = select_classes(classes, source.classes, root)
-    samples = source.split(split)
-    ds = DetectionDataset(samples, chosen, input_size, tile=tile, tile_overlap=overlap)
-    sizes = []
-    for i in range(len(ds)):
-        boxes, _ = ds._targets[i]
-        if len(boxes) == 0:
-            continue
-        window = ds.window(i)
-        if window is not None:
-            w0, h0 = window[2] - window[0], window[3] - window[1]
-        else:
-            w0, h0 = samples[i].size or image_size(samples[i].image_path)
-        wh = np.stack([(boxes[:, 2] - boxes[:, 0]) * input_size[0] / w0,
-                       (boxes[:, 3] - boxes[:, 1]) * input_size[1] / h0], axis=1)
-        sizes.append(wh.astype(np.float64))
-    if not sizes:
-        raise SqueezeDetError(f"{root}: no training boxes of the classes {', '.join(chosen)} "
-                              f"in split {split!r}")
-    return np.concatenate(sizes)
-
-
 def run(args: argparse.Namespace) -> int:
     """Compute, print and write the anchor shapes."""
+    from squeezedet.data.boxes import training_box_sizes
     from squeezedet.models import model_info
     from squeezedet.ops.anchors import scale_anchor_shapes, write_anchor_shapes
     from squeezedet.ops.kmeans import kmeans_anchors, mean_best_iou

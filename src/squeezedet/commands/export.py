@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from squeezedet.deployment.export import export_model
     from squeezedet.errors import SqueezeDetError
-    from squeezedet.export import export_model
 
     if args.calib_images < 1:
         raise SqueezeDetError("--calib-images must be at least 1")

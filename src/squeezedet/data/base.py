@@ -3,7 +3,7 @@ network-ready :class:`DetectionDataset`.
 
 Every reader of :mod:`squeezedet.data.formats` (KITTI, COCO, VOC, YOLO) turns its files into a
 :class:`DataSource`: a list of :class:`Sample` (image path, objects as
-:class:`~squeezedet.kitti_format.KittiObject` with boxes in original-image pixels ``(x1, y1, x2,
+:class:`~squeezedet.data.kitti_format.KittiObject` with boxes in original-image pixels ``(x1, y1, x2,
 y2)``), the class names in the data's own order and the train/val split. One data set class then
 serves them all, with the interface of :class:`~squeezedet.data.kitti.KittiDataset`.
 
@@ -15,7 +15,7 @@ occlusion): the KITTI evaluator ignores such an object at every difficulty, and
 it is neither a true nor a false positive). Ignored objects are not training targets.
 
 Tiling (``tile=(W, H)``, ``tile_overlap=P``): each image is cut into overlapping windows (see
-:func:`squeezedet.tiling.tile_windows`) and every window is one sample, with the id
+:func:`squeezedet.data.tiling.tile_windows`) and every window is one sample, with the id
 ``"{image_id}@{x0}_{y0}"``. An object whose box keeps at least half of its area inside a window is a
 target of that window (its box clipped to the window, ``truncated`` raised to the part cut off); an
 object with less than half inside but some area is kept as an ignored object, so that detecting
@@ -38,9 +38,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from squeezedet.data.images import load_image
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.data.transforms import Compose, build_transforms
 from squeezedet.errors import DataError, SqueezeDetError
-from squeezedet.kitti_format import KittiObject
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ class DetectionDataset(SampleSet):
         name: str = "",
         skipped: Sequence[str] = (),
     ) -> None:
-        from squeezedet.tiling import tile_windows
+        from squeezedet.data.tiling import tile_windows
 
         self.classes: tuple[str, ...] = tuple(classes)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -450,11 +450,11 @@ def resolve_splits(ids: Sequence[str], explicit: Mapping[str, Sequence[str]] | N
     """Sample indices of ``"train"`` and ``"val"`` for samples with ``ids``.
 
     ``explicit`` maps split names to the ids the data set lists (every listed id must exist; use
-    ``rule`` to say where they came from). Without it, :func:`squeezedet.data.kitti.make_split`
+    ``rule`` to say where they came from). Without it, :func:`squeezedet.data.splits.make_split`
     gives a deterministic split with :data:`VAL_FRACTION` of the images in val (with a single
     image, it is in both). Returns ``(splits, rule)``.
     """
-    from squeezedet.data.kitti import make_split
+    from squeezedet.data.splits import make_split
 
     position = {image_id: i for i, image_id in enumerate(ids)}
     if explicit:

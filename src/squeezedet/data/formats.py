@@ -35,8 +35,8 @@ from squeezedet.data.base import (
     resolve_splits,
     select_classes,
 )
+from squeezedet.data.kitti_format import KITTI_TYPES, read_kitti_file, write_kitti_file
 from squeezedet.errors import DataError, SqueezeDetError
-from squeezedet.kitti_format import KITTI_TYPES, read_kitti_file, write_kitti_file
 
 FORMATS = ("kitti", "coco", "voc", "yolo")
 
@@ -128,10 +128,10 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
     ``cfg.train_split`` / ``cfg.val_split`` (``"train"``, ``"val"`` or ``"all"``).
     """
     from squeezedet.data.kitti import DEFAULT_CLASSES, KittiDataset
-    from squeezedet.train import _input_size
+    from squeezedet.models.registry import network_input_size
 
     root = Path(root)
-    size = _input_size(cfg)
+    size = network_input_size(cfg.model, cfg.input_size)
     fmt = resolve_format(cfg.data_format, root)
     tile = getattr(cfg, "tile", None)
     overlap = float(getattr(cfg, "tile_overlap", 0.2))

@@ -17,17 +17,26 @@ The EXIF orientation tag is not applied: labels refer to the pixels as stored in
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from torch import Tensor
 
-from squeezedet.errors import DataError
+from squeezedet.errors import DataError, SqueezeDetError
 
 #: File extensions the data set readers look for, in order of preference.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+#: One image as the detector accepts it: a path, a Pillow image, a NumPy array or a tensor (see
+#: :func:`as_rgb_arrays`).
+ImageInput = Union[str, Path, Image.Image, np.ndarray, Tensor]  # noqa: UP007 - a runtime alias
+ChannelOrder = Literal["rgb", "bgr"]
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -73,3 +82,80 @@ def _to_rgb8(img: Image.Image, path: Path) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8, copy=True)
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        raise SqueezeDetError(f"image arrays must hold numbers 0–255, got dtype {array.dtype}")
+    return np.clip(np.rint(array.astype(np.float64)), 0, 255).astype(np.uint8)
+
+
+def _hwc_to_rgb(array: np.ndarray, channel_order: ChannelOrder) -> np.ndarray:
+    """``[H, W]``, ``[H, W, 1|3|4]`` in ``channel_order`` → ``uint8 [H, W, 3]`` RGB."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise SqueezeDetError(
+            "an image array must be [H, W, 3] (or [H, W], [H, W, 4]), "
+            f"got shape {list(array.shape)}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise SqueezeDetError(f"image has no pixels (shape {list(array.shape)})")
+    array = _array_to_uint8(array)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    array = array[:, :, :3]
+    if channel_order == "bgr":
+        array = array[:, :, ::-1]
+    return np.ascontiguousarray(array)
+
+
+def as_rgb_arrays(
+    images: ImageInput | Sequence[ImageInput], channel_order: ChannelOrder = "rgb"
+) -> tuple[list[np.ndarray], list[str | None], bool]:
+    """Normalise any accepted input (module docstring) to ``uint8 [H, W, 3]`` RGB arrays.
+
+    Returns ``(arrays, sources, single)``: ``sources`` holds the file path of each image read from
+    a file (else ``None``); ``single`` tells whether the caller gave one image (not a list and not
+    a batched array/tensor).
+    """
+    if channel_order not in ("rgb", "bgr"):
+        raise SqueezeDetError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    if isinstance(images, (list, tuple)):
+        arrays: list[np.ndarray] = []
+        sources: list[str | None] = []
+        for item in images:
+            a, s, single = as_rgb_arrays(item, channel_order)
+            if not single:
+                raise SqueezeDetError("a list of images may not contain batched arrays or lists")
+            arrays += a
+            sources += s
+        return arrays, sources, False
+    if isinstance(images, (str, Path)):
+        return [load_image(images)], [str(images)], True
+    if isinstance(images, Image.Image):
+        images.load()
+        return [_to_rgb8(images, Path("<PIL image>"))], [None], True
+    if isinstance(images, Tensor):
+        t = images.detach().cpu()
+        if t.is_floating_point() and t.numel() and float(t.max()) <= 1.0:
+            warnings.warn("image tensor values are all ≤ 1: the detector expects 0–255 pixel "
+                          "values", stacklevel=3)
+        if t.ndim == 3:
+            return [_hwc_to_rgb(t.permute(1, 2, 0).numpy(), channel_order)], [None], True
+        if t.ndim == 4:
+            arrays = [_hwc_to_rgb(x.permute(1, 2, 0).numpy(), channel_order) for x in t]
+            return arrays, [None] * len(arrays), False
+        raise SqueezeDetError(
+            f"an image tensor must be [3, H, W] or [B, 3, H, W], got {list(t.shape)}")
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            arrays = [_hwc_to_rgb(x, channel_order) for x in images]
+            return arrays, [None] * len(arrays), False
+        return [_hwc_to_rgb(images, channel_order)], [None], True
+    raise SqueezeDetError(
+        f"cannot read an image from a {type(images).__name__}; give a path, a PIL image, a NumPy "
+        "array or a tensor"
+    )

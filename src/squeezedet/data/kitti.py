@@ -21,9 +21,7 @@ for the evaluator.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +32,10 @@ import torch
 
 from squeezedet.data.base import SampleSet
 from squeezedet.data.images import IMAGE_EXTENSIONS, load_image
+from squeezedet.data.kitti_format import KITTI_TYPES, KittiObject, read_kitti_file
+from squeezedet.data.splits import make_split
 from squeezedet.data.transforms import Compose, build_transforms
 from squeezedet.errors import DataError, SqueezeDetError
-from squeezedet.kitti_format import KITTI_TYPES, KittiObject, read_kitti_file
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +106,6 @@ def read_split_file(path: Path) -> list[tuple[str, int]]:
         seen[parts[0]] = lineno
         ids.append((parts[0], lineno))
     return ids
-
-
-def make_split(
-    ids: Sequence[str], val_fraction: float = 0.5, seed: int = 0
-) -> tuple[list[str], list[str]]:
-    """Deterministic random split of ``ids`` into ``(train, val)``, each sorted.
-
-    The ids are ordered by the SHA-256 of ``"{seed}:{id}"`` and the first
-    ``floor(n * val_fraction + 0.5)`` (at least 1, at most ``n - 1``) go to val. The result depends
-    only on the ids, the fraction and the seed, not on the NumPy version or the platform.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise SqueezeDetError(
-            f"the validation fraction must be between 0 and 1 (exclusive), got {val_fraction}"
-        )
-    unique = sorted(set(ids))
-    n = len(unique)
-    if n < 2:
-        raise SqueezeDetError(f"a split needs at least 2 labelled images, found {n}")
-    n_val = min(max(math.floor(n * val_fraction + 0.5), 1), n - 1)
-    order = sorted(unique, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
-    return sorted(order[n_val:]), sorted(order[:n_val])
 
 
 def write_split(

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from squeezedet.data.kitti_format import write_kitti_file
 from squeezedet.data.synth_scene import (
     label_objects,
     occlusion_level,
@@ -38,7 +39,6 @@ from squeezedet.data.synth_scene import (
 )
 from squeezedet.data.synth_shapes import DEFAULT_DIMENSIONS, Camera, SceneObject
 from squeezedet.errors import SqueezeDetError
-from squeezedet.kitti_format import write_kitti_file
 
 __all__ = [
     "DEFAULT_DIMENSIONS", "GENERATOR_VERSION", "MANIFEST", "Camera", "SceneObject",

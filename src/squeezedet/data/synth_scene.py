@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.data.synth_shapes import (
     Camera,
     Colour,
@@ -47,7 +48,6 @@ from squeezedet.data.synth_shapes import (
     prims_extent,
     shade,
 )
-from squeezedet.kitti_format import KittiObject
 
 DONTCARE_HEIGHT = 0.055  # fraction of the image height under which an object is DontCare
 MIN_VISIBLE = 0.10  # objects less visible than this are not labelled

@@ -41,8 +41,8 @@ from squeezedet.data.base import (
     resolve_splits,
 )
 from squeezedet.data.kitti import read_split_file
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.errors import DataError
-from squeezedet.kitti_format import KittiObject
 
 
 def annotation_dir(root: Path) -> Path:

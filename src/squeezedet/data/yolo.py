@@ -39,8 +39,8 @@ from squeezedet.data.base import (
     resolve_splits,
     safe_id,
 )
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.errors import DataError, SqueezeDetError
-from squeezedet.kitti_format import KittiObject
 
 log = logging.getLogger(__name__)
 

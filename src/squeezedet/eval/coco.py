@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.errors import require
-from squeezedet.kitti_format import KittiObject
 
 
 def coco_ap(

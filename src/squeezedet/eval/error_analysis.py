@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from squeezedet.kitti_format import KittiObject
+from squeezedet.data.kitti_format import KittiObject
+from squeezedet.eval.pairs import box_overlap, cross_pairs
 
 ERROR_KINDS = ("correct", "localization", "classification", "background", "duplicate")
 
@@ -46,7 +47,6 @@ def analyze_errors(
     "duplicate", "objects", "missed"}}`` (integers). Images are those of ``ground_truth``; see the
     module docstring for the definitions.
     """
-    from squeezedet.eval.kitti import _cross_pairs, _overlap
 
     classes = tuple(classes)
     code = {c.lower(): i for i, c in enumerate(classes)}
@@ -77,10 +77,10 @@ def analyze_errors(
     det_count = np.bincount(det_img, minlength=n_images).astype(np.int64)
 
     # Best object of each analysed detection (every analysed detection's image has objects).
-    pd, pg = _cross_pairs(
+    pd, pg = cross_pairs(
         np.cumsum(det_count) - det_count, det_count, np.cumsum(gt_count) - gt_count, gt_count
     )
-    iou = _overlap(det[pd, 4:8], gt[pg, 2:6], union=True)
+    iou = box_overlap(det[pd, 4:8], gt[pg, 2:6], union=True)
     by_best = np.lexsort((pg, -iou, pd))
     _, first = np.unique(pd[by_best], return_index=True)
     best_gt = pg[by_best][first]

@@ -53,8 +53,9 @@ from typing import Any
 
 import numpy as np
 
+from squeezedet.data.kitti_format import KittiObject, parse_kitti_line
 from squeezedet.errors import DataError, SqueezeDetError
-from squeezedet.kitti_format import KittiObject, parse_kitti_line
+from squeezedet.eval.pairs import box_overlap, cross_pairs
 
 DIFFICULTIES = ("easy", "moderate", "hard")
 MIN_HEIGHT = (40, 25, 25)  # pixels, per difficulty
@@ -214,38 +215,6 @@ def _flatten(
     start = np.cumsum(counts) - counts
     img = np.repeat(np.arange(len(per_image), dtype=np.int64), counts)
     return _Flat(img=img, box=box, type=type_code, extra=extra, start=start, count=counts)
-
-
-def _cross_pairs(
-    a_start: np.ndarray, a_count: np.ndarray, b_start: np.ndarray, b_count: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (ia, ib) of every a and b of the same image, ordered by image, a, then b."""
-    n = a_count * b_count
-    total = int(n.sum())
-    img = np.repeat(np.arange(len(n)), n)
-    k = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-    nb = b_count[img]
-    return a_start[img] + k // nb, b_start[img] + k % nb
-
-
-def _overlap(det: np.ndarray, other: np.ndarray, union: bool) -> np.ndarray:
-    """The devkit's ``boxoverlap``: IoU (``union``) or intersection / detection area.
-
-    ``det``, ``other``: (P, 4) xyxy float64 pairs. Returns (P,) float64, 0 where the intersection's
-    width or height is <= 0.
-    """
-    w = np.minimum(det[:, 2], other[:, 2]) - np.maximum(det[:, 0], other[:, 0])
-    h = np.minimum(det[:, 3], other[:, 3]) - np.maximum(det[:, 1], other[:, 1])
-    ok = (w > 0) & (h > 0)
-    inter = w * h
-    det_area = (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])
-    if union:
-        other_area = (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1])
-        denom = det_area + other_area - inter
-    else:
-        denom = det_area
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, inter / np.where(ok, denom, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,9 +441,9 @@ def _evaluate_flat(
     rel_idx = np.flatnonzero(relevant)
     rel_count = np.bincount(gt.img[rel_idx], minlength=n_images).astype(np.int64)
     rel_start = np.cumsum(rel_count) - rel_count
-    pg, pd = _cross_pairs(rel_start, rel_count, det.start, det.count)
+    pg, pd = cross_pairs(rel_start, rel_count, det.start, det.count)
     pg = rel_idx[pg]
-    iou = _overlap(det.box[pd], gt.box[pg], union=True)
+    iou = box_overlap(det.box[pd], gt.box[pg], union=True)
     min_thr = min(_class_overlap(c) for c in classes)
     keep = iou > min_thr
     pg, pd, iou = pg[keep], pd[keep], iou[keep]
@@ -483,8 +452,8 @@ def _evaluate_flat(
     dc_idx = np.flatnonzero(gt.type == dontcare_code) if dontcare_code >= 0 else np.zeros(0, int)
     dc_count = np.bincount(gt.img[dc_idx], minlength=n_images).astype(np.int64)
     dc_start = np.cumsum(dc_count) - dc_count
-    qd, qc = _cross_pairs(det.start, det.count, dc_start, dc_count)
-    ioa = _overlap(det.box[qd], gt.box[dc_idx[qc]], union=False)
+    qd, qc = cross_pairs(det.start, det.count, dc_start, dc_count)
+    ioa = box_overlap(det.box[qd], gt.box[dc_idx[qc]], union=False)
 
     gt_height = gt.box[:, 3] - gt.box[:, 1]
     det_height = np.floor(np.abs(det.box[:, 1] - det.box[:, 3]))  # C int() of a value >= 0
@@ -600,7 +569,7 @@ def read_result_file(path: str | Path) -> list[KittiObject]:
 
 def read_label_dir(label_dir: str | Path) -> dict[str, list[KittiObject]]:
     """All ``*.txt`` label files of a folder, keyed by file stem, in sorted order."""
-    from squeezedet.kitti_format import read_kitti_file
+    from squeezedet.data.kitti_format import read_kitti_file
 
     label_dir = Path(label_dir)
     if not label_dir.is_dir():
@@ -632,7 +601,7 @@ def evaluate_dirs(
     if image_ids is None:
         ground_truth = read_label_dir(gt_dir)
     else:
-        from squeezedet.kitti_format import read_kitti_file
+        from squeezedet.data.kitti_format import read_kitti_file
 
         ground_truth = {i: read_kitti_file(gt_dir / f"{i}.txt") for i in image_ids}
     detections: dict[str, list[KittiObject]] = {}

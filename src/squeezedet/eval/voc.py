@@ -16,7 +16,7 @@ where that is installed). The rules, per class and IoU threshold ``t`` in 0.50, 
   AP is their mean, in percent;
 - a class without any regular ground-truth box has AP ``None`` and is left out of the means.
 
-Ground truth and detections are :class:`~squeezedet.kitti_format.KittiObject` lists per image id,
+Ground truth and detections are :class:`~squeezedet.data.kitti_format.KittiObject` lists per image id,
 as for the KITTI evaluator; types are matched case-insensitively; DontCare boxes are ignored.
 """
 
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from squeezedet.data.kitti_format import KittiObject
 from squeezedet.errors import SqueezeDetError
-from squeezedet.kitti_format import KittiObject
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)

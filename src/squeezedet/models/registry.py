@@ -76,6 +76,12 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
+def network_input_size(name: str, input_size: Sequence[int] | None = None) -> tuple[int, int]:
+    """``input_size`` as ``(W, H)``, or the default input size of model ``name`` without one."""
+    size = input_size or model_info(name).default_input_size
+    return int(size[0]), int(size[1])
+
+
 def create_model(name: str, **kwargs: Any) -> SqueezeDet:
     """Build the registered model ``name``; keyword arguments go to its builder."""
     return model_info(name).builder(**kwargs)

@@ -16,7 +16,7 @@ Backends (:data:`BACKENDS`, chosen with :func:`load_runner`):
   precision recorded at export (fp32 → f32, bf16 → bf16 inference precision hint) is applied.
 
 Every exported file has a metadata file next to it, ``<file>.json`` (:func:`metadata_path`),
-written by :mod:`squeezedet.export`: the model's :meth:`~SqueezeDet.metadata` plus the export's
+written by :mod:`squeezedet.deployment.export`: the model's :meth:`~SqueezeDet.metadata` plus the export's
 format, precision and parity figures.
 
 ``backend="auto"`` picks by file type. For an exported ``.onnx`` it takes OpenVINO when installed
@@ -176,7 +176,8 @@ class TorchScriptRunner:
         return self.module(x).float()
 
 
-def _threads(threads: int | None) -> int:
+def threads_or_default(threads: int | None) -> int:
+    """``threads``, or torch's thread count when not given."""
     return int(threads) if threads else torch.get_num_threads()
 
 
@@ -196,7 +197,7 @@ class OnnxRuntimeRunner:
         self.meta = meta if meta is not None else read_metadata(model)  # type: ignore[arg-type]
         self.precision = str(self.meta.get("precision", "fp32"))
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = _threads(threads)
+        opts.intra_op_num_threads = threads_or_default(threads)
         opts.inter_op_num_threads = 1
         # idle ORT threads must not spin: they would steal the CPU from pre-/post-processing
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -242,7 +243,7 @@ class OpenVinoRunner:
         self.precision = precision or str(self.meta.get("precision", "fp32"))
         core = ov.Core()
         config = {
-            "INFERENCE_NUM_THREADS": _threads(threads),
+            "INFERENCE_NUM_THREADS": threads_or_default(threads),
             "PERFORMANCE_HINT": "LATENCY",
             "ENABLE_CPU_PINNING": False,  # pinned workers spin on the core the caller needs next
             "INFERENCE_PRECISION_HINT": ov_precision_hint(self.precision, core),
@@ -323,7 +324,7 @@ def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: st
         require(name, "openvino" if name == "openvino" else "export")
     if not usable or os.environ.get("SQUEEZEDET_NO_CONVERT"):
         return TorchRunner(ckpt, "cpu", precision=precision)
-    from squeezedet.export import onnx_bytes
+    from squeezedet.deployment.graph import onnx_bytes
 
     model = model_from_checkpoint(ckpt)
     meta = {**model.metadata(), "precision": precision, "outputs": "head"}

@@ -1,0 +1,12 @@
+"""Deployment: running a trained model outside the training code.
+
+- :mod:`~squeezedet.deployment.preprocess`: images → the network's input batch; calibration and
+  parity images.
+- :mod:`~squeezedet.deployment.runners`: the :class:`~squeezedet.deployment.runners.Runner`
+  protocol and each backend (eager PyTorch, TorchScript, ONNX Runtime, OpenVINO), ``load_runner``.
+- :mod:`~squeezedet.deployment.graph`: the graphs exports write; :mod:`~squeezedet.deployment.export`
+  writes them (ONNX, OpenVINO IR, TorchScript) with metadata;
+  :mod:`~squeezedet.deployment.quantize`: int8; :mod:`~squeezedet.deployment.parity`: the check
+  against PyTorch.
+- :mod:`~squeezedet.deployment.benchmark`: latency per backend and precision against a baseline.
+"""

@@ -1,0 +1,379 @@
+"""Benchmark: end-to-end inference latency per backend and precision on this machine.
+
+Each row (BACKEND:PRECISION) runs in a fresh Python process (so its peak resident memory is its
+own) on one image: pre-processing (resize of the decoded photo to the network size with the
+training Resize, as predict prepares it for that runner: Pillow and uint8 pixels for eager PyTorch,
+OpenCV and float32 for the others and the baseline), forward (the runner), post-processing
+(split_head, top-64, decode, per-class NMS, boxes to original pixels). It prints latency median /
+p90 / min over the warm runs for each stage and in total, FPS, peak RSS, parameters, model file
+size, GFLOPs, the achieved GFLOP/s as a fraction of a matmul peak measured here (fp32 peak for fp32
+rows, bf16 peak for bf16 rows, int8 peak for int8 rows), and the ratio of each row's total to the
+fp32 eager NCHW PyTorch baseline measured in the same run.
+
+Rows: torch-nchw:fp32 (the baseline, always run: the plain layer-by-layer eager forward, NCHW),
+torch:fp32 (what `predict --backend torch` runs: channels-last, first stage in bands), torch:bf16
+(the same with autocast), torch-compile:fp32, onnxruntime:fp32, onnxruntime:int8,
+openvino:fp32, openvino:bf16, openvino:int8, auto:fp32 (what `predict --backend auto` picks
+for a checkpoint). Rows whose optional package is missing are skipped with a note. int8 models
+are calibrated on --calib-data (a KITTI root or image folder; rendered synthetic scenes without
+it).
+
+Without --weights a randomly initialised model of --model is measured (speed does not depend on
+the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
+weights at that size, anchors scaled. Without --image a synthetic 1242x375 driving scene is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from squeezedet.errors import SqueezeDetError, installed
+
+DEFAULT_BACKENDS = ("torch-nchw:fp32", "torch:fp32", "torch:bf16", "onnxruntime:fp32",
+                    "onnxruntime:int8", "openvino:fp32", "openvino:bf16", "openvino:int8",
+                    "auto:fp32")
+BASELINE = "torch-nchw:fp32"
+KNOWN = {"torch-nchw": ("fp32",), "torch": ("fp32", "bf16"), "torch-compile": ("fp32", "bf16"),
+         "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
+         "auto": ("fp32", "bf16")}
+EXTRA = {"onnxruntime": ("onnxruntime", "export"), "openvino": ("openvino", "openvino")}
+
+
+@dataclass
+class BenchmarkOptions:
+    """The ``squeezedet benchmark`` settings (see its ``--help``)."""
+
+    model: str = "squeezedet"
+    weights: str | None = None
+    input_size: str | None = None
+    batch: int = 1
+    threads: int | None = None
+    backends: str = ",".join(DEFAULT_BACKENDS)
+    runs: int = 30
+    warmup: int = 5
+    image: str | None = None
+    calib_data: str | None = None
+    accuracy_data: str | None = None
+    calib_images: int = 32
+    in_process: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# measurements
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, which starts afresh at ``exec`` (``ru_maxrss`` does
+    not: it keeps the parent's peak at the time of the fork).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def matmul_peak_gflops(precision: str = "fp32", n: int = 1024, repeats: int = 8) -> float | None:
+    """Best GFLOP/s of an ``n``×``n`` matmul in ``precision`` with the current thread count
+    (int8: ``torch._int_mm``); ``None`` when this build cannot run it."""
+    import torch
+
+    try:
+        if precision == "int8":
+            a = torch.randint(-8, 8, (n, n), dtype=torch.int8)
+            b = torch.randint(-8, 8, (n, n), dtype=torch.int8)
+            fn = lambda: torch._int_mm(a, b)  # noqa: E731
+        else:
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            fn = lambda: a @ b  # noqa: E731
+        fn()
+        best = min(_timed(fn) for _ in range(repeats))
+    except Exception:  # noqa: BLE001 - unsupported dtype on this CPU/build
+        return None
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn: Any) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _stats(values_s: list[float]) -> dict[str, float]:
+    ms = sorted(v * 1000 for v in values_s)
+    p90 = ms[min(len(ms) - 1, int(round(0.9 * (len(ms) - 1))))]
+    return {"median": statistics.median(ms), "p90": p90, "min": ms[0]}
+
+
+def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time one backend/precision; ``spec`` holds the paths and settings (see :func:`run`)."""
+    import numpy as np
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    from squeezedet.deployment.preprocess import network_batch, runner_input
+    from squeezedet.deployment.runners import TorchRunner, light_torch_threads, load_runner
+    from squeezedet.models.detector import split_head
+    from squeezedet.ops.anchors import make_anchors
+    from squeezedet.postprocess import PostProcess, to_original_pixels
+
+    backend, precision = spec["backend"], spec["precision"]
+    t0 = time.perf_counter()
+    runner: Any
+    if backend == "torch-nchw":
+        runner = TorchRunner(spec["weights"], "cpu", channels_last=False, banded=False)
+    elif backend in ("torch", "torch-compile"):
+        runner = TorchRunner(spec["weights"], "cpu", precision=precision,
+                             compile=backend == "torch-compile")
+    elif backend == "auto":
+        runner = load_runner(spec["weights"], "auto", "cpu", precision=precision,
+                             threads=spec.get("threads"))
+    else:
+        runner = load_runner(spec["file"], backend, "cpu", threads=spec.get("threads"))
+    load_s = time.perf_counter() - t0
+    meta = runner.meta
+    size = (int(meta["input_size"][0]), int(meta["input_size"][1]))
+    k, c = len(meta["anchor_shapes"]), len(meta["class_names"])
+    image = np.load(spec["image"])
+    arrays = [image] * int(spec["batch"])
+    orig = (int(image.shape[0]), int(image.shape[1]))
+    post = PostProcess()
+    anchors: dict[tuple[int, int], torch.Tensor] = {}
+
+    def once() -> tuple[float, float, float]:
+        t = time.perf_counter()
+        # as predict prepares it for this runner; the baseline with the fastest resize (OpenCV),
+        # so that no ratio gains from a slower baseline pre-processing
+        x = network_batch(arrays, size) if backend == "torch-nchw" else runner_input(
+            runner, arrays, size)
+        t1 = time.perf_counter()
+        out = runner(x)
+        t2 = time.perf_counter()
+        grid = (int(out.shape[-1]), int(out.shape[-2]))
+        if grid not in anchors:
+            anchors[grid] = make_anchors(grid, size, meta["anchor_shapes"])
+        dets = post(split_head(out.float(), k, c), anchors[grid], size)
+        for d in dets:
+            to_original_pixels(d["boxes"], size, orig)
+        t3 = time.perf_counter()
+        return t1 - t, t2 - t1, t3 - t2
+
+    with light_torch_threads(runner):  # as Detector does for non-torch runners
+        for _ in range(int(spec["warmup"])):
+            once()
+        times = [once() for _ in range(int(spec["runs"]))]
+    pre, fwd, pst = (_stats([t[i] for t in times]) for i in range(3))
+    total = _stats([sum(t) for t in times])
+    chosen = type(runner).__name__
+    return {
+        "backend": backend, "precision": precision, "runner": chosen,
+        "runner_precision": getattr(runner, "precision", precision),
+        "load_s": load_s,
+        **{f"pre_ms_{s}": v for s, v in pre.items()},
+        **{f"forward_ms_{s}": v for s, v in fwd.items()},
+        **{f"post_ms_{s}": v for s, v in pst.items()},
+        **{f"total_ms_{s}": v for s, v in total.items()},
+        "fps": int(spec["batch"]) * 1000 / total["median"],
+        "peak_rss_mib": peak_rss_mib(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _run_row(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
+    if in_process:
+        return measure_row(spec)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if spec.get("threads"):
+        env["OMP_NUM_THREADS"] = str(spec["threads"])
+    proc = subprocess.run([sys.executable, "-m", "squeezedet.deployment.benchmark", "--worker",
+                           json.dumps(spec)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"backend": spec["backend"], "precision": spec["precision"], "error": tail}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def parse_rows(text: str) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = [("torch-nchw", "fp32")]
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        backend, _, precision = item.partition(":")
+        precision = precision or "fp32"
+        if backend not in KNOWN or precision not in KNOWN[backend]:
+            choices = ", ".join(f"{b}:{p}" for b, ps in KNOWN.items() for p in ps)
+            raise SqueezeDetError(f"unknown benchmark row {item!r}; choose from {choices}")
+        if (backend, precision) not in rows:
+            rows.append((backend, precision))
+    return rows
+
+
+def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure every row of ``options.backends`` (module docstring); progress lines go to
+    ``log``. Returns the report: ``rows`` (one dict per measured row, ``ratio_to_baseline``
+    included), ``notes`` (rows skipped or failed, and why), the model's figures and the matmul
+    peaks."""
+    import numpy as np
+    import torch
+
+    from squeezedet.checkpoint import model_from_checkpoint, save_checkpoint
+    from squeezedet.data.images import load_image
+    from squeezedet.data.synth import parse_size
+    from squeezedet.deployment.export import export_model
+    from squeezedet.deployment.preprocess import render_images
+    from squeezedet.models import create_model
+    from squeezedet.models.profile import profile_model
+    from squeezedet.ops.anchors import scale_anchor_shapes
+
+    if options.batch < 1 or options.runs < 1 or options.warmup < 0:
+        raise SqueezeDetError("--batch and --runs must be at least 1, --warmup at least 0")
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    rows = parse_rows(options.backends)
+    tmp = tempfile.TemporaryDirectory(prefix="squeezedet-bench-")
+    work = Path(tmp.name)
+    if options.weights:
+        weights = Path(options.weights)
+        model = model_from_checkpoint(weights)
+        if options.input_size and parse_size(options.input_size) != model.input_size:
+            # fully convolutional: the same weights at another input size, anchors scaled along
+            size = parse_size(options.input_size)
+            resized = create_model(model.name, class_names=model.class_names, input_size=size,
+                                   anchor_shapes=scale_anchor_shapes(model.anchor_shapes,
+                                                                     model.input_size, size),
+                                   normalization=model.normalization)
+            resized.load_state_dict(model.state_dict())
+            log(f"{weights}: trained at {model.input_size[0]}x{model.input_size[1]}, measured "
+                  f"at {size[0]}x{size[1]} (anchors scaled)")
+            model = resized.eval()
+            weights = work / "resized.pt"
+            save_checkpoint({"model": model.state_dict(), "meta": model.metadata(),
+                             "config": {}}, weights)
+    else:
+        model = create_model(options.model, input_size=parse_size(options.input_size)
+                             if options.input_size else None).eval()
+        torch.nn.init.normal_(model.convdet.weight, std=0.01)  # varied scores, as when trained
+        weights = work / f"{options.model}.pt"
+        save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}},
+                        weights)
+    prof = profile_model(model)
+    image = load_image(options.image) if options.image else render_images(model.input_size, 1)[0]
+    image_file = work / "image.npy"
+    np.save(image_file, image)
+
+    peaks = {p: matmul_peak_gflops(p) for p in ("fp32", "bf16", "int8")}
+    size_of = {"torch": prof.params * 4}
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    log(f"model {prof.name}  input {prof.input_size[0]}x{prof.input_size[1]}  batch "
+          f"{options.batch}  threads {torch.get_num_threads()}  params {prof.params:,}  GFLOPs "
+          f"{prof.gflops:.2f}  image {options.image or 'synthetic scene'} {image.shape[1]}x"
+          f"{image.shape[0]}")
+    log("matmul peak GFLOP/s: " + ", ".join(
+        f"{p} {v:.0f}" if v else f"{p} n/a" for p, v in peaks.items()))
+    for backend, precision in rows:
+        need = EXTRA.get(backend)
+        if need and not installed(need[0]):
+            notes.append(f"{backend}:{precision} skipped: pip install 'squeezedet[{need[1]}]'")
+            continue
+        spec: dict[str, Any] = {"backend": backend, "precision": precision,
+                                "weights": str(weights), "image": str(image_file),
+                                "batch": options.batch, "threads": options.threads,
+                                "runs": options.runs, "warmup": options.warmup}
+        file_bytes = size_of["torch"]
+        if backend in ("onnxruntime", "openvino"):
+            fmt = "onnx" if backend == "onnxruntime" else "openvino"
+            out = work / f"model-{precision}{'.onnx' if fmt == 'onnx' else '.xml'}"
+            try:
+                res = export_model(weights, fmt, out, precision=precision,
+                                   calib_data=options.calib_data, calib_images=options.calib_images,
+                                   dynamic_batch=options.batch > 1, threads=options.threads,
+                                   accuracy_data=options.accuracy_data)
+            except SqueezeDetError as exc:
+                notes.append(f"{backend}:{precision} export failed: {exc}")
+                continue
+            log(f"  exported {res.summary()}")
+            spec["file"] = str(out)
+            file_bytes = sum(p.stat().st_size for p in res.files if p.suffix != ".json")
+        log(f"  running {backend}:{precision} ...")
+        row = _run_row(spec, options.in_process)
+        if "error" in row:
+            notes.append(f"{backend}:{precision} failed: {row['error']}")
+            continue
+        row["params"] = prof.params
+        row["model_mb"] = file_bytes / 2**20
+        row["gflops"] = prof.gflops
+        fwd_s = row["forward_ms_median"] / 1000 / options.batch
+        row["gflops_per_s"] = prof.gflops / fwd_s
+        peak = peaks.get(precision) or peaks["fp32"]
+        row["peak_fraction"] = row["gflops_per_s"] / peak if peak else None
+        results.append(row)
+    baseline = next((r for r in results if f"{r['backend']}:{r['precision']}" == BASELINE), None)
+    base_ms = baseline["total_ms_median"] if baseline else None
+    for r in results:
+        r["ratio_to_baseline"] = r["total_ms_median"] / base_ms if base_ms else None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    report = {
+        "model": prof.name, "input_size": list(prof.input_size), "batch": options.batch,
+        "threads": torch.get_num_threads(), "params": prof.params, "gflops": prof.gflops,
+        "baseline": BASELINE, "baseline_ms": base_ms, "matmul_peak_gflops": peaks,
+        "image": options.image or "synthetic scene", "load_average": list(load) if load else None,
+        "rows": results, "notes": notes,
+    }
+    tmp.cleanup()
+    return report
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The results as a fixed-width text table (latencies in ms: median / p90 / min)."""
+    head = (f"{'backend':<12}{'prec':<6}{'pre ms':>18}{'forward ms':>21}{'post ms':>18}"
+            f"{'total ms':>21}{'FPS':>7}{'ratio':>7}{'RSS MiB':>9}{'MB':>6}{'GF/s':>7}{'%peak':>7}")
+    lines = [head, "-" * len(head)]
+
+    def trio(r: dict[str, Any], stage: str) -> str:
+        return (f"{r[f'{stage}_ms_median']:.1f}/{r[f'{stage}_ms_p90']:.1f}/"
+                f"{r[f'{stage}_ms_min']:.1f}")
+
+    for r in rows:
+        ratio = f"{r['ratio_to_baseline']:.3f}" if r.get("ratio_to_baseline") else "-"
+        frac = f"{100 * r['peak_fraction']:.0f}" if r.get("peak_fraction") else "-"
+        lines.append(
+            f"{r['backend']:<12}{r['precision']:<6}{trio(r, 'pre'):>18}{trio(r, 'forward'):>21}"
+            f"{trio(r, 'post'):>18}{trio(r, 'total'):>21}{r['fps']:>7.1f}{ratio:>7}"
+            f"{r['peak_rss_mib']:>9.0f}{r['model_mb']:>6.1f}{r['gflops_per_s']:>7.1f}{frac:>7}"
+        )
+    return "\n".join(lines)
+
+
+def _worker(argv: list[str]) -> int:
+    """Entry point of the per-row process: ``--worker SPEC_JSON`` → one JSON line on stdout."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    spec = json.loads(argv[argv.index("--worker") + 1])
+    print(json.dumps(measure_row(spec)))
+    return 0
+
+
+if __name__ == "__main__":  # the per-row worker process
+    sys.exit(_worker(sys.argv))
