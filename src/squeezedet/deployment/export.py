@@ -251,9 +251,6 @@ def export_model(
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from squeezedet import __version__
 
-        return version("squeezedet")
-    except Exception:  # noqa: BLE001
-        return "unknown"
+    return __version__
