@@ -2,9 +2,10 @@
 
 Every export writes the model file and a metadata file next to it, ``<model file>.json``
 (:func:`squeezedet.runtime.metadata_path`): the model's :meth:`~SqueezeDet.metadata` (class names,
-input size ``(W, H)``, anchor shapes and grid — the anchors are ``make_anchors(grid, input_size,
-anchor_shapes)`` in (row, column, anchor) order — and the RGB 0–255 normalisation, which the graph
-already applies), the format, precision, batch mode, outputs, and the parity figures.
+input size ``(W, H)``, anchor shapes, their centres and grid — the anchors are
+``make_anchors(grid, input_size, anchor_shapes, centers=anchor_centers)`` in (row, column, anchor)
+order — and the RGB 0–255 normalisation, which the graph already applies), the format,
+precision, batch mode, outputs, and the parity figures.
 
 Exported graphs take ``float32 [B, 3, H, W]`` RGB 0–255 at the network size, input ``images``.
 By default they return the raw ConvDet head ``head [B, K·(C+5), gh, gw]`` (what the runners of
@@ -62,6 +63,14 @@ FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int
 PARITY_RTOL = {"fp32": 1e-4, "bf16": 0.05, "int8": 0.15}
 
 #: ONNX opset of the exported graphs
+#: The metadata's description of the anchors, per anchor-centre convention.
+_ANCHOR_RULES = {
+    "original": "make_anchors(grid_size, input_size, anchor_shapes): centres (j+1)*W/(gw+1), "
+                "(i+1)*H/(gh+1), order (row, column, anchor)",
+    "cell": "make_anchors(grid_size, input_size, anchor_shapes, centers='cell'): centres "
+            "(j+0.5)*W/gw, (i+0.5)*H/gh, order (row, column, anchor)",
+}
+
 OPSET = 17
 
 
@@ -522,8 +531,7 @@ def export_model(
         "output_names": _output_names(with_postprocess),
         "input_name": "images",
         "input_layout": "float32 [B, 3, H, W] RGB 0-255 at input_size (W, H); the graph normalises",
-        "anchors": "make_anchors(grid_size, input_size, anchor_shapes): centres (j+1)*W/(gw+1), "
-                   "(i+1)*H/(gh+1), order (row, column, anchor)",
+        "anchors": _ANCHOR_RULES[model.anchor_centers],
         "opset": OPSET if fmt != "torchscript" else None,
         "squeezedet_version": _version(),
     }
