@@ -544,3 +544,25 @@ def test_import_command_then_predict_and_fine_tune(tmp_path, capsys):
     # unknown source: argparse's message
     with pytest.raises(SystemExit):
         main(["import-weights", "--from", "caffe", "x", "--out", "y.pt"])
+
+
+def test_exported_imported_model_keeps_the_source_settings(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from squeezedet.export import export_model
+    from squeezedet.inference import Detector
+
+    ref = randomised(create_model("squeezedet", input_size=SIZE, normalization="kitti",
+                                  anchor_centers="cell"))
+    torch.save({"epoch": 280, "state_dict": to_pytorch_port(ref)}, tmp_path / "port.pth")
+    import_weights("pytorch-port", tmp_path / "port.pth", input_size=SIZE, out=tmp_path / "p.pt")
+    result = export_model(tmp_path / "p.pt", "onnx", tmp_path / "p.onnx")  # parity-checked
+    import json
+
+    meta = json.loads(result.metadata_path.read_text())
+    assert (meta["normalization"], meta["anchor_centers"]) == ("kitti", "cell")
+    assert "(j+0.5)*W/gw" in meta["anchors"]
+    image = np.random.default_rng(1).integers(0, 256, (96, 192, 3), dtype=np.uint8)
+    a = Detector.from_checkpoint(tmp_path / "p.pt", backend="torch", conf=0.0)(image)
+    b = Detector.from_checkpoint(tmp_path / "p.onnx", backend="onnxruntime", conf=0.0)(image)
+    assert len(a) > 0 and torch.equal(a.labels, b.labels)
+    assert torch.allclose(a.boxes, b.boxes, atol=1e-3)

@@ -30,7 +30,8 @@ class TrainConfig:
     # classes to train on, in label order; None: from the data (KITTI: Car, Pedestrian, Cyclist)
     classes: tuple[str, ...] | None = None
     anchors: tuple[tuple[float, float], ...] | None = None  # (w, h) input pixels; None: default
-    pretrained: str | None = None  # ImageNet backbone state dict (torchvision layout) or "download"
+    # ImageNet backbone: a state dict (torchvision layout), "download", or the original's .pkl
+    pretrained: str | None = None
     freeze_stem: bool | None = None  # None: frozen iff pretrained
     dropout: float = 0.5
     # or "caffe" (the original's BGR mean subtraction), "kitti" (the PyTorch port's), "per_image"
