@@ -1,8 +1,10 @@
 """Checkpoints: atomic writes, clear errors on load, and rebuilding a model from one.
 
 A checkpoint is a dict with ``model`` (state dict), ``meta`` (:meth:`SqueezeDet.metadata`:
-name, classes, input size, anchors, normalisation), ``config`` (the resolved training settings) and,
-for resuming, ``optimizer``, ``step``, ``rng`` and ``best``. ``meta`` alone rebuilds the model, so
+name, classes, input size, anchors and their centres, normalisation, padding), ``config`` (the
+resolved training settings) and, for resuming, ``optimizer``, ``step``, ``rng`` and ``best``
+(a checkpoint written by ``squeezedet import-weights`` has no optimiser state: resuming from it
+starts at step 0 with a fresh optimiser). ``meta`` alone rebuilds the model, so
 prediction needs no configuration file.
 """
 
@@ -78,6 +80,8 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> SqueezeDet:
         input_size=tuple(meta["input_size"]),
         anchor_shapes=[tuple(s) for s in meta["anchor_shapes"]],
         normalization=meta.get("normalization", "torchvision"),
+        anchor_centers=meta.get("anchor_centers", "original"),
+        padding=meta.get("padding", "torch"),
     )
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("benchmark", "measure inference latency per backend and precision"),
     "anchors": ("anchors", "k-means anchor shapes for a data set"),
     "convert": ("convert", "convert a data set between KITTI, COCO, VOC and YOLO formats"),
+    "import-weights": ("import_weights",
+                       "convert the original's, the PyTorch port's or the Keras port's weights"),
 }
 
 

@@ -30,10 +30,17 @@ class TrainConfig:
     # classes to train on, in label order; None: from the data (KITTI: Car, Pedestrian, Cyclist)
     classes: tuple[str, ...] | None = None
     anchors: tuple[tuple[float, float], ...] | None = None  # (w, h) input pixels; None: default
-    pretrained: str | None = None  # ImageNet backbone state dict (torchvision layout) or "download"
+    # ImageNet backbone: a state dict (torchvision layout), "download", or the original's .pkl
+    pretrained: str | None = None
     freeze_stem: bool | None = None  # None: frozen iff pretrained
     dropout: float = 0.5
-    normalization: str = "torchvision"  # or "caffe" (the original's BGR mean subtraction)
+    # or "caffe" (the original's BGR mean subtraction), "kitti" (the PyTorch port's), "per_image"
+    # (the Keras port's per-image standardisation)
+    normalization: str = "torchvision"
+    anchor_centers: str = "original"  # or "cell": (j + 1/2)·W/gw (the PyTorch port's)
+    padding: str = "torch"  # SqueezeNet models: or "tf", the original TensorFlow graph's conv1/pools
+    # a checkpoint to start from (fine-tuning; ours, or one written by `squeezedet import-weights`)
+    weights: str | None = None
     # data
     data_format: str = "auto"  # auto (detected from the folder), kitti, coco, voc, yolo
     train_split: str = "train"
@@ -107,6 +114,15 @@ class TrainConfig:
         if self.data_format not in ("auto", "kitti", "coco", "voc", "yolo"):
             problems.append(f"data_format must be auto, kitti, coco, voc or yolo "
                             f"(got {self.data_format!r})")
+        choices = {"normalization": ("torchvision", "caffe", "kitti", "per_image"),
+                   "anchor_centers": ("original", "cell"), "padding": ("torch", "tf")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)} "
+                                f"(got {getattr(self, name)!r})")
+        if self.weights is not None and self.pretrained is not None:
+            problems.append("weights (a checkpoint to fine-tune) and pretrained (ImageNet "
+                            "backbone weights) cannot both be set")
         if self.tile is not None and (len(self.tile) != 2 or min(self.tile) < 16):
             problems.append(f"tile must be (W, H), each at least 16 (got {self.tile})")
         if not 0 <= self.tile_overlap < 1:

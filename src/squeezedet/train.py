@@ -84,15 +84,60 @@ def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) ->
     return train, val
 
 
-def build_model(cfg: TrainConfig, class_names: tuple[str, ...]) -> SqueezeDet:
+def build_model(cfg: TrainConfig, class_names: tuple[str, ...],
+                init_weights: bool = True) -> SqueezeDet:
+    """The model ``cfg`` describes; with ``cfg.weights`` (and ``init_weights``) started from that
+    checkpoint's weights."""
     pretrained: str | bool = False
     if cfg.pretrained:
         pretrained = True if cfg.pretrained == "download" else cfg.pretrained
-    return create_model(cfg.model, class_names=class_names,
-                        input_size=network_input_size(cfg.model, cfg.input_size),
-                        anchor_shapes=cfg.anchors, pretrained=pretrained,
-                        freeze_stem=cfg.freeze_stem, dropout=cfg.dropout,
-                        normalization=cfg.normalization)
+    model = create_model(cfg.model, class_names=class_names,
+                         input_size=network_input_size(cfg.model, cfg.input_size),
+                         anchor_shapes=cfg.anchors, pretrained=pretrained,
+                         freeze_stem=cfg.freeze_stem, dropout=cfg.dropout,
+                         normalization=cfg.normalization, anchor_centers=cfg.anchor_centers,
+                         padding=cfg.padding)
+    if cfg.weights and init_weights:
+        init_from_checkpoint(model, cfg.weights)
+    return model
+
+
+def init_from_checkpoint(model: SqueezeDet, path: str | Path) -> None:
+    """Fine-tuning: start ``model`` from the weights of a checkpoint (ours, or one written by
+    ``squeezedet import-weights``) of the same architecture.
+
+    With the same classes in another order, ConvDet's class channels are reordered; with other
+    classes or another anchor count, ConvDet keeps its fresh initialisation (a warning says so).
+    Backbone tensors must fit exactly.
+    """
+    ckpt = load_checkpoint(path, mmap=True)
+    meta = ckpt["meta"]
+    if meta["model"] != model.name:
+        raise SqueezeDetError(f"{path}: holds {meta['model']} weights, the configuration builds "
+                              f"{model.name} (set model={meta['model']})")
+    state = dict(ckpt["model"])
+    source = [str(c).lower() for c in meta["class_names"]]
+    ours = [c.lower() for c in model.class_names]
+    k = model.num_anchors
+    if len(meta["anchor_shapes"]) == k and sorted(source) == sorted(ours) and source != ours:
+        from squeezedet.interop.common import convdet_order_from_class_order
+
+        order = convdet_order_from_class_order(k, source, ours)
+        state["convdet.weight"] = state["convdet.weight"][order]
+        state["convdet.bias"] = state["convdet.bias"][order]
+    elif len(meta["anchor_shapes"]) != k or sorted(source) != sorted(ours):
+        log.warning("%s: its classes (%s) or anchor count (%d) differ from this run's (%s, %d); "
+                    "ConvDet starts afresh", path, ", ".join(meta["class_names"]),
+                    len(meta["anchor_shapes"]), ", ".join(model.class_names), k)
+        state = {n: v for n, v in state.items() if not n.startswith("convdet.")}
+    target = model.state_dict()
+    wrong = [n for n, v in state.items() if n in target and tuple(v.shape) != tuple(target[n].shape)]
+    missing = [n for n in target if n not in state and not n.startswith("convdet.")]
+    if wrong or missing:
+        raise SqueezeDetError(f"{path}: weights do not fit {model.name}: "
+                              f"{len(missing)} missing, {len(wrong)} of another shape "
+                              f"(first: {(missing + wrong)[0]})")
+    model.load_state_dict(state, strict=False)
 
 
 def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -238,7 +283,8 @@ def train(
     if skipped:
         log.warning("skipped %d bad samples (skip_bad=true)", skipped)
 
-    model = build_model(cfg, tuple(train_ds.classes)).to(device)
+    # resuming: the weights come from last.pt, not from cfg.weights again
+    model = build_model(cfg, tuple(train_ds.classes), init_weights=ckpt is None).to(device)
     if device.type == "cpu":
         model = with_memory_format(model, torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -263,11 +309,15 @@ def train(
         model.load_state_dict(ckpt.get("train_model") or ckpt["model"])
         if ema is not None:
             ema.model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        # a checkpoint from `squeezedet import-weights` has weights only: a fresh optimiser at
+        # step 0 then
+        if ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        step, best = int(ckpt["step"]), ckpt.get("best")
-        _set_rng_state(ckpt["rng"])
+        step, best = int(ckpt.get("step") or 0), ckpt.get("best")
+        if ckpt.get("rng"):
+            _set_rng_state(ckpt["rng"])
         for name in ("metrics.csv", "val.csv"):
             _truncate_csv(run_dir / name, step)
         log.info("resuming %s at step %d", run_dir, step)

@@ -7,6 +7,11 @@ changed with --config FILE.yaml and/or key=value pairs after the options, e.g.
   squeezedet train --data data/kitti --out runs/kitti
   squeezedet train --data data/synth --out runs/small --input-size 624x192 --steps 2000 lr=0.005
   squeezedet train --resume runs/small --steps 4000      # continue (here: to 4000 steps)
+  squeezedet train --data data/kitti --out runs/ft --weights kitti.pt --steps 2000   # fine-tune
+
+--weights CKPT starts from a checkpoint's weights (ours, or one from `squeezedet import-weights`)
+and takes its model settings (model, input size, classes, anchors, normalisation, padding) unless
+given again here.
 
 The run folder gets config.yaml, last.pt/best.pt (atomic), metrics.csv, val.csv, TensorBoard
 logs in tb/, training_curves.png and the latest validation's metrics.json and result files.
@@ -34,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="training steps")
     group.add_argument("--epochs", type=int, help="training epochs (instead of --steps)")
+    parser.add_argument("--weights", metavar="CKPT",
+                        help="start from this checkpoint's weights and model settings "
+                             "(fine-tuning)")
     parser.add_argument("--config", metavar="FILE.yaml", help="settings file")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip malformed samples instead of stopping (and report them)")
@@ -72,6 +80,23 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
     return out + list(args.overrides)
 
 
+def _weights_config(path: str) -> TrainConfig:
+    """The settings a checkpoint's model was built with (its ``meta``), starting from it."""
+    ckpt = load_checkpoint(path, mmap=True)
+    meta = ckpt["meta"]
+    recorded = ckpt.get("config") or {}
+    return TrainConfig(
+        model=meta["model"], input_size=tuple(meta["input_size"]),  # type: ignore[arg-type]
+        classes=tuple(meta["class_names"]),
+        anchors=tuple((float(w), float(h)) for w, h in meta["anchor_shapes"]),
+        normalization=meta.get("normalization", "torchvision"),
+        anchor_centers=meta.get("anchor_centers", "original"),
+        padding=meta.get("padding", "torch"),
+        freeze_stem=recorded.get("freeze_stem"),
+        weights=str(path),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from squeezedet.train import train
 
@@ -90,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.data or not args.out:
             raise SqueezeDetError("--data and --out are needed (or --resume RUN_DIR)")
         run_dir, data = Path(args.out), args.data
-        cfg = load_config(args.config, _cli_overrides(args))
+        start = _weights_config(args.weights) if args.weights else None
+        cfg = load_config(args.config, _cli_overrides(args), base=start)
     if not data:
         raise SqueezeDetError(f"--data is needed: {run_dir} does not record the data root")
     (run_dir).mkdir(parents=True, exist_ok=True)

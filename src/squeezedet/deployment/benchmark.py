@@ -169,7 +169,8 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
         t2 = time.perf_counter()
         grid = (int(out.shape[-1]), int(out.shape[-2]))
         if grid not in anchors:
-            anchors[grid] = make_anchors(grid, size, meta["anchor_shapes"])
+            anchors[grid] = make_anchors(grid, size, meta["anchor_shapes"],
+                                         centers=meta.get("anchor_centers", "original"))
         dets = post(split_head(out.float(), k, c), anchors[grid], size)
         for d in dets:
             to_original_pixels(d["boxes"], size, orig)
@@ -261,7 +262,9 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
             resized = create_model(model.name, class_names=model.class_names, input_size=size,
                                    anchor_shapes=scale_anchor_shapes(model.anchor_shapes,
                                                                      model.input_size, size),
-                                   normalization=model.normalization)
+                                   normalization=model.normalization,
+                                   anchor_centers=model.anchor_centers,
+                                   padding=model.metadata()["padding"])
             resized.load_state_dict(model.state_dict())
             log(f"{weights}: trained at {model.input_size[0]}x{model.input_size[1]}, measured "
                   f"at {size[0]}x{size[1]} (anchors scaled)")

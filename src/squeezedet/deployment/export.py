@@ -2,9 +2,10 @@
 
 Every export writes the model file and a metadata file next to it, ``<model file>.json``
 (:func:`squeezedet.deployment.runners.metadata_path`): the model's :meth:`~SqueezeDet.metadata` (class names,
-input size ``(W, H)``, anchor shapes and grid — the anchors are ``make_anchors(grid, input_size,
-anchor_shapes)`` in (row, column, anchor) order — and the RGB 0–255 normalisation, which the graph
-already applies), the format, precision, batch mode, outputs, and the parity figures.
+input size ``(W, H)``, anchor shapes, their centres and grid — the anchors are
+``make_anchors(grid, input_size, anchor_shapes, centers=anchor_centers)`` in (row, column, anchor)
+order — and the RGB 0–255 normalisation, which the graph already applies), the format,
+precision, batch mode, outputs, and the parity figures.
 
 The graphs are :mod:`~squeezedet.deployment.graph`'s; int8 models are quantised by
 :mod:`~squeezedet.deployment.quantize`; every export is checked by
@@ -42,6 +43,14 @@ FORMATS = ("onnx", "openvino", "torchscript")
 
 #: suffix of the model file per format
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}
+
+#: The metadata's description of the anchors, per anchor-centre convention.
+_ANCHOR_RULES = {
+    "original": "make_anchors(grid_size, input_size, anchor_shapes): centres (j+1)*W/(gw+1), "
+                "(i+1)*H/(gh+1), order (row, column, anchor)",
+    "cell": "make_anchors(grid_size, input_size, anchor_shapes, centers='cell'): centres "
+            "(j+0.5)*W/gw, (i+0.5)*H/gh, order (row, column, anchor)",
+}
 
 #: precisions each format supports
 FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
@@ -142,8 +151,7 @@ def export_model(
         "output_names": output_names(with_postprocess),
         "input_name": "images",
         "input_layout": "float32 [B, 3, H, W] RGB 0-255 at input_size (W, H); the graph normalises",
-        "anchors": "make_anchors(grid_size, input_size, anchor_shapes): centres (j+1)*W/(gw+1), "
-                   "(i+1)*H/(gh+1), order (row, column, anchor)",
+        "anchors": _ANCHOR_RULES[model.anchor_centers],
         "opset": OPSET if fmt != "torchscript" else None,
         "squeezedet_version": _version(),
     }
@@ -251,6 +259,6 @@ def export_model(
 
 
 def _version() -> str:
-    from squeezedet import __version__
+    from squeezedet._version import __version__
 
     return __version__

@@ -72,6 +72,7 @@ class Detector:
         self.class_names: tuple[str, ...] = tuple(meta["class_names"])
         self.input_size: tuple[int, int] = (int(meta["input_size"][0]), int(meta["input_size"][1]))
         self.anchor_shapes = tuple((float(w), float(h)) for w, h in meta["anchor_shapes"])
+        self.anchor_centers: str = meta.get("anchor_centers", "original")
         self.postprocess = PostProcess(top_k=top_k, nms_iou=nms_iou, score_threshold=conf)
         self.batch_size = int(batch_size)
         self._anchors: dict[tuple[int, int, str], Tensor] = {}
@@ -125,7 +126,7 @@ class Detector:
         key = (grid[0], grid[1], str(device))
         if key not in self._anchors:
             self._anchors[key] = make_anchors(grid, self.input_size, self.anchor_shapes,
-                                              device=device)
+                                              device=device, centers=self.anchor_centers)
         return self._anchors[key]
 
     def detect_batch(self, batch: Tensor,

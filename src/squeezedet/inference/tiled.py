@@ -72,7 +72,7 @@ def predict_tiled(
 def detect_tiled(detector: Any, image: np.ndarray, tile: tuple[int, int], overlap: float = 0.2,
                  source: str | None = None, keep_image: bool = True) -> Any:
     """:class:`~squeezedet.postprocess.Detections` of a large image, found tile by tile with a
-    :class:`~squeezedet.inference.Detector` and merged by :func:`predict_tiled` at the detector's
+    :class:`~squeezedet.inference.detector.Detector` and merged by :func:`predict_tiled` at the detector's
     NMS threshold. ``image``: ``uint8 [H, W, 3]`` RGB; boxes come back in its pixels."""
     def detect(window: np.ndarray) -> dict[str, Tensor]:
         det = detector.detect_arrays([window], keep_images=False)[0]

@@ -12,7 +12,19 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from squeezedet.models.layers import Backbone, Fire, FrozenBatchNorm2d, conv_relu, output_length
+from squeezedet.models.layers import (
+    Backbone,
+    Fire,
+    FrozenBatchNorm2d,
+    TFSameConv2d,
+    TFSameMaxPool2d,
+    conv_relu,
+    output_length,
+)
+
+#: Padding conventions of the SqueezeNet backbones: "torch" (symmetric, ceil-mode pools) and "tf"
+#: (the original TensorFlow graph's "SAME"/"VALID" layers, exactly).
+PADDINGS = ("torch", "tf")
 
 
 class SqueezeNetBackbone(Backbone):
@@ -22,17 +34,32 @@ class SqueezeNetBackbone(Backbone):
     PyTorch equivalent of TensorFlow "SAME" padding (1248×384 → 78×24).
     ``version="1.0"`` is SqueezeDet+'s: conv1 7×7/2 without padding, floor-mode pools, squeeze
     ratio 0.75 (1242×375 → 76×22).
+
+    ``padding="tf"`` reproduces the original TensorFlow graph exactly: for version 1.1, conv1 and
+    the pools use TensorFlow's "SAME" rule (:class:`~squeezedet.models.layers.TFSameConv2d`; the
+    same grid, conv1 sampled one pixel further right and down on even sizes); for version 1.0
+    ("VALID" everywhere in the original) it changes nothing. Models with it run their first stage
+    whole, never in bands.
     """
 
-    def __init__(self, version: str = "1.1") -> None:
+    def __init__(self, version: str = "1.1", padding: str = "torch") -> None:
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.version = version
+        self.padding = padding
         if version == "1.1":
+            tf = padding == "tf"
+
             def pool() -> nn.MaxPool2d:
+                if tf:
+                    return TFSameMaxPool2d(kernel_size=3, stride=2)
                 return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
 
+            conv1: list[nn.Module] = ([TFSameConv2d(3, 64, 3, stride=2), nn.ReLU(inplace=True)]
+                                      if tf else conv_relu(3, 64, 3, stride=2, padding=1))
             layers: list[nn.Module] = [
-                *conv_relu(3, 64, 3, stride=2, padding=1),          # 0, 1
+                *conv1,                                             # 0, 1
                 pool(),                                             # 2
                 Fire(64, 16, 64, 64), Fire(128, 16, 64, 64),        # 3, 4: fire2, fire3
                 pool(),                                             # 5
@@ -76,7 +103,8 @@ class SqueezeNetBackbone(Backbone):
     def forward(self, x: Tensor, prepare: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Features of ``x``; with ``prepare`` (the input normalisation), of ``prepare(x)``."""
         if (torch.is_inference_mode_enabled() and x.device.type == "cpu"
-                and x.shape[-2] * x.shape[-1] >= BAND_MIN_PIXELS):
+                and x.shape[-2] * x.shape[-1] >= BAND_MIN_PIXELS
+                and not (self.padding == "tf" and self.version == "1.1")):
             # the layers before the second pool hold the network's largest tensors: run them in
             # horizontal bands on the CPU (exact; 1248x384 inference peaks ~50 MiB lower; a GPU
             # would only pay more kernel launches)

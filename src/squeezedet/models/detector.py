@@ -12,17 +12,21 @@ them in (row, column, anchor) order, the order of :func:`~squeezedet.ops.anchors
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from squeezedet.models.layers import Backbone, FastDropout, output_length
-from squeezedet.ops.anchors import make_anchors
+from squeezedet.ops.anchors import ANCHOR_CENTERS, make_anchors
 
 #: Pixel normalisations, RGB order, in 0–255 units. "torchvision" matches the ImageNet weights
-#: torchvision publishes; "caffe" is the original SqueezeDet's BGR mean subtraction.
+#: torchvision publishes; "caffe" is the original SqueezeDet's BGR mean subtraction; "kitti" is the
+#: PyTorch port's (RGB minus KITTI channel means, over KITTI channel deviations); "per_image" is the
+#: Keras port's per-image standardisation (minus the image's mean over all pixels and channels,
+#: over their population standard deviation), in BGR order.
 NORMALIZATIONS: dict[str, dict[str, object]] = {
     "torchvision": {
         "mean": (0.485 * 255, 0.456 * 255, 0.406 * 255),
@@ -30,6 +34,8 @@ NORMALIZATIONS: dict[str, dict[str, object]] = {
         "bgr": False,
     },
     "caffe": {"mean": (123.68, 116.779, 103.939), "std": (1.0, 1.0, 1.0), "bgr": True},
+    "kitti": {"mean": (93.877, 98.801, 95.923), "std": (78.782, 80.130, 81.200), "bgr": False},
+    "per_image": {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "bgr": True, "per_image": True},
 }
 
 
@@ -53,6 +59,7 @@ class SqueezeDet(nn.Module):
         class_names: names of the C classes.
         dropout: dropout probability before ConvDet (training only).
         normalization: a key of :data:`NORMALIZATIONS`.
+        anchor_centers: ``"original"`` or ``"cell"`` (see :func:`~squeezedet.ops.anchors.make_anchors`).
     """
 
     pixel_mean: Tensor
@@ -70,6 +77,7 @@ class SqueezeDet(nn.Module):
         dropout: float = 0.5,
         normalization: str = "torchvision",
         name: str = "squeezedet",
+        anchor_centers: str = "original",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -78,6 +86,8 @@ class SqueezeDet(nn.Module):
             raise ValueError("at least one anchor shape is needed")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {sorted(NORMALIZATIONS)}")
+        if anchor_centers not in ANCHOR_CENTERS:
+            raise ValueError(f"anchor_centers must be one of {ANCHOR_CENTERS}")
         self.name = name
         self.backbone = backbone
         self.num_classes = num_classes
@@ -90,6 +100,8 @@ class SqueezeDet(nn.Module):
         self.normalization = normalization
         norm = NORMALIZATIONS[normalization]
         self.bgr = bool(norm["bgr"])
+        self.per_image = bool(norm.get("per_image", False))
+        self.anchor_centers = anchor_centers
         self.register_buffer("pixel_mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
         self.dropout = FastDropout(dropout)
@@ -99,7 +111,8 @@ class SqueezeDet(nn.Module):
         if self.convdet.bias is not None:
             nn.init.zeros_(self.convdet.bias)
         self.grid_size = self.compute_grid_size(self.input_size)
-        self.register_buffer("anchors", make_anchors(self.grid_size, self.input_size, self.anchor_shapes),
+        self.register_buffer("anchors", make_anchors(self.grid_size, self.input_size, self.anchor_shapes,
+                                                   centers=anchor_centers),
                              persistent=False)
 
     def compute_grid_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -123,13 +136,24 @@ class SqueezeDet(nn.Module):
                              f"{self.name}")
         return width, height
 
-    def normalize(self, images: Tensor) -> Tensor:
+    def image_stats(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image mean and population standard deviation over all pixels and channels,
+        ``[B, 1, 1, 1]`` each (the "per_image" normalisation's statistics)."""
+        var, mean = torch.var_mean(images.float(), dim=(1, 2, 3), correction=0, keepdim=True)
+        return mean, var.sqrt()
+
+    def normalize(self, images: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """RGB 0–255 ``[B, 3, H, W]`` (float, or uint8) → the backbone's input scale and channel
-        order, as a new tensor."""
+        order, as a new tensor. ``stats``: the whole images' :meth:`image_stats` when ``images``
+        is a band of them (per-image normalisation only)."""
+        if self.per_image:
+            mean, std = self.image_stats(images) if stats is None else stats
+        else:
+            mean, std = self.pixel_mean, self.pixel_std
         x = images.float()
         # in place where .float() already copied (uint8 input): one full-size copy fewer
-        x = x - self.pixel_mean if x is images else x.sub_(self.pixel_mean)
-        x.div_(self.pixel_std)
+        x = x - mean if x is images else x.sub_(mean)
+        x.div_(std)
         if self.bgr:
             x = x.flip(1)
         return x
@@ -140,7 +164,10 @@ class SqueezeDet(nn.Module):
         if getattr(self.backbone, "normalizes_in_bands", False):
             # a backbone that may run its first stage in bands normalises each band's rows
             # itself: the whole normalised image never exists at once
-            features = self.backbone(images, prepare=self.normalize)
+            prepare: Callable[[Tensor], Tensor] = self.normalize
+            if self.per_image:  # the statistics are the whole image's, not each band's
+                prepare = functools.partial(self.normalize, stats=self.image_stats(images))
+            features = self.backbone(images, prepare=prepare)
         else:
             features = self.backbone(self.normalize(images))
         return self.convdet(self.dropout(features))
@@ -173,6 +200,8 @@ class SqueezeDet(nn.Module):
             "pixel_mean": [float(v) for v in NORMALIZATIONS[self.normalization]["mean"]],  # type: ignore[attr-defined]
             "pixel_std": [float(v) for v in NORMALIZATIONS[self.normalization]["std"]],  # type: ignore[attr-defined]
             "bgr": self.bgr,
+            "anchor_centers": self.anchor_centers,
+            "padding": getattr(self.backbone, "padding", "torch"),
         }
 
 

@@ -132,13 +132,61 @@ def conv_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1,
     return [nn.Conv2d(in_channels, out_channels, kernel, stride, padding), nn.ReLU(inplace=True)]
 
 
+def tf_same_pads(n: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding of a length-``n`` input: ``(before, after)``, the odd pixel
+    after (``ceil(n / stride)`` outputs)."""
+    out = -(-n // stride)
+    total = max((out - 1) * stride + kernel - n, 0)
+    return total // 2, total - total // 2
+
+
+class TFSameConv2d(nn.Conv2d):
+    """A convolution with TensorFlow's ``padding="SAME"``: the padding depends on the input size
+    and an odd total puts the extra pixel at the bottom/right — for a 3×3 stride-2 convolution of
+    an even-sized input, 0 before and 1 after, where ``nn.Conv2d(padding=1)`` pads 1 on both sides
+    (same output size, sampled one pixel to the left and up). Same parameters as ``nn.Conv2d``."""
+
+    tf_same = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        kh, kw = int(self.kernel_size[0]), int(self.kernel_size[1])
+        top, bottom = tf_same_pads(int(x.shape[-2]), kh, int(self.stride[0]))
+        left, right = tf_same_pads(int(x.shape[-1]), kw, int(self.stride[1]))
+        x = nn.functional.pad(x, (left, right, top, bottom))
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class TFSameMaxPool2d(nn.MaxPool2d):
+    """Max pooling with TensorFlow's ``padding="SAME"`` (see :class:`TFSameConv2d`). For inputs
+    that are ReLU outputs (≥ 0), as everywhere in SqueezeNet: the padding is zeros, which never
+    exceed a window's real values, so the result is TensorFlow's."""
+
+    tf_same = True
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        super().__init__(kernel_size, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, s = int(self.kernel_size), int(self.stride)  # type: ignore[arg-type]
+        top, bottom = tf_same_pads(int(x.shape[-2]), k, s)
+        left, right = tf_same_pads(int(x.shape[-1]), k, s)
+        return nn.functional.max_pool2d(nn.functional.pad(x, (left, right, top, bottom)), k, s)
+
+
 def output_length(n: int, layer: nn.Module, dim: int) -> int:
     """Output length along ``dim`` (-1 width, -2 height) of a Conv2d or MaxPool2d for input ``n``,
-    by PyTorch's formula (with its ceil-mode rule: the last window starts inside the input)."""
+    by PyTorch's formula (with its ceil-mode rule: the last window starts inside the input), or
+    TensorFlow's ``ceil(n / stride)`` for the "SAME" layers above."""
     def pair(v: Any) -> int:
         return int(v[dim]) if isinstance(v, (tuple, list)) else int(v)
 
     kernel, stride = pair(layer.kernel_size), pair(layer.stride)
+    if getattr(layer, "tf_same", False):
+        return -(-n // stride)
     padding, dilation = pair(layer.padding), pair(layer.dilation)
     span = n + 2 * padding - dilation * (kernel - 1) - 1
     if isinstance(layer, nn.MaxPool2d) and layer.ceil_mode:

@@ -20,10 +20,15 @@ from typing import Any
 from torch import nn
 
 from squeezedet.errors import SqueezeDetError
-from squeezedet.models.backbones import ResNet50Backbone, SqueezeNetBackbone, VGG16Backbone
-from squeezedet.models.detector import SqueezeDet
+from squeezedet.models.backbones import (
+    PADDINGS,
+    ResNet50Backbone,
+    SqueezeNetBackbone,
+    VGG16Backbone,
+)
+from squeezedet.models.detector import NORMALIZATIONS, SqueezeDet
 from squeezedet.models.layers import Backbone
-from squeezedet.ops.anchors import KITTI_ANCHOR_SHAPES, scale_anchor_shapes
+from squeezedet.ops.anchors import ANCHOR_CENTERS, KITTI_ANCHOR_SHAPES, scale_anchor_shapes
 
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
 
@@ -144,13 +149,33 @@ def _build(
     dropout: float,
     normalization: str,
     new_layers_init: Callable[[SqueezeDet], None] | None = None,
+    anchor_centers: str = "original",
 ) -> SqueezeDet:
     """The body shared by the builders: resolve settings, initialise, wrap in the detector."""
     c, names, size, shapes = _resolve(name, num_classes, class_names, input_size, anchor_shapes)
+    _check_choice("normalization", normalization, tuple(NORMALIZATIONS))
+    _check_choice("anchor_centers", anchor_centers, ANCHOR_CENTERS)
     _init_scratch(backbone)
     model = SqueezeDet(backbone, num_classes=c, anchor_shapes=shapes, input_size=size,
-                       class_names=names, dropout=dropout, normalization=normalization, name=name)
+                       class_names=names, dropout=dropout, normalization=normalization, name=name,
+                       anchor_centers=anchor_centers)
     return _finish(model, pretrained, freeze_stem, new_layers_init if pretrained else None)
+
+
+def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise SqueezeDetError(f"{key} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _squeezenet(version: str, padding: str) -> SqueezeNetBackbone:
+    _check_choice("padding", padding, PADDINGS)
+    return SqueezeNetBackbone(version, padding=padding)
+
+
+def _torch_padding_only(name: str, padding: str) -> None:
+    if padding != "torch":
+        raise SqueezeDetError(f"padding={padding!r} exists for the SqueezeNet models only; "
+                              f"{name} has padding='torch'")
 
 
 def _init_scratch(model: nn.Module) -> None:
@@ -174,16 +199,22 @@ def squeezedet(
     freeze_stem: bool | None = None,
     dropout: float = 0.5,
     normalization: str = "torchvision",
+    anchor_centers: str = "original",
+    padding: str = "torch",
 ) -> SqueezeDet:
     """SqueezeDet (SqueezeNet v1.1 backbone), 1248×384, 78×24 grid by default.
 
-    ``pretrained``: a SqueezeNet 1.1 state dict file in torchvision's key layout, ``True`` for
-    torchvision's published file (downloaded once, hash-checked), or ``False`` to start from scratch.
+    ``pretrained``: a SqueezeNet 1.1 state dict file in torchvision's key layout, the original
+    SqueezeDet's Caffe-converted ImageNet pickle (``.pkl``, e.g. ``squeezenet_v1.1.pkl``), ``True``
+    for torchvision's published file (downloaded once, hash-checked), or ``False`` to start from
+    scratch. ``anchor_centers``: ``"original"`` or ``"cell"``; ``padding``: ``"torch"`` or ``"tf"``
+    (the original TensorFlow graph's conv1 and pools, see
+    :class:`~squeezedet.models.backbones.SqueezeNetBackbone`).
     """
-    return _build("squeezedet", SqueezeNetBackbone("1.1"),
+    return _build("squeezedet", _squeezenet("1.1", padding),
                   num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
                   dropout, normalization,
-                  new_layers_init=_init_new_fires)
+                  new_layers_init=_init_new_fires, anchor_centers=anchor_centers)
 
 
 @_register("squeezedet_plus", (1242, 375), KITTI_ANCHOR_SHAPES,
@@ -198,16 +229,20 @@ def squeezedet_plus(
     freeze_stem: bool | None = None,
     dropout: float = 0.5,
     normalization: str = "torchvision",
+    anchor_centers: str = "original",
+    padding: str = "torch",
 ) -> SqueezeDet:
     """SqueezeDet+ (SqueezeNet v1.0 layout, squeeze ratio 0.75), 1242×375, 76×22 grid by default.
 
     ``pretrained``: a state dict in torchvision's SqueezeNet 1.0 key layout with this backbone's
-    (wider squeeze) shapes; torchvision's own 1.0 file does not fit and is refused with a message.
+    (wider squeeze) shapes, or the original's Caffe-converted ImageNet pickle
+    (``squeezenet_v1.0_SR_0.750.pkl``); torchvision's own 1.0 file does not fit and is refused with
+    a message.
     """
-    return _build("squeezedet_plus", SqueezeNetBackbone("1.0"),
+    return _build("squeezedet_plus", _squeezenet("1.0", padding),
                   num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
                   dropout, normalization,
-                  new_layers_init=_init_new_fires)
+                  new_layers_init=_init_new_fires, anchor_centers=anchor_centers)
 
 
 @_register("vgg16_convdet", (1248, 384), KITTI_ANCHOR_SHAPES,
@@ -222,14 +257,17 @@ def vgg16_convdet(
     freeze_stem: bool | None = None,
     dropout: float = 0.5,
     normalization: str = "torchvision",
+    anchor_centers: str = "original",
+    padding: str = "torch",
 ) -> SqueezeDet:
     """VGG16-ConvDet: VGG16 convolutions without pool5 and fc, then ConvDet 512 → K·(C+5).
 
     ``pretrained``: a VGG16 state dict in torchvision's key layout (``features.N.weight``).
     """
+    _torch_padding_only("vgg16_convdet", padding)
     return _build("vgg16_convdet", VGG16Backbone(),
                   num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
-                  dropout, normalization)
+                  dropout, normalization, anchor_centers=anchor_centers)
 
 
 @_register("resnet50_convdet", (1248, 384), RESNET_ANCHOR_SHAPES,
@@ -244,14 +282,17 @@ def resnet50_convdet(
     freeze_stem: bool | None = None,
     dropout: float = 0.5,
     normalization: str = "torchvision",
+    anchor_centers: str = "original",
+    padding: str = "torch",
 ) -> SqueezeDet:
     """ResNet50-ConvDet: ResNet-50 conv1 … conv4_x (1024 channels) with frozen batch-norm statistics.
 
     ``pretrained``: a ResNet-50 state dict in torchvision's key layout (``layer3.5.conv3.weight``).
     """
+    _torch_padding_only("resnet50_convdet", padding)
     return _build("resnet50_convdet", ResNet50Backbone(),
                   num_classes, class_names, input_size, anchor_shapes, pretrained, freeze_stem,
-                  dropout, normalization)
+                  dropout, normalization, anchor_centers=anchor_centers)
 
 
 def _init_new_fires(model: SqueezeDet) -> None:

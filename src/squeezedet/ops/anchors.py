@@ -1,8 +1,10 @@
 """Anchors: a pure function of (grid, image size, shapes).
 
 Order is (row, column, anchor shape), the same order in which the head's predictions are
-flattened. Centres follow the original SqueezeDet: column ``j`` at ``(j + 1) * W / (gw + 1)`` and row
-``i`` at ``(i + 1) * H / (gh + 1)`` — evenly spaced with the borders excluded.
+flattened. Centres follow the original SqueezeDet by default (``centers="original"``): column ``j``
+at ``(j + 1) * W / (gw + 1)`` and row ``i`` at ``(i + 1) * H / (gh + 1)`` — evenly spaced with the
+borders excluded. ``centers="cell"`` puts them at the centres of the grid cells,
+``(j + ½) * W / gw`` and ``(i + ½) * H / gh`` (the PyTorch port's convention).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ KITTI_ANCHOR_SHAPES: tuple[tuple[float, float], ...] = (
 )
 #: The input size the KITTI shapes were chosen for, (W, H).
 KITTI_ANCHOR_INPUT_SIZE = (1248, 384)
+#: Anchor-centre conventions: "original" (the original SqueezeDet's, borders excluded) and "cell"
+#: (grid-cell centres).
+ANCHOR_CENTERS = ("original", "cell")
 
 
 def make_anchors(
@@ -26,6 +31,7 @@ def make_anchors(
     image_size: tuple[int, int],
     shapes: Sequence[Sequence[float]],
     device: torch.device | str | None = None,
+    centers: str = "original",
 ) -> Tensor:
     """Anchor boxes for every grid cell and shape.
 
@@ -33,6 +39,7 @@ def make_anchors(
         grid_size: ``(gw, gh)`` columns and rows of the output grid.
         image_size: ``(W, H)`` network input size in pixels.
         shapes: ``K`` anchor ``(w, h)`` in input pixels.
+        centers: ``"original"`` (``(j + 1)·W/(gw + 1)``) or ``"cell"`` (``(j + ½)·W/gw``).
 
     Returns:
         ``float32 [gh * gw * K, 4]`` xyxy boxes, ordered by row, then column, then shape.
@@ -40,8 +47,14 @@ def make_anchors(
     gw, gh = grid_size
     width, height = image_size
     wh = torch.as_tensor(shapes, dtype=torch.float32, device=device).reshape(-1, 2)
-    cx = torch.arange(1, gw + 1, dtype=torch.float32, device=device) * width / (gw + 1)
-    cy = torch.arange(1, gh + 1, dtype=torch.float32, device=device) * height / (gh + 1)
+    if centers == "original":
+        cx = torch.arange(1, gw + 1, dtype=torch.float32, device=device) * width / (gw + 1)
+        cy = torch.arange(1, gh + 1, dtype=torch.float32, device=device) * height / (gh + 1)
+    elif centers == "cell":
+        cx = (torch.arange(gw, dtype=torch.float32, device=device) + 0.5) * width / gw
+        cy = (torch.arange(gh, dtype=torch.float32, device=device) + 0.5) * height / gh
+    else:
+        raise ValueError(f"anchor centers must be one of {ANCHOR_CENTERS}, got {centers!r}")
     k = wh.shape[0]
     cy_, cx_ = torch.meshgrid(cy, cx, indexing="ij")  # [gh, gw]
     centres = torch.stack((cx_, cy_), dim=-1)[:, :, None, :].expand(gh, gw, k, 2)
