@@ -26,6 +26,7 @@ from squeezedet.loss import LossWeights, SqueezeDetLoss
 from squeezedet.models import SqueezeDet
 from squeezedet.ops.matching import build_targets
 from squeezedet.postprocess import PostProcess
+from squeezedet.preemption import ignore_stop_signals
 
 
 def resolve_device(name: str) -> torch.device:
@@ -260,6 +261,7 @@ def evaluate(
         indices = indices[: cfg.val_max_images]
     loader = DataLoader(Subset(dataset, indices), batch_size=max(1, min(cfg.batch_size, 16)),
                         shuffle=False, num_workers=cfg.workers, collate_fn=collate,
+                        worker_init_fn=ignore_stop_signals,  # stopping is the main process's
                         generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
     post = PostProcess(top_k=cfg.top_k, nms_iou=cfg.nms_iou)
     ground_truth: dict[str, list[KittiObject]] = {}

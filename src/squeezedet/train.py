@@ -14,7 +14,14 @@
 
 The folder is never deleted. ``resume=True`` continues from ``last.pt`` exactly: same data order,
 same augmentation and dropout draws, same learning-rate schedule; on CPU an interrupted and resumed
-run ends with the same weights as an uninterrupted one.
+run ends with the same weights as an uninterrupted one. A run folder that has ``config.yaml`` but no
+``last.pt`` yet (stopped before its first checkpoint) is started again from step 0.
+
+Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 finish the current optimiser step, write ``last.pt``
+of exactly that step and raise :class:`TrainingStopped` (the command line exits with
+:data:`~squeezedet.preemption.EXIT_RESUMABLE`, 75); a second signal raises
+:class:`KeyboardInterrupt` at once. The signal handlers are installed only while :func:`train`
+runs, and only in the main thread.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from squeezedet.engine import (
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.layers import with_memory_format
+from squeezedet.preemption import StopSignals, ignore_stop_signals
 
 log = logging.getLogger("squeezedet.train")
 
@@ -61,6 +69,19 @@ class TrainResult:
     last_metrics: dict[str, Any] | None
     stopped_early: bool
     last_result: Any = None  # the evaluator's result object of the last validation
+
+
+class TrainingStopped(Exception):  # noqa: N818 - a stop on request, not an error
+    """A stop signal ended the run after it saved ``last.pt`` of step ``step``; resume it."""
+
+    def __init__(self, run_dir: Path, step: int, signal_name: str) -> None:
+        super().__init__(
+            f"{signal_name}: stopped after step {step} and saved {run_dir / 'last.pt'}; "
+            f"continue with: squeezedet train --resume {run_dir}"
+        )
+        self.run_dir = run_dir
+        self.step = step
+        self.signal_name = signal_name
 
 
 def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
@@ -212,12 +233,32 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    handle_signals: bool = True,
 ) -> TrainResult:
-    """Train ``cfg.model`` on ``data_root`` into ``run_dir``; see the module docstring."""
-    run_dir = Path(run_dir)
+    """Train ``cfg.model`` on ``data_root`` into ``run_dir``; see the module docstring.
+
+    ``handle_signals``: catch SIGTERM, SIGINT and SIGUSR1 while training (main thread only) to
+    stop after the current step with a checkpoint.
+
+    Raises:
+        TrainingStopped: a stop signal arrived; ``last.pt`` holds the step the run reached.
+    """
+    with StopSignals(enabled=handle_signals) as stop:
+        return _train(cfg, Path(data_root), Path(run_dir), resume, progress, stop)
+
+
+def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progress: bool,
+           stop: StopSignals) -> TrainResult:
     ckpt: dict[str, Any] | None = None
-    if resume:
+    if resume and (run_dir / "last.pt").exists():
         ckpt = load_checkpoint(run_dir / "last.pt")
+    elif resume:
+        if not (run_dir / "config.yaml").exists():
+            raise SqueezeDetError(f"{run_dir}: nothing to resume (no last.pt or config.yaml)")
+        # stopped before its first checkpoint: start again, dropping what the lost steps logged
+        log.info("%s has no checkpoint yet: starting the run from step 0", run_dir)
+        for name in ("metrics.csv", "val.csv"):
+            _truncate_csv(run_dir / name, 0)
     elif (run_dir / "last.pt").exists():
         raise SqueezeDetError(
             f"{run_dir} already holds a run (last.pt); continue it with --resume {run_dir} "
@@ -325,6 +366,15 @@ def train(
             print(f"\nstep {step}: validation {name} {score:.2f} ({detail}); best {best:.2f}",
                   flush=True)
 
+    def stop_here() -> TrainingStopped:
+        """Save the state after the step just done; the exception to raise."""
+        save_checkpoint(snapshot(), run_dir / "last.pt")
+        logger.close()
+        assert stop.received is not None
+        return TrainingStopped(run_dir, step, stop.received)
+
+    if stop.received:  # during the set-up (data caching, model building)
+        raise stop_here()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -345,6 +395,7 @@ def train(
                                 pin_memory=device.type == "cuda",
                                 # its own generator: creating a loader must not draw from the
                                 # global RNG (dropout), or a resumed run would diverge
+                                worker_init_fn=ignore_stop_signals,  # see squeezedet.preemption
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             for images, targets in loader:
                 done = step / total_steps
@@ -374,6 +425,8 @@ def train(
                     logger.train({"step": step, "epoch": epoch, **stats,
                                   "images_per_s": n_log / max(now - t_log, 1e-9)})
                     t_log, n_log = now, 0
+                if stop.received:
+                    break
                 if cfg.val_every and step % cfg.val_every == 0 and step < total_steps:
                     validate()
                 if step % cfg.checkpoint_every == 0:
@@ -384,11 +437,13 @@ def train(
                 if step >= total_steps or out_of_time:
                     stopped_early = out_of_time and step < total_steps
                     break
-            if stopped_early:
+            if stopped_early or stop.received:
                 break
     finally:
         if bar is not None:
             bar.close()
+    if stop.received:
+        raise stop_here()
     finished = True  # reached the step or time limit (an interruption raises before this)
     save_checkpoint(snapshot(), run_dir / "last.pt")
     validate()
