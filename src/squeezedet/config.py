@@ -58,7 +58,10 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4  # on convolution kernels only
     grad_clip: float = 1.0  # per-tensor gradient norm
-    batch_size: int = 20
+    batch_size: int = 20  # per process: with torchrun a step takes batch_size × processes images
+    # with torchrun: "none" keeps lr; "linear" multiplies it by the number of processes (Goyal et
+    # al. 2017: lr proportional to the global batch; pair it with warmup_steps)
+    lr_scaling: str = "none"
     ema_decay: float = 0.0  # >0: predict and validate with an exponential moving average of weights
     steps: int | None = None
     epochs: int | None = None
@@ -101,6 +104,8 @@ class TrainConfig:
             problems.append(f"nms_iou must be in (0, 1] (got {self.nms_iou})")
         if self.lr_schedule not in ("step", "cosine"):
             problems.append(f"lr_schedule must be 'step' or 'cosine' (got {self.lr_schedule!r})")
+        if self.lr_scaling not in ("none", "linear"):
+            problems.append(f"lr_scaling must be 'none' or 'linear' (got {self.lr_scaling!r})")
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be 'sgd' or 'adamw' (got {self.optimizer!r})")
         if self.classes is not None and not self.classes:

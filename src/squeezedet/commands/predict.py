@@ -242,10 +242,12 @@ def _count(det: Any, conf: float, summary: Summary) -> None:
 
 def _run_images(detector: Any, paths: list[Path], args: argparse.Namespace,
                 writer: Writer, summary: Summary) -> None:
+    from squeezedet import distributed
     from squeezedet.data.images import load_image
 
-    names = unique_names(paths)
-    bar = _progress(len(paths), "img", args.no_progress)
+    # torchrun: this process's share of the images (named first, so repeated stems keep suffixes)
+    pairs = distributed.shard(list(zip(paths, unique_names(paths), strict=True)))
+    bar = _progress(len(pairs), "img", args.no_progress or not distributed.is_main())
     batch: list[tuple[Path, str, Any]] = []
 
     def flush() -> None:
@@ -271,7 +273,7 @@ def _run_images(detector: Any, paths: list[Path], args: argparse.Namespace,
         batch.clear()
 
     try:
-        for path, name in zip(paths, names, strict=True):
+        for path, name in pairs:
             try:
                 array = load_image(path)
             except DataError as exc:
@@ -368,12 +370,26 @@ def format_summary(summary: Summary, class_names: tuple[str, ...], conf: float, 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the detector over the source; return 0, or 1 when no image could be read."""
+    """Run the detector over the source; return 0, or 1 when no image could be read.
+
+    Under torchrun each process takes its share of the images (squeezedet.distributed.shard) and
+    rank 0 prints one summary of them all."""
+    from squeezedet import distributed
+
+    with distributed.process_group(args.device):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from squeezedet import distributed
     from squeezedet.engine import resolve_device
     from squeezedet.inference import Detector
 
     kind, paths = resolve_source(args.source)
-    device = str(resolve_device(args.device))
+    if kind == "video" and distributed.active():
+        raise SqueezeDetError(f"{paths[0]}: the frames of one video are not split across "
+                              "processes; predict it without torchrun")
+    device = str(distributed.local_device(resolve_device(args.device)))
     backend = args.backend
     if (backend == "auto" and kind != "video" and len(paths) < AUTO_CONVERT_MIN_IMAGES
             and Path(args.weights).suffix.lower() in (".pt", ".pth")):
@@ -394,10 +410,16 @@ def run(args: argparse.Namespace) -> int:
         _run_images(detector, paths, args, writer, summary)
         unit = "image"
         where = f"{writer.out}"
-    print(format_summary(summary, detector.class_names, args.conf, unit, args.batch_size, device)
-          + f"; results in {where}")
+    if distributed.active():  # torchrun: one summary of every process's images
+        parts = distributed.all_gather_object(summary)
+        summary = Summary(sum(p.images for p in parts), sum(p.skipped for p in parts),
+                          sum(p.seconds for p in parts), sum((p.per_class for p in parts), Counter()))
+    if distributed.is_main():
+        print(format_summary(summary, detector.class_names, args.conf, unit, args.batch_size,
+                             device) + f"; results in {where}")
     if summary.images == 0:
-        print(f"squeezedet predict: error: none of the {summary.skipped} images could be read",
-              file=sys.stderr)
+        if distributed.is_main():
+            print(f"squeezedet predict: error: none of the {summary.skipped} images could be read",
+                  file=sys.stderr)
         return 1
     return 0
