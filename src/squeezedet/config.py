@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,7 +65,10 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4  # on convolution kernels only
     grad_clip: float = 1.0  # per-tensor gradient norm
-    batch_size: int = 20
+    batch_size: int = 20  # per process: with torchrun a step takes batch_size × processes images
+    # with torchrun: "none" keeps lr; "linear" multiplies it by the number of processes (Goyal et
+    # al. 2017: lr proportional to the global batch; pair it with warmup_steps)
+    lr_scaling: str = "none"
     ema_decay: float = 0.0  # >0: predict and validate with an exponential moving average of weights
     steps: int | None = None
     epochs: int | None = None
@@ -107,6 +111,8 @@ class TrainConfig:
             problems.append(f"nms_iou must be in (0, 1] (got {self.nms_iou})")
         if self.lr_schedule not in ("step", "cosine"):
             problems.append(f"lr_schedule must be 'step' or 'cosine' (got {self.lr_schedule!r})")
+        if self.lr_scaling not in ("none", "linear"):
+            problems.append(f"lr_scaling must be 'none' or 'linear' (got {self.lr_scaling!r})")
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be 'sgd' or 'adamw' (got {self.optimizer!r})")
         if self.classes is not None and not self.classes:
@@ -246,8 +252,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved configuration as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved configuration as YAML (atomically: a killed process leaves the old file
+    or the new one, never half of one)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
 
 
 __all__ = ["TrainConfig", "load_config", "save_config"]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from squeezedet import distributed
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
@@ -26,6 +27,7 @@ from squeezedet.loss import LossWeights, SqueezeDetLoss
 from squeezedet.models import SqueezeDet
 from squeezedet.ops.matching import build_targets
 from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
+from squeezedet.preemption import ignore_stop_signals
 
 
 def resolve_device(name: str) -> torch.device:
@@ -151,9 +153,16 @@ def train_step(
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
     progress: float | None = None,
+    ddp: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """One optimisation step on a batch; returns the loss terms and the learning rate.
     ``progress``: the fraction of the run done, for the cosine schedule.
+
+    ``ddp``: ``model`` wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`; the batch is
+    then this process's equal part of the global batch. The loss is normalised over the global
+    batch (N and B counted over all processes) and multiplied by the number of processes, so that
+    DDP's averaged gradient is the gradient of the global batch's loss, as one process computing
+    the whole batch would get it. The terms returned are the global batch's.
 
     Raises:
         NonFiniteLossError: when the loss is NaN or infinite (the weights are left untouched).
@@ -168,12 +177,22 @@ def train_step(
     boxes = [t["boxes"].to(device) for t in targets]
     labels = [t["labels"].to(device) for t in targets]
     dense = build_targets(boxes, labels, model.anchors)
+    share: dict[str, Any] = {}
+    world = distributed.world_size() if ddp is not None else 1
+    if world > 1:
+        (assigned,) = distributed.all_reduce([float(dense["mask"].sum())])
+        share = {"num_assigned": torch.tensor(assigned, device=device),
+                 "num_images": images.shape[0] * world}
     with autocast(device, cfg.amp, training=True):
-        out = model(images)
-    losses = loss_fn(model.split_head(out.float()), dense, model.anchors, model.input_size)
+        out = (ddp if ddp is not None else model)(images)
+    losses = loss_fn(model.split_head(out.float()), dense, model.anchors, model.input_size, **share)
     total = losses["total"]
-    if not torch.isfinite(total):
-        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    if world > 1:  # the global batch's terms: the sum of the processes' shares
+        values = dict(zip(values, distributed.all_reduce(list(values.values())), strict=True))
+        total = total * world  # DDP averages the processes' gradients
+    if not math.isfinite(values["total"]):
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         raise NonFiniteLossError(
             f"the loss became non-finite at step {step + 1} ({terms}); lower the learning rate "
             "(lr=...) or add warm-up (warmup_steps=...); the last good checkpoint is kept"
@@ -190,7 +209,7 @@ def train_step(
         total.backward()
         clip_per_tensor(params, cfg.grad_clip)
         optimizer.step()
-    result = {f"loss_{k}": float(v.detach()) for k, v in losses.items()}
+    result: dict[str, float] = {f"loss_{k}": v for k, v in values.items()}
     result["lr"] = lr
     return result
 
@@ -231,6 +250,10 @@ def evaluate(
     Writes one KITTI result file per image into ``result_dir`` when given. Returns the
     evaluator's :class:`~squeezedet.eval.kitti.KittiEvalResult`; for a data set whose ``metric``
     is ``"ap"`` (formats without KITTI difficulties), :class:`~squeezedet.eval.voc.APResult`.
+
+    In a process group (torchrun) each process predicts its share of the images
+    (:func:`squeezedet.distributed.shard`); rank 0 gathers them, writes the result files and
+    computes the AP once over all images; every process returns that result.
     """
     from torch.utils.data import DataLoader, Subset
 
@@ -240,29 +263,37 @@ def evaluate(
     indices = list(range(len(dataset)))
     if cfg.val_max_images is not None:
         indices = indices[: cfg.val_max_images]
-    loader = DataLoader(Subset(dataset, indices), batch_size=max(1, min(cfg.batch_size, 16)),
+    mine = distributed.shard(indices) if distributed.active() else indices
+    loader = DataLoader(Subset(dataset, mine), batch_size=max(1, min(cfg.batch_size, 16)),
                         shuffle=False, num_workers=cfg.workers, collate_fn=collate,
+                        worker_init_fn=ignore_stop_signals,  # stopping is the main process's
                         generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
     post = PostProcess(top_k=cfg.top_k, nms_iou=cfg.nms_iou)
-    ground_truth: dict[str, list[KittiObject]] = {}
     detections: dict[str, list[KittiObject]] = {}
-    if result_dir is not None:
-        Path(result_dir).mkdir(parents=True, exist_ok=True)
     it = predict_batches(model, loader, post, device, cfg.amp)
-    if progress:
+    if progress and distributed.is_main():
         from tqdm import tqdm
 
-        it = tqdm(it, total=len(indices), desc="evaluating", unit="img", leave=False)
-    position = {dataset.ids[i]: i for i in indices}
+        it = tqdm(it, total=len(mine), desc="evaluating", unit="img", leave=False)
     for target, det in it:
-        image_id = target["image_id"]
-        objs = detections_to_kitti(det, model.class_names)
-        detections[image_id] = objs
-        ground_truth[image_id] = dataset.ground_truth(position[image_id])
-        if result_dir is not None:
+        detections[target["image_id"]] = detections_to_kitti(det, model.class_names)
+    if distributed.active():  # each process predicted its share; rank 0 scores them together
+        parts = distributed.gather_object(detections)
+        if parts is None:
+            return distributed.broadcast_object(None)
+        detections = {k: v for part in parts for k, v in part.items()}
+    position = {dataset.ids[i]: i for i in indices}
+    ids = sorted(detections, key=position.__getitem__)
+    detections = {image_id: detections[image_id] for image_id in ids}
+    ground_truth = {image_id: dataset.ground_truth(position[image_id]) for image_id in ids}
+    if result_dir is not None:
+        Path(result_dir).mkdir(parents=True, exist_ok=True)
+        for image_id, objs in detections.items():
             write_kitti_file(Path(result_dir) / f"{image_id}.txt", objs)
     if getattr(dataset, "metric", "kitti") != "kitti":  # no KITTI difficulty fields
         from squeezedet.eval.voc import evaluate_ap
 
-        return evaluate_ap(ground_truth, detections, classes=model.class_names)
-    return evaluate_kitti(ground_truth, detections, classes=model.class_names)
+        result: Any = evaluate_ap(ground_truth, detections, classes=model.class_names)
+    else:
+        result = evaluate_kitti(ground_truth, detections, classes=model.class_names)
+    return distributed.broadcast_object(result)  # the same result on every process

@@ -12,6 +12,10 @@ With ``m`` = 1 on assigned anchors, ``N`` assigned anchors in the batch, ``A`` a
 
 ``total`` is their sum. Weight decay is applied by the optimiser, not here. When a batch has no
 objects, N is taken as 1 so every term stays finite (the box and class terms are then 0).
+
+Data-parallel training splits a batch across processes. Given ``num_assigned`` (N of the whole
+batch) and ``num_images`` (its B), a process's terms are its share of the whole batch's: summed
+over the processes they give exactly the loss of the whole batch in one process.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class SqueezeDetLoss(torch.nn.Module):
         self.w = weights or LossWeights()
 
     def forward(self, head: HeadOutput, targets: dict[str, Tensor], anchors: Tensor,
-                image_size: tuple[int, int]) -> dict[str, Tensor]:
+                image_size: tuple[int, int], num_assigned: Tensor | None = None,
+                num_images: int | None = None) -> dict[str, Tensor]:
         """Named loss terms.
 
         Args:
@@ -54,12 +59,15 @@ class SqueezeDetLoss(torch.nn.Module):
                 ``boxes [B, A, 4]`` xyxy, ``labels [B, A]``.
             anchors: ``[A, 4]`` xyxy.
             image_size: ``(W, H)`` to clip decoded boxes for the IoU target.
+            num_assigned: N counted over a batch of which this is a part (scalar); default: here.
+            num_images: B of that batch; default: this batch's.
         """
         w = self.w
         mask = targets["mask"]
         m = mask.to(head.deltas.dtype)
         b, a = mask.shape
-        n = m.sum().clamp(min=1.0)
+        n_batch = m.sum() if num_assigned is None else num_assigned.to(m.dtype)
+        n = n_batch.clamp(min=1.0)
 
         deltas = head.deltas.float()
         gt_boxes = targets["boxes"].float()
@@ -73,9 +81,10 @@ class SqueezeDetLoss(torch.nn.Module):
             iou = elementwise_iou(pred_boxes, gt_boxes) * m
         conf = torch.sigmoid(head.conf_logits.float())
         # as in the original: negatives share λ⁻ over (A − N), with N counted over the batch
-        neg_count = (a - m.sum()).clamp(min=1.0)
+        neg_count = (a - n_batch).clamp(min=1.0)
         weight = m * (w.conf_pos / n) + (1 - m) * (w.conf_neg / neg_count)
-        conf_loss = ((iou - conf) ** 2 * weight).sum(dim=1).mean()
+        per_image = ((iou - conf) ** 2 * weight).sum(dim=1)
+        conf_loss = per_image.mean() if num_images is None else per_image.sum() / num_images
 
         labels = targets["labels"].clamp(min=0)
         probs = torch.softmax(head.class_logits.float(), dim=-1)

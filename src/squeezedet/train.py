@@ -14,12 +14,32 @@
 
 The folder is never deleted. ``resume=True`` continues from ``last.pt`` exactly: same data order,
 same augmentation and dropout draws, same learning-rate schedule; on CPU an interrupted and resumed
-run ends with the same weights as an uninterrupted one.
+run ends with the same weights as an uninterrupted one. A run folder that has ``config.yaml`` but no
+``last.pt`` yet (stopped before its first checkpoint) is started again from step 0.
+
+Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 finish the current optimiser step, write ``last.pt``
+of exactly that step and raise :class:`TrainingStopped` (the command line exits with
+:data:`~squeezedet.preemption.EXIT_RESUMABLE`, 75); a second signal raises
+:class:`KeyboardInterrupt` at once. The signal handlers are installed only while :func:`train`
+runs, and only in the main thread.
+
+Several processes (``torchrun``, see :mod:`squeezedet.distributed`): DistributedDataParallel, NCCL
+on GPUs, gloo on CPUs. ``batch_size`` is per process: a step takes ``batch_size × world size``
+images, the global batch. Each epoch's permutation of the data is the single-process one cut into
+global batches, and each process takes its slice of every global batch, so the step alone fixes
+where a run is in the data (resume included). The loss is normalised over the global batch, so a
+run of P processes follows a one-process run with the same global batch up to float rounding
+(dropout aside: each process draws its own masks). ``lr_scaling=linear`` multiplies ``lr`` by the
+number of processes. Only rank 0 writes the run folder; validation is split across the processes
+and scored once over all images; checkpoints hold every process's random-number state and can
+only be resumed with the same number of processes. Stop signals and time limits are agreed on
+after every step (an all-reduce), so every process stops after the same step.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import random
@@ -32,6 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from squeezedet import distributed
 from squeezedet.checkpoint import load_checkpoint, save_checkpoint
 from squeezedet.config import TrainConfig, save_config
 from squeezedet.engine import (
@@ -46,6 +67,7 @@ from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.layers import with_memory_format
 from squeezedet.models.registry import network_input_size
+from squeezedet.preemption import StopSignals, ignore_stop_signals
 
 log = logging.getLogger("squeezedet.train")
 
@@ -62,6 +84,19 @@ class TrainResult:
     last_metrics: dict[str, Any] | None
     stopped_early: bool
     last_result: Any = None  # the evaluator's result object of the last validation
+
+
+class TrainingStopped(Exception):  # noqa: N818 - a stop on request, not an error
+    """A stop signal ended the run after it saved ``last.pt`` of step ``step``; resume it."""
+
+    def __init__(self, run_dir: Path, step: int, signal_name: str) -> None:
+        super().__init__(
+            f"{signal_name}: stopped after step {step} and saved {run_dir / 'last.pt'}; "
+            f"continue with: squeezedet train --resume {run_dir}"
+        )
+        self.run_dir = run_dir
+        self.step = step
+        self.signal_name = signal_name
 
 
 def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
@@ -192,10 +227,11 @@ class WeightEMA:
 class _Logger:
     """CSV files plus TensorBoard (when installed)."""
 
-    def __init__(self, run_dir: Path, enable_tb: bool = True) -> None:
+    def __init__(self, run_dir: Path, enable_tb: bool = True, write: bool = True) -> None:
         self.run_dir = run_dir
+        self.write = write  # False: a process other than rank 0, which writes nothing
         self.tb = None
-        if enable_tb:
+        if enable_tb and write:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -204,6 +240,8 @@ class _Logger:
                 log.info("tensorboard is not installed: logging to CSV only")
 
     def _append(self, name: str, row: dict[str, Any]) -> None:
+        if not self.write:
+            return
         path = self.run_dir / name
         new = not path.exists()
         with path.open("a", newline="") as f:
@@ -253,31 +291,65 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    handle_signals: bool = True,
 ) -> TrainResult:
-    """Train ``cfg.model`` on ``data_root`` into ``run_dir``; see the module docstring."""
-    run_dir = Path(run_dir)
+    """Train ``cfg.model`` on ``data_root`` into ``run_dir``; see the module docstring.
+
+    ``handle_signals``: catch SIGTERM, SIGINT and SIGUSR1 while training (main thread only) to
+    stop after the current step with a checkpoint.
+
+    Raises:
+        TrainingStopped: a stop signal arrived; ``last.pt`` holds the step the run reached.
+    """
+    with distributed.process_group(cfg.device), StopSignals(enabled=handle_signals) as stop:
+        return _train(cfg, Path(data_root), Path(run_dir), resume, progress, stop)
+
+
+def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progress: bool,
+           stop: StopSignals) -> TrainResult:
+    ddp_on = distributed.active()  # under torchrun with more than one process
+    world = distributed.world_size() if ddp_on else 1
+    rank = distributed.rank() if ddp_on else 0
+    main = rank == 0  # the process that writes the run folder and prints
     ckpt: dict[str, Any] | None = None
-    if resume:
+    if resume and (run_dir / "last.pt").exists():
         ckpt = load_checkpoint(run_dir / "last.pt")
+    elif resume:
+        if not (run_dir / "config.yaml").exists():
+            raise SqueezeDetError(f"{run_dir}: nothing to resume (no last.pt or config.yaml)")
+        # stopped before its first checkpoint: start again, dropping what the lost steps logged
+        log.info("%s has no checkpoint yet: starting the run from step 0", run_dir)
+        for name in ("metrics.csv", "val.csv"):
+            if main:
+                _truncate_csv(run_dir / name, 0)
     elif (run_dir / "last.pt").exists():
         raise SqueezeDetError(
             f"{run_dir} already holds a run (last.pt); continue it with --resume {run_dir} "
             "or choose another --out folder"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if ckpt is not None and int(ckpt.get("world_size", 1)) != world:
+        saved = int(ckpt.get("world_size", 1))
+        how = (f"torchrun with {saved} processes in all (e.g. torchrun --nproc-per-node {saved} "
+               "squeezedet train --resume ...)" if saved > 1 else "one process, without torchrun")
+        raise SqueezeDetError(
+            f"{run_dir / 'last.pt'} was written by a run of {saved} process(es), this one has "
+            f"{world}: the data order and random states belong to that number; resume with {how}"
+        )
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same on every process: the same initial weights
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(resolve_device(cfg.device))
     if device.type == "cuda":
         configure_cuda(cfg.deterministic)
     train_ds, val_ds = build_datasets(cfg, data_root)
     if len(train_ds) == 0:
         raise SqueezeDetError(f"{data_root}: the training split has no images")
     if cfg.cache_images:
-        held = train_ds.cache_images(progress=progress)
+        held = train_ds.cache_images(progress=progress and main)
         log.info("training images cached in memory: %.0f MiB", held / 2**20)
     skipped = len(getattr(train_ds, "skipped", [])) + len(getattr(val_ds, "skipped", []) or [])
     if skipped:
@@ -293,8 +365,25 @@ def train(
     scaler = None
     if device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported():
         scaler = torch.amp.GradScaler("cuda")
+    if rank > 0:  # dropout masks of their own on the other processes
+        torch.manual_seed(cfg.seed + 1_000_003 * rank)
+        np.random.seed((cfg.seed + 1_000_003 * rank) % 2**32)
+        random.seed(cfg.seed + 1_000_003 * rank)
 
-    batches_per_epoch = len(_epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, 0))
+    global_batch = cfg.batch_size * world
+    if world > 1 and len(train_ds) < global_batch:
+        raise SqueezeDetError(
+            f"{data_root}: {len(train_ds)} training images are fewer than one global batch "
+            f"({world} processes × batch_size {cfg.batch_size}); lower batch_size"
+        )
+    step_cfg = cfg  # the settings each step sees: the learning rate scaled with the processes
+    if world > 1 and cfg.lr_scaling == "linear":
+        step_cfg = dataclasses.replace(cfg, lr=cfg.lr * world)
+    if world > 1 and main:
+        print(f"distributed: {world} processes ({_dist_backend()}) × batch {cfg.batch_size} = "
+              f"{global_batch} images a step; lr {step_cfg.lr:g} (lr_scaling={cfg.lr_scaling})",
+              flush=True)
+    batches_per_epoch = len(_epoch_batches(len(train_ds), global_batch, cfg.seed, 0))
     if cfg.steps is not None:
         total_steps = cfg.steps
     elif cfg.epochs is not None:
@@ -316,17 +405,24 @@ def train(
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, best = int(ckpt.get("step") or 0), ckpt.get("best")
-        if ckpt.get("rng"):
-            _set_rng_state(ckpt["rng"])
+        rng = (ckpt.get("rng_ranks") or [None] * (rank + 1))[rank] if world > 1 else ckpt.get("rng")
+        if rng:
+            _set_rng_state(rng)
         for name in ("metrics.csv", "val.csv"):
-            _truncate_csv(run_dir / name, step)
+            if main:
+                _truncate_csv(run_dir / name, step)
         log.info("resuming %s at step %d", run_dir, step)
+    ddp = None
+    if ddp_on:  # wraps the model after loading: every process starts from the same weights
+        from torch.nn.parallel import DistributedDataParallel
 
-    logger = _Logger(run_dir)
+        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+    logger = _Logger(run_dir, write=main)
     elapsed_before = float(ckpt.get("elapsed_s", 0.0)) if ckpt else 0.0
     start = time.monotonic()
 
-    def snapshot() -> dict[str, Any]:
+    def snapshot(rng_ranks: list[dict[str, Any]] | None) -> dict[str, Any]:
         return {
             # "model" holds the weights to predict with (the average when EMA is on); the raw
             # weights the optimiser works on are kept under "train_model" for resuming
@@ -339,9 +435,19 @@ def train(
             "step": step,
             "best": best,
             "rng": _rng_state(),
+            "world_size": world,
+            "rng_ranks": rng_ranks,  # every process's random-number states, by rank (torchrun)
             "elapsed_s": elapsed_before + time.monotonic() - start,
             "finished": finished,
         }
+
+    def save(name: str) -> None:
+        """Checkpoint ``name`` in the run folder; with torchrun every process calls this and
+        rank 0 writes it."""
+        rng_ranks = distributed.gather_object(_rng_state()) if ddp_on else None
+        if main:
+            save_checkpoint(snapshot(rng_ranks), run_dir / name)
+        distributed.barrier()  # no process goes on (or returns) before the file is complete
 
     def validate() -> None:
         nonlocal best, last_metrics, last_result
@@ -352,7 +458,8 @@ def train(
         last_result = result
         last_metrics = result.to_json()
         last_metrics["step"] = step
-        (run_dir / "metrics.json").write_text(json.dumps(last_metrics, indent=2))
+        if main:
+            (run_dir / "metrics.json").write_text(json.dumps(last_metrics, indent=2))
         if hasattr(result, "headline"):  # COCO-style AP (data without KITTI difficulties)
             name, score = result.headline
             row: dict[str, Any] = {"step": step, **result.csv_row()}
@@ -366,13 +473,31 @@ def train(
         logger.val(row)
         if best is None or score > best:
             best = score
-            save_checkpoint(snapshot(), run_dir / "best.pt")
-        if progress:
+            save("best.pt")
+        if progress and main:
             print(f"\nstep {step}: validation {name} {score:.2f} ({detail}); best {best:.2f}",
                   flush=True)
 
+    def stop_here() -> TrainingStopped:
+        """Save the state after the step just done; the exception to raise."""
+        save("last.pt")
+        logger.close()
+        return TrainingStopped(run_dir, step, stop.received or "a stop signal to another process")
+
+    def agree() -> tuple[bool, float]:
+        """Whether to stop now, and the time spent so far; with torchrun, agreed by all the
+        processes (any stop signal counts, the longest time)."""
+        stop_now, spent = stop.received is not None, elapsed_before + time.monotonic() - start
+        if ddp_on:
+            flag, spent = distributed.all_reduce([float(stop_now), spent], op="max")
+            stop_now = flag > 0
+        return stop_now, spent
+
+    stop_requested, spent = agree()
+    if stop_requested:  # during the set-up (data caching, model building)
+        raise stop_here()
     bar = None
-    if progress:
+    if progress and main:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps if total_steps < 10**9 else None, initial=step,
@@ -383,7 +508,8 @@ def train(
         while step < total_steps:
             epoch, offset = divmod(step, batches_per_epoch)
             train_ds.set_epoch(epoch)
-            batches = _epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)[offset:]
+            batches = [b[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]  # this process's part
+                       for b in _epoch_batches(len(train_ds), global_batch, cfg.seed, epoch)[offset:]]
             from squeezedet.data.kitti import collate
 
             loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,
@@ -391,22 +517,24 @@ def train(
                                 pin_memory=device.type == "cuda",
                                 # its own generator: creating a loader must not draw from the
                                 # global RNG (dropout), or a resumed run would diverge
+                                worker_init_fn=ignore_stop_signals,  # see squeezedet.preemption
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             for images, targets in loader:
                 done = step / total_steps
                 if cfg.time_limit_min is not None:  # time-bounded: the clock decides the schedule
-                    spent = elapsed_before + time.monotonic() - start
+                    if not ddp_on:  # (with torchrun: the time agreed after the previous step)
+                        spent = elapsed_before + time.monotonic() - start
                     done = max(done, spent / (cfg.time_limit_min * 60))
                 try:
-                    stats = train_step(model, images, targets, loss_fn, optimizer, cfg, step,
-                                       device, scaler, progress=done)
+                    stats = train_step(model, images, targets, loss_fn, optimizer, step_cfg, step,
+                                       device, scaler, progress=done, ddp=ddp)
                 except NonFiniteLossError:
                     logger.close()
                     raise
                 step += 1
                 if ema is not None:
                     ema.update(model, step)
-                n_log += images.shape[0]
+                n_log += images.shape[0] * world
                 if bar is not None:
                     bar.update(1)
                     extra = {}
@@ -420,27 +548,39 @@ def train(
                     logger.train({"step": step, "epoch": epoch, **stats,
                                   "images_per_s": n_log / max(now - t_log, 1e-9)})
                     t_log, n_log = now, 0
+                stop_requested, spent = agree()
+                if stop_requested:
+                    break
                 if cfg.val_every and step % cfg.val_every == 0 and step < total_steps:
                     validate()
                 if step % cfg.checkpoint_every == 0:
-                    save_checkpoint(snapshot(), run_dir / "last.pt")
-                out_of_time = (cfg.time_limit_min is not None
-                               and elapsed_before + time.monotonic() - start
-                               > cfg.time_limit_min * 60)
+                    save("last.pt")
+                if not ddp_on:
+                    spent = elapsed_before + time.monotonic() - start
+                out_of_time = cfg.time_limit_min is not None and spent > cfg.time_limit_min * 60
                 if step >= total_steps or out_of_time:
                     stopped_early = out_of_time and step < total_steps
                     break
-            if stopped_early:
+            if stopped_early or stop_requested:
                 break
     finally:
         if bar is not None:
             bar.close()
+    if stop_requested:
+        raise stop_here()
     finished = True  # reached the step or time limit (an interruption raises before this)
-    save_checkpoint(snapshot(), run_dir / "last.pt")
+    save("last.pt")
     validate()
     logger.close()
-    plot_training_curves(run_dir)
+    if main:
+        plot_training_curves(run_dir)
     return TrainResult(run_dir, step, best, last_metrics, stopped_early, last_result)
+
+
+def _dist_backend() -> str:
+    import torch.distributed as dist
+
+    return str(dist.get_backend()) if dist.is_available() and dist.is_initialized() else "none"
 
 
 def plot_training_curves(run_dir: str | Path) -> Path | None:

@@ -105,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of a tile shared with its neighbour (default: 0.2)")
 
 def run(args: argparse.Namespace) -> int:
-    """Run the detector over the source; return 0, or 1 when no image could be read."""
+    """Run the detector over the source; return 0, or 1 when no image could be read. Under
+    torchrun each process takes its share of the images and rank 0 prints one summary."""
     from squeezedet.inference.predict import PredictOptions, predict
 
     options = PredictOptions(
@@ -114,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, backend=args.backend, device=args.device,
         no_progress=args.no_progress, tile=args.tile, overlap=args.overlap)
     result = predict(args.weights, args.source, args.out, options)
-    print(result.summary_line())
+    if result.is_main:  # under torchrun rank 0 prints the one summary
+        print(result.summary_line())
     if result.summary.images == 0:
-        print(f"squeezedet predict: error: none of the {result.summary.skipped} images could be "
-              "read", file=sys.stderr)
+        if result.is_main:
+            print(f"squeezedet predict: error: none of the {result.summary.skipped} images could "
+                  "be read", file=sys.stderr)
         return 1
     return 0

@@ -15,6 +15,18 @@ given again here.
 
 The run folder gets config.yaml, last.pt/best.pt (atomic), metrics.csv, val.csv, TensorBoard
 logs in tb/, training_curves.png and the latest validation's metrics.json and result files.
+
+SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 finish the current step, save last.pt of that step and exit
+with status 75 ("stopped, resumable"); a second signal exits at once (130). Errors exit with 2
+(bad input) or 1. `--resume RUN_DIR` also starts a run that stopped before its first checkpoint
+(config.yaml but no last.pt) from its saved configuration, so a scheduler can always rerun the
+same `squeezedet train --resume RUN_DIR`.
+
+Several processes (GPUs or machines): the same command under torchrun, e.g.
+  torchrun --nproc-per-node 4 -m squeezedet.cli train --data data/kitti --out runs/kitti
+--batch-size is then per process (a step takes batch × processes images; lr_scaling=linear
+scales lr with them) and only rank 0 writes the run folder.
+
 Settings: every field of squeezedet.config.TrainConfig (see `squeezedet train --list-settings`).
 """
 
@@ -22,11 +34,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
+from squeezedet import distributed
 from squeezedet.checkpoint import load_checkpoint
 from squeezedet.config import TrainConfig, load_config
 from squeezedet.errors import SqueezeDetError
+from squeezedet.preemption import EXIT_RESUMABLE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +114,7 @@ def _weights_config(path: str) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from squeezedet.train import train
+    from squeezedet.train import TrainingStopped, train
 
     if args.list_settings:
         for f in dataclasses.fields(TrainConfig):
@@ -106,8 +122,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.resume:
         run_dir = Path(args.resume)
-        ckpt = load_checkpoint(run_dir / "last.pt")
-        base = TrainConfig.from_dict(ckpt["config"], str(run_dir / "last.pt"))
+        if not (run_dir / "last.pt").exists() and not (run_dir / "config.yaml").exists():
+            raise SqueezeDetError(f"{run_dir}: nothing to resume (no last.pt or config.yaml); "
+                                  f"start a run there with --data DATA --out {run_dir}")
+        if (run_dir / "last.pt").exists():
+            ckpt = load_checkpoint(run_dir / "last.pt", mmap=True)
+            base = TrainConfig.from_dict(ckpt["config"], str(run_dir / "last.pt"))
+        else:  # stopped before its first checkpoint
+            base = load_config(run_dir / "config.yaml")
+            if distributed.is_main():
+                print(f"{run_dir} has no checkpoint yet: starting the run from its saved "
+                      "configuration (config.yaml)", flush=True)
         recorded = run_dir / "data_root.txt"
         data = args.data or (recorded.read_text().strip() if recorded.exists() else None)
         cfg = load_config(args.config, _cli_overrides(args), base=base)
@@ -119,9 +144,19 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, _cli_overrides(args), base=start)
     if not data:
         raise SqueezeDetError(f"--data is needed: {run_dir} does not record the data root")
-    (run_dir).mkdir(parents=True, exist_ok=True)
-    (run_dir / "data_root.txt").write_text(str(Path(data).resolve()) + "\n")
-    result = train(cfg, data, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    if distributed.is_main():  # (torchrun: rank 0; the others may be reading it)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / f".data_root.txt.{os.getpid()}.tmp"
+        tmp.write_text(str(Path(data).resolve()) + "\n")
+        os.replace(tmp, run_dir / "data_root.txt")
+    try:
+        result = train(cfg, data, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    except TrainingStopped as stopped:
+        if distributed.is_main():
+            print(f"squeezedet train: {stopped}", file=sys.stderr, flush=True)
+        return EXIT_RESUMABLE
+    if not distributed.is_main():
+        return 0
     print(f"trained {result.step} steps; run folder {result.run_dir}")
     m = result.last_metrics
     if m is not None and "mAP_R40" in m:

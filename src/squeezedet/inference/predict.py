@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from squeezedet import distributed
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import write_kitti_file
 from squeezedet.errors import DataError, SqueezeDetError, require
@@ -182,8 +183,9 @@ def _count(det: Any, conf: float, summary: Summary) -> None:
 
 def _run_images(detector: Any, paths: list[Path], options: PredictOptions,
                 writer: Writer, summary: Summary) -> None:
-    names = unique_names(paths)
-    bar = _progress(len(paths), "img", options.no_progress)
+    # torchrun: this process's share of the images (named first, so repeated stems keep suffixes)
+    pairs = distributed.shard(list(zip(paths, unique_names(paths), strict=True)))
+    bar = _progress(len(pairs), "img", options.no_progress or not distributed.is_main())
     batch: list[tuple[Path, str, Any]] = []
 
     def flush() -> None:
@@ -207,7 +209,7 @@ def _run_images(detector: Any, paths: list[Path], options: PredictOptions,
         batch.clear()
 
     try:
-        for path, name in zip(paths, names, strict=True):
+        for path, name in pairs:
             try:
                 array = load_image(path)
             except DataError as exc:
@@ -308,6 +310,7 @@ class PredictResult:
     where: Path
     device: str
     options: PredictOptions
+    is_main: bool = True
 
     def summary_line(self) -> str:
         """One line: images (skipped), detections ≥ conf per class, time per image, where."""
@@ -330,14 +333,26 @@ def predict(weights: str | Path, source: str, out: str | Path,
             options: PredictOptions | None = None) -> PredictResult:
     """Run the detector of ``weights`` over ``source`` (see the module docstring), writing into
     ``out``; returns the counts (``result.summary.images == 0``: not a single image could be
-    read)."""
+    read).
+
+    Under torchrun each process takes its share of the images (:func:`distributed.shard`) and
+    every process returns the summary of them all (``result.is_main`` tells rank 0, which
+    prints it)."""
+    with distributed.process_group((options or PredictOptions()).device):
+        return _predict(weights, source, out, options or PredictOptions())
+
+
+def _predict(weights: str | Path, source: str, out: str | Path,
+             options: PredictOptions) -> PredictResult:
     from squeezedet.engine import resolve_device
 
-    options = options or PredictOptions()
     kind, paths = resolve_source(source)
     if kind == "video" and options.tile:
         raise SqueezeDetError("--tile works on images, not videos")
-    device = str(resolve_device(options.device))
+    if kind == "video" and distributed.active():
+        raise SqueezeDetError(f"{paths[0]}: the frames of one video are not split across "
+                              "processes; predict it without torchrun")
+    device = str(distributed.local_device(resolve_device(options.device)))
     backend = choose_backend(options.backend, weights, kind, len(paths))
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,
                                         conf=0.0, batch_size=options.batch_size)
@@ -349,4 +364,9 @@ def predict(weights: str | Path, source: str, out: str | Path,
     else:
         _run_images(detector, paths, options, writer, summary)
         unit, where = "image", writer.out
-    return PredictResult(summary, detector.class_names, unit, where, device, options)
+    if distributed.active():  # torchrun: one summary of every process's images
+        parts = distributed.all_gather_object(summary)
+        summary = Summary(sum(p.images for p in parts), sum(p.skipped for p in parts),
+                          sum(p.seconds for p in parts), sum((p.per_class for p in parts), Counter()))
+    return PredictResult(summary, detector.class_names, unit, where, device, options,
+                         distributed.is_main())
