@@ -86,12 +86,13 @@ def read_kitti(root: Path, skip_bad: bool = False) -> DataSource:
               for i in orphans]
     samples = []
     for image_id in ids:
+        label_file = root / "training" / "label_2" / f"{image_id}.txt"
         try:
-            objects = read_kitti_file(root / "training" / "label_2" / f"{image_id}.txt")
+            objects = read_kitti_file(label_file)
         except DataError as exc:
             errors.append(exc)
             continue
-        samples.append(Sample(image_id, images[image_id], tuple(objects)))
+        samples.append(Sample(image_id, images[image_id], tuple(objects), label_file=label_file))
     skipped = raise_or_skip(errors, skip_bad)
     found = {o.type for s in samples for o in s.objects if o.type.lower() != "dontcare"}
     order = {t: i for i, t in enumerate(KITTI_TYPES)}

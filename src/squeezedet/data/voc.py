@@ -118,7 +118,7 @@ def read_voc_file(path: Path, root: Path) -> Sample:
         difficult = _number(obj, "difficult", path, line, 0.0)
         objects.append(KittiObject(type=name, box=box, truncated=0.0,
                                    occluded=IGNORE_OCCLUSION if difficult else 0))
-    return Sample(path.stem, image, tuple(objects), size)
+    return Sample(path.stem, image, tuple(objects), size, label_file=path)
 
 
 def read_voc(root: Path, skip_bad: bool = False) -> DataSource:

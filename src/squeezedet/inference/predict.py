@@ -75,7 +75,7 @@ def _read_list(path: Path) -> list[Path]:
     """Image paths of a text list: one a line, blank lines and '#' comments skipped; a relative
     path is taken from the list's folder when it exists there, else from the working directory."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read the list of images ({exc})") from None
     paths = []
