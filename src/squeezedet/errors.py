@@ -92,10 +92,8 @@ def user_error(exc: BaseException) -> SqueezeDetError | None:
     if cls is None:
         return None
     # the traceback text ends with "module.Class: message" (the message may span lines)
-    last = None
-    for last in re.finditer(rf"^(?:[\w.]+\.)?{name}: ", text, re.MULTILINE):
-        pass
-    message = text[last.end():].strip() if last is not None else text
+    ends = [m.end() for m in re.finditer(rf"^(?:[\w.]+\.)?{name}: ", text, re.MULTILINE)]
+    message = text[ends[-1]:].strip() if ends else text
     return SqueezeDetError(message)
 
 

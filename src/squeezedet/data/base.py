@@ -103,6 +103,8 @@ class DataSource:
 def image_size(path: Path) -> tuple[int, int]:
     """``(W, H)`` of an image file from its header (the pixels are not decoded)."""
     try:
+        if Path(path).stat().st_size == 0:
+            raise DataError(path, "image file is empty (0 bytes)")
         with Image.open(path) as img:
             return int(img.size[0]), int(img.size[1])
     except FileNotFoundError:

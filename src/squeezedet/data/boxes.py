@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.data.base import DetectionDataset, image_size, select_classes
+from squeezedet.data.base import DetectionDataset, fit_boxes_to_image, image_size, select_classes
 from squeezedet.data.formats import load_source
 from squeezedet.errors import SqueezeDetError
 
@@ -19,7 +19,8 @@ def training_box_sizes(root: str | Path, input_size: tuple[int, int], *,
     """``float64 [N, 2]`` (w, h) of the training boxes in network input pixels.
 
     Each box is scaled by ``input_size`` over the size of its image (its tile with ``tile``);
-    ignored objects (difficult, crowd, mostly cut off by a tile) are left out.
+    ignored objects (difficult, crowd, mostly cut off by a tile) are left out, and boxes are
+    fitted to their image as in training (:func:`~squeezedet.data.base.fit_boxes_to_image`).
     """
     source = load_source(root, data_format)
     chosen = select_classes(classes, source.classes, root)
@@ -35,6 +36,9 @@ def training_box_sizes(root: str | Path, input_size: tuple[int, int], *,
             w0, h0 = window[2] - window[0], window[3] - window[1]
         else:
             w0, h0 = samples[i].size or image_size(samples[i].image_path)
+        boxes = fit_boxes_to_image(boxes, (w0, h0))[0]
+        if len(boxes) == 0:
+            continue
         wh = np.stack([(boxes[:, 2] - boxes[:, 0]) * input_size[0] / w0,
                        (boxes[:, 3] - boxes[:, 1]) * input_size[1] / h0], axis=1)
         sizes.append(wh.astype(np.float64))

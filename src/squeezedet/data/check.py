@@ -63,6 +63,11 @@ _JPEG_END = b"\xff\xd9"
 REASONS = (OUTSIDE, ZERO_AREA, CLIPPED_AWAY)
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    """``"1 box"``, ``"2 boxes"``, ``"1,234 bad samples"``."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
 class DataCheckError(SqueezeDetError):
     """Bad samples found by the data check: the first line says how many and where to look; the
     next lines list them (``file:line: message``)."""
@@ -153,7 +158,7 @@ class DataReport:
                  f"{self.seconds:.1f} s"]
         if self.bad:
             shown = self.bad[0] + (f" and {len(self.bad) - 1} more" if len(self.bad) > 1 else "")
-            parts.append(f"{len(self.bad):,} bad samples left out (--skip-bad): {shown}")
+            parts.append(f"{_n(len(self.bad), 'bad sample')} left out (--skip-bad): {shown}")
         dropped = [f"{self.left_out[r]:,} {r}" for r in REASONS if self.left_out[r]]
         if self.other_classes:
             top = ", ".join(f"{t} {n:,}" for t, n in self.other_classes.most_common(4))
@@ -162,7 +167,7 @@ class DataReport:
         if dropped:
             parts.append("boxes left out: " + ", ".join(dropped))
         if self.clipped:
-            parts.append(f"{self.clipped:,} boxes clipped to their image")
+            parts.append(f"{_n(self.clipped, 'box', 'boxes')} clipped to their image")
         parts += self.notes
         return "; ".join(parts)
 
@@ -293,6 +298,9 @@ def check_datasets(splits: dict[str, SampleSet | None], *, skip_bad: bool = Fals
     for name, ds in present.items():
         ds.drop_samples(bad_indices[name])
         report.images[name] = len(ds)
+    if report.images.get("train") == 0:
+        left = f" (all {_n(len(bad), 'bad sample')} left out, first {bad[0]})" if bad else ""
+        raise SqueezeDetError(f"{root}: the training split has no images{left}")
     _check_classes(report, explicit_classes, root)
     report.seconds = time.perf_counter() - start
     return report
@@ -363,12 +371,13 @@ def _check_classes(report: DataReport, explicit: Sequence[str] | None, root: str
 
 
 def _bad_message(bad: Sequence[str], root: str | Path, max_listed: int) -> str:
-    """The text of a :class:`DataCheckError`."""
-    head = (f"{len(bad)} bad sample{'s' if len(bad) > 1 else ''} in {root}, first {bad[0]} "
-            "(fix them, or leave them out with --skip-bad / skip_bad=true)")
+    """The text of a :class:`DataCheckError`: one line for one bad sample, else a first line
+    with the count and one line per sample."""
     if len(bad) == 1:
-        return head.replace(", first ", ": ")
-    lines = [head + ":"] + [f"  {m}" for m in bad[:max_listed]]
+        return f"{bad[0]} (fix it, or leave the sample out with --skip-bad / skip_bad=true)"
+    head = (f"{len(bad)} bad samples in {root} (fix them, or leave them out with --skip-bad / "
+            "skip_bad=true):")
+    lines = [head] + [f"  {m}" for m in bad[:max_listed]]
     if len(bad) > max_listed:
         lines.append(f"  ... and {len(bad) - max_listed} more")
     return "\n".join(lines)

@@ -36,7 +36,7 @@ from squeezedet.data.base import (
     select_classes,
 )
 from squeezedet.data.kitti_format import KITTI_TYPES, read_kitti_file, write_kitti_file
-from squeezedet.errors import DataError, SqueezeDetError
+from squeezedet.errors import DataError, SqueezeDetError, check_output_dir
 
 FORMATS = ("kitti", "coco", "voc", "yolo")
 
@@ -199,7 +199,7 @@ def write_source(source: DataSource, data_format: str, dst: str | Path,
     fmt = data_format.lower()
     if fmt not in FORMATS:
         raise SqueezeDetError(f"unknown data format {data_format!r}; use {', '.join(FORMATS)}")
-    dst = Path(dst)
+    dst = check_output_dir(dst, "destination")
     if dst.exists() and any(dst.iterdir()):
         raise SqueezeDetError(f"{dst} exists and is not empty; choose a new output folder")
     dst.mkdir(parents=True, exist_ok=True)

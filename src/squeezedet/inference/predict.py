@@ -28,7 +28,7 @@ import numpy as np
 
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import write_kitti_file
-from squeezedet.errors import DataError, SqueezeDetError, require
+from squeezedet.errors import DataError, SqueezeDetError, check_output_dir, require
 from squeezedet.inference.detector import Detector
 from squeezedet.inference.tiled import detect_tiled
 
@@ -334,6 +334,7 @@ def predict(weights: str | Path, source: str, out: str | Path,
     from squeezedet.engine import resolve_device
 
     options = options or PredictOptions()
+    check_output_dir(out, "--out")
     kind, paths = resolve_source(source)
     if kind == "video" and options.tile:
         raise SqueezeDetError("--tile works on images, not videos")
