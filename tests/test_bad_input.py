@@ -731,6 +731,13 @@ def _(t, w):
     return anchors(w.voc, t / "f" / "a.yaml"), ["--out", "is a file"]
 
 
+@case("anchors-class-without-boxes", "anchors", "yolo")
+def _(t, w):
+    d = copy(w.yolo, t / "d")
+    (d / "classes.txt").write_text("cat\ndog\nbird\n")
+    return anchors(d, t / "a.yaml", "--classes", "cat,bird"), ["--classes", "'bird'"]
+
+
 @case("anchors-k-zero", "anchors", "voc")
 def _(t, w):
     return anchors(w.voc, t / "a.yaml", "--k", "0"), ["--k must be at least 1"]
@@ -812,6 +819,35 @@ def _(t, w):
 def _(t, w):
     return ["convert", "--to", "voc", "--classes", "bird", str(w.yolo), str(t / "o")], [
         "no class 'bird'"]
+
+
+@case("convert-class-without-objects", "convert", "yolo")
+def _(t, w):
+    d = copy(w.yolo, t / "d")
+    (d / "classes.txt").write_text("cat\ndog\nbird\n")
+    return ["convert", "--to", "voc", "--classes", "bird", str(d), str(t / "o")], [
+        "--classes", "no object of class 'bird'"]
+
+
+@case("predict-torchscript-garbage", "predict")
+def _(t, w):
+    model = t / "m.torchscript"
+    model.write_bytes(b"PK\x03\x04 not a zip")
+    meta = squeezedet.create_model("squeezedet", input_size=(64, 32)).metadata()
+    (t / "m.torchscript.json").write_text(json.dumps(meta))
+    return ["predict", "--weights", str(model), "--source", str(w.images), "--out", str(t / "o"),
+            "--no-progress", "--device", "cpu"], [str(model), "not a loadable TorchScript file"]
+
+
+@case("predict-openvino-bin-missing", "predict")
+def _(t, w):
+    pytest.importorskip("openvino")
+    model = t / "m.xml"
+    model.write_text('<?xml version="1.0"?>\n<net name="m" version="11"><layers/></net>\n')
+    meta = squeezedet.create_model("squeezedet", input_size=(64, 32)).metadata()
+    (t / "m.xml.json").write_text(json.dumps(meta))
+    return ["predict", "--weights", str(model), "--source", str(w.images), "--out", str(t / "o"),
+            "--backend", "openvino", "--no-progress"], [str(model), "m.bin", "missing"]
 
 
 @case("convert-unknown-source-format", "convert", "voc")

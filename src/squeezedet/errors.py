@@ -145,8 +145,8 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     p = Path(path)
     if p.exists():
         if not p.is_dir():
-            raise SqueezeDetError(f"{what} {p}: this is a file, but a folder is needed here; "
-                                  "choose a new or existing folder")
+            raise SqueezeDetError(f"{what} {p}: this is a file, not a folder; choose a new or "
+                                  "existing folder")
         if not os.access(p, os.W_OK | os.X_OK):
             raise SqueezeDetError(f"{what} {p}: no permission to write in this folder")
         return p
@@ -160,7 +160,7 @@ def check_output_file(path: str | Path, what: str = "--out") -> Path:
     written. Nothing is created."""
     p = Path(path)
     if p.is_dir():
-        raise SqueezeDetError(f"{what} {p}: this is a folder, but a file name is needed here "
+        raise SqueezeDetError(f"{what} {p}: this is a folder, not a file; give a file name "
                               f"(e.g. {p / ('out' + (p.suffix or '.json'))})")
     if p.exists():
         if not os.access(p, os.W_OK):

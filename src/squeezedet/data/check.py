@@ -328,6 +328,11 @@ def _check_boxes(ds: SampleSet, image: _Image, size: tuple[int, int], report: Da
         where.append((k, obj.type, label))
     if not boxes:
         return
+    width, height = size
+    if all(0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height for x1, y1, x2, y2 in boxes):
+        for _, _, label in where:  # every box inside its image (the usual case): nothing to fit
+            targets[ds.classes[label]] += 1
+        return
     _, _, reasons, clipped = fit_boxes_to_image(np.asarray(boxes), size)
     for (k, cls, label), reason, was_clipped, box in zip(where, reasons, clipped, boxes,
                                                           strict=True):

@@ -204,6 +204,13 @@ def write_source(source: DataSource, data_format: str, dst: str | Path,
         raise SqueezeDetError(f"{dst} exists and is not empty; choose a new output folder")
     dst.mkdir(parents=True, exist_ok=True)
     chosen = select_classes(classes, source.classes, source.root)
+    if classes is not None:
+        present = {o.type.lower() for s in source.samples for o in s.objects}
+        missing = [c for c in chosen if c.lower() not in present]
+        if missing:
+            raise SqueezeDetError(f"{source.root}: --classes: no object of class "
+                                  f"{', '.join(repr(c) for c in missing)} in the data; choose "
+                                  "classes the data has")
     splits: dict[str, list[Sample]] = {name: source.split(name) for name in ("train", "val")
                                        if name in source.splits}
     dropped = 0
