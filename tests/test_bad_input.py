@@ -608,6 +608,17 @@ _setting("classes-twice", "classes=Car,car", "classes are listed twice")
 _setting("device", "device=gpu7", "unknown device 'gpu7'")
 
 
+@case("train-anchor-file-missing", "train")
+def _(t, w):
+    return train(w.kitti, t / "r", "--anchors", str(t / "a.yaml")), [str(t / "a.yaml"),
+                                                                     "anchor file not found"]
+
+
+@case("train-pretrained-missing", "train", "kitti")
+def _(t, w):
+    return train(w.kitti, t / "r", f"pretrained={t / 'sq.pth'}"), [str(t / "sq.pth"), "not found"]
+
+
 @case("train-batch-size-zero", "train")
 def _(t, w):
     return ["train", "--data", str(w.kitti), "--out", str(t / "r"), "--batch-size", "0"], \
@@ -954,6 +965,14 @@ def _(t, w):
     return predict(w.ckpt, w.images, t / "o" / "deeper"), ["--out", "is a file"]
 
 
+@case("predict-kitti-folder-is-a-file", "predict")
+def _(t, w):
+    (t / "o").mkdir()
+    (t / "o" / "kitti").write_text("x")
+    return predict(w.ckpt, w.images, t / "o", "--save-kitti"), [str(t / "o" / "kitti"),
+                                                                 "is a file"]
+
+
 @case("predict-every-image-corrupt", "predict", code=1)
 def _(t, w):
     (t / "in").mkdir()
@@ -1113,6 +1132,12 @@ def _(t, w):
 def _(t, w):
     return export(w.ckpt, "--output", str(t / "m.torchscript"), "--parity-data",
                   str(t / "none")), ["--parity-data", str(t / "none")]
+
+
+@case("export-max-ap-drop-nan", "export")
+def _(t, w):
+    return export(w.ckpt, "--output", str(t / "m.torchscript"), "--max-ap-drop", "nan"), [
+        "--max-ap-drop must be a number >= 0"]
 
 
 @case("export-accuracy-data-not-kitti", "export")

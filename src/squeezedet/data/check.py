@@ -167,7 +167,8 @@ class DataReport:
         if dropped:
             parts.append("boxes left out: " + ", ".join(dropped))
         if self.clipped:
-            parts.append(f"{_n(self.clipped, 'box', 'boxes')} clipped to their image")
+            parts.append(f"{_n(self.clipped, 'box', 'boxes')} clipped to "
+                         f"{'its' if self.clipped == 1 else 'their'} image")
         parts += self.notes
         return "; ".join(parts)
 

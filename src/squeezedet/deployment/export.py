@@ -127,6 +127,10 @@ def export_model(
             raise SqueezeDetError("an output path is needed when exporting a loaded checkpoint")
         output = default_output(weights, fmt, precision)
     out = check_output_file(output, "--output")
+    if calib_images < 1:
+        raise SqueezeDetError(f"--calib-images must be at least 1 (got {calib_images})")
+    if not 0 <= max_ap_drop < float("inf"):
+        raise SqueezeDetError(f"--max-ap-drop must be a number >= 0 (got {max_ap_drop})")
     for option, source in (("--calib-data", calib_data), ("--parity-data", parity_data)):
         if source is not None and not Path(source).exists():
             raise SqueezeDetError(f"{option} {source}: no such file or folder")

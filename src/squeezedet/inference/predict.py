@@ -335,6 +335,9 @@ def predict(weights: str | Path, source: str, out: str | Path,
 
     options = options or PredictOptions()
     check_output_dir(out, "--out")
+    for wanted, sub in ((options.save_kitti, "kitti"), (options.save_json, "json")):
+        if wanted:
+            check_output_dir(Path(out) / sub, "--out")
     kind, paths = resolve_source(source)
     if kind == "video" and options.tile:
         raise SqueezeDetError("--tile works on images, not videos")
