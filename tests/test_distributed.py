@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from dist_helpers import free_port, launch, stop_resume_worker, train_worker
-from squeezedet.kitti_format import read_kitti_file
 from tiny_data import make_tiny_kitti
 
 import squeezedet
@@ -20,6 +19,7 @@ from squeezedet import distributed
 from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from squeezedet.cli import main
 from squeezedet.config import TrainConfig
+from squeezedet.data.kitti_format import read_kitti_file
 from squeezedet.engine import evaluate, loss_from_config
 from squeezedet.errors import SqueezeDetError
 from squeezedet.ops.matching import build_targets

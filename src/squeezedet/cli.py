@@ -2,8 +2,13 @@
 
 Each subcommand lives in its own module under :mod:`squeezedet.commands` and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their command
-runs, so ``squeezedet --help`` stays fast. User errors (:class:`SqueezeDetError`) are printed as one
-line and exit with status 2.
+runs, so ``squeezedet --help`` stays fast.
+
+This is the one place where errors reach the user: a :class:`SqueezeDetError` raised anywhere — in
+a command, the library, an exporter or runtime wrapper, or a DataLoader worker process (re-raised by
+PyTorch with the worker's traceback as its text; see :func:`squeezedet.errors.user_error`) — is
+printed as ``squeezedet <command>: error: <message>`` and exits with status 2. Anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import user_error
 
 # command name -> (module under squeezedet.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -69,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._module.run(args) or 0)
-    except SqueezeDetError as exc:
-        print(f"squeezedet {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise  # a bug, not bad input: show the traceback
+        print(f"squeezedet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"squeezedet {args.command}: interrupted", file=sys.stderr)

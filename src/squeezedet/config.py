@@ -137,6 +137,7 @@ class TrainConfig:
             problems.append(f"input_size must be (W, H), each at least 16 (got {self.input_size})")
         if self.workers < 0 or self.val_every < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             problems.append("workers, val_every, warmup_steps and grad_clip cannot be negative")
+        problems += _value_problems(self)
         if problems:
             raise SqueezeDetError("invalid configuration: " + "; ".join(problems))
 
@@ -152,9 +153,7 @@ class TrainConfig:
         kwargs = {}
         for key, value in values.items():
             if key not in fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise SqueezeDetError(f"{source}: unknown setting {key!r}{hint}")
+                raise SqueezeDetError(f"{source}: unknown setting {key!r}{_suggest(key, fields)}")
             kwargs[key] = _coerce(value, hints[key], key, source)
         return cls(**kwargs)
 
@@ -162,6 +161,107 @@ class TrainConfig:
         """A copy with some settings replaced (validated like :meth:`from_dict`)."""
         merged = {**self.to_dict(), **values}
         return TrainConfig.from_dict(merged, source)
+
+
+#: Names other detection projects (and the original SqueezeDet's config) give to settings, and the
+#: setting that means the same here; an unknown key found here gets that name as its suggestion.
+ALIASES = {
+    "learning_rate": "lr", "base_lr": "lr", "lr0": "lr", "initial_lr": "lr",
+    "batch": "batch_size", "bs": "batch_size", "num_workers": "workers",
+    "imgsz": "input_size", "img_size": "input_size", "image_size": "input_size",
+    "max_steps": "steps", "max_iter": "steps", "max_iters": "steps", "iterations": "steps",
+    "iters": "steps", "num_steps": "steps", "epoch": "epochs", "num_epochs": "epochs",
+    "max_epochs": "epochs", "wd": "weight_decay", "optim": "optimizer",
+    "nms_thresh": "nms_iou", "nms_threshold": "nms_iou", "iou_threshold": "nms_iou",
+    "iou_thres": "nms_iou", "top_n_detection": "top_k", "topk": "top_k",
+    "max_grad_norm": "grad_clip", "clip_grad": "grad_clip", "clip_grad_norm": "grad_clip",
+    "gradient_clip": "grad_clip", "names": "classes", "class_names": "classes",
+    "format": "data_format", "dataset_format": "data_format",
+    "eval_every": "val_every", "val_interval": "val_every", "eval_interval": "val_every",
+    "save_every": "checkpoint_every", "save_period": "checkpoint_every", "ema": "ema_decay",
+    "warmup": "warmup_steps", "warmup_iters": "warmup_steps", "scheduler": "lr_schedule",
+    "lr_scheduler": "lr_schedule", "gamma": "lr_decay", "lr_gamma": "lr_decay",
+    "lr_decay_factor": "lr_decay", "step_size": "lr_decay_steps", "decay_steps": "lr_decay_steps",
+    "cache": "cache_images", "anchor_shapes": "anchors", "pretrained_weights": "pretrained",
+    "backbone_weights": "pretrained", "dropout_rate": "dropout", "fliplr": "flip_prob",
+    "flip": "flip_prob", "time_limit": "time_limit_min", "max_time": "time_limit_min",
+    "loss_coef_bbox": "loss_bbox", "loss_coef_conf_pos": "loss_conf_pos",
+    "loss_coef_conf_neg": "loss_conf_neg", "loss_coef_class": "loss_class",
+}
+
+
+def _suggest(key: str, fields: Mapping[str, Any] | Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for an unknown setting (an alias, another case, a near miss)."""
+    lowered = key.strip().lower().replace("-", "_")
+    if lowered in ("keep_prob", "keep_probability"):
+        return "; use dropout = 1 - keep_prob (e.g. dropout=0.5 for keep_prob 0.5)"
+    if lowered in fields:
+        return f"; did you mean {lowered!r}?"
+    if lowered in ALIASES:
+        return f"; did you mean {ALIASES[lowered]!r}? ({key} is called {ALIASES[lowered]} here)"
+    close = difflib.get_close_matches(lowered, list(fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+#: Settings with a closed set of values.
+CHOICES = {
+    "optimizer": ("sgd", "adamw"), "lr_schedule": ("step", "cosine"),
+    "normalization": ("torchvision", "caffe"),
+    "data_format": ("auto", "kitti", "coco", "voc", "yolo"),
+}
+
+
+def _value_problems(cfg: TrainConfig) -> list[str]:
+    """What :meth:`TrainConfig.__post_init__` checks beyond its own list: every number finite,
+    the ranges of the remaining settings, the closed choices."""
+    import math
+
+    problems = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        numbers = _numbers(value)
+        if any(not math.isfinite(v) for v in numbers):
+            problems.append(f"{f.name} must be a finite number (got {value})")
+    if problems:  # the range checks below would only repeat them
+        return problems
+    if cfg.normalization not in CHOICES["normalization"]:
+        problems.append(f"normalization must be 'torchvision' or 'caffe' "
+                        f"(got {cfg.normalization!r})")
+    if not 0 < cfg.lr_decay <= 1:
+        problems.append(f"lr_decay must be in (0, 1] (got {cfg.lr_decay})")
+    if not 0 <= cfg.momentum < 1:
+        problems.append(f"momentum must be in [0, 1) (got {cfg.momentum})")
+    for name in ("weight_decay", "loss_bbox", "loss_conf_pos", "loss_conf_neg", "loss_class"):
+        if getattr(cfg, name) < 0:
+            problems.append(f"{name} cannot be negative (got {getattr(cfg, name)})")
+    if len(cfg.drift) != 2 or min(cfg.drift) < 0:
+        problems.append(f"drift must be (max_dx, max_dy), each >= 0 (got {cfg.drift})")
+    if cfg.seed < 0:
+        problems.append(f"seed must be >= 0 (got {cfg.seed})")
+    if cfg.anchors is not None:
+        if not cfg.anchors:
+            problems.append("anchors must list at least one (w, h) shape")
+        elif any(len(a) != 2 or min(a) <= 0 for a in cfg.anchors):
+            problems.append(f"anchors must be (w, h) shapes with w, h > 0 (got {cfg.anchors})")
+    if cfg.classes:
+        if any(not c.strip() for c in cfg.classes):
+            problems.append(f"classes has a blank name: {list(cfg.classes)}")
+        lowered = [c.strip().lower() for c in cfg.classes]
+        if len(set(lowered)) != len(lowered):
+            problems.append(f"classes are listed twice (case-insensitively): {list(cfg.classes)}")
+    for name in ("train_split", "val_split", "model", "device"):
+        if not str(getattr(cfg, name)).strip():
+            problems.append(f"{name} cannot be empty")
+    return problems
+
+
+def _numbers(value: Any) -> list[float]:
+    """The floats in a setting's value (nested tuples included); ints and strings are skipped."""
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for item in value for v in _numbers(item)]
+    return []
 
 
 def _plain(value: Any) -> Any:

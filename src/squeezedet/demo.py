@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from squeezedet.data.synth import parse_size
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, check_output_dir
 
 if TYPE_CHECKING:
     from squeezedet.config import TrainConfig
@@ -97,10 +97,13 @@ def run_demo(options: DemoOptions) -> float:
 
     t0 = time.monotonic()
     size = parse_size(options.size)
-    if options.minutes <= 0:
-        raise SqueezeDetError("--minutes must be positive")
+    if not options.minutes > 0 or options.minutes == float("inf"):
+        raise SqueezeDetError(f"--minutes must be a positive number (got {options.minutes})")
+    if options.num_images < 1:
+        raise SqueezeDetError(f"--num-images must be at least 1 (got {options.num_images})")
+    demo_config(size, options.minutes, options.seed, list(options.overrides))  # settings checked
     photos = _gather_images(options.images)
-    out = Path(options.out)
+    out = check_output_dir(options.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     progress = not options.quiet
 

@@ -11,6 +11,7 @@
     training_curves.png    loss terms and validation AP (when matplotlib is installed)
     val_results/           KITTI result files of the latest validation
     metrics.json           the latest validation, in the shape `squeezedet evaluate --json` writes
+    data_report.json       the data check before the first step: bad samples, boxes left out
 
 The folder is never deleted. ``resume=True`` continues from ``last.pt`` exactly: same data order,
 same augmentation and dropout draws, same learning-rate schedule; on CPU an interrupted and resumed
@@ -55,6 +56,7 @@ from torch.utils.data import DataLoader
 from squeezedet import distributed
 from squeezedet.checkpoint import load_checkpoint, save_checkpoint
 from squeezedet.config import TrainConfig, save_config
+from squeezedet.data.check import open_checked
 from squeezedet.engine import (
     configure_cuda,
     evaluate,
@@ -345,15 +347,17 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
     device = distributed.local_device(resolve_device(cfg.device))
     if device.type == "cuda":
         configure_cuda(cfg.deterministic)
-    train_ds, val_ds = build_datasets(cfg, data_root)
+    # both splits checked before the first step (squeezedet.data.check): bad samples stop the
+    # run, listed together (or are left out with skip_bad); boxes left out are counted
+    train_ds, val_ds, data_report = open_checked(cfg, data_root)
+    data_report.write(run_dir / "data_report.json")
+    if progress or data_report.noteworthy:
+        print(data_report.summary_line(), flush=True)
     if len(train_ds) == 0:
         raise SqueezeDetError(f"{data_root}: the training split has no images")
     if cfg.cache_images:
         held = train_ds.cache_images(progress=progress and main)
         log.info("training images cached in memory: %.0f MiB", held / 2**20)
-    skipped = len(getattr(train_ds, "skipped", [])) + len(getattr(val_ds, "skipped", []) or [])
-    if skipped:
-        log.warning("skipped %d bad samples (skip_bad=true)", skipped)
 
     # resuming: the weights come from last.pt, not from cfg.weights again
     model = build_model(cfg, tuple(train_ds.classes), init_weights=ckpt is None).to(device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, check_output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from squeezedet.ops.anchors import scale_anchor_shapes, write_anchor_shapes
     from squeezedet.ops.kmeans import kmeans_anchors, mean_best_iou
 
+    check_output_file(args.out, "--out")
+    if args.k < 1:
+        raise SqueezeDetError(f"--k must be at least 1 (got {args.k})")
+    if not 0 <= args.overlap < 1:
+        raise SqueezeDetError(f"--overlap must be in [0, 1) (got {args.overlap})")
     info = model_info(args.model)
     input_size = (parse_size(args.input_size, "--input-size") if args.input_size
                   else (int(info.default_input_size[0]), int(info.default_input_size[1])))

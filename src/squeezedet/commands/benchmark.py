@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network input size (default: the model's, e.g. 1248x384)")
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: torch's setting)")
+                        help="CPU threads, at least 1 (default: torch's setting)")
     parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                         help="comma-separated BACKEND:PRECISION rows (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per row")
@@ -59,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from squeezedet.deployment.benchmark import format_table, run_benchmark
+    from squeezedet.errors import check_output_file
 
+    if args.json_out:
+        check_output_file(args.json_out, "--json")
     fields = {f.name for f in dataclasses.fields(BenchmarkOptions)}
     options = BenchmarkOptions(**{k: v for k, v in vars(args).items() if k in fields})
     report = run_benchmark(options, log=lambda line: print(line, flush=True))

@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read, write, print a summary."""
     from squeezedet.data.formats import load_source, write_source
+    from squeezedet.errors import check_output_dir
 
+    check_output_dir(args.dest, "DST")
     source = load_source(args.source, args.src_format, args.skip_bad)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     summary = write_source(source, args.dst_format, args.dest, classes)

@@ -59,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table (to stderr when the JSON goes to stdout), write JSON and plots."""
     from pathlib import Path
 
+    from squeezedet.errors import check_output_dir, check_output_file
     from squeezedet.eval.error_analysis import format_errors
     from squeezedet.eval.kitti import evaluate_dirs, write_json
 
+    if args.json and args.json != "-":
+        check_output_file(args.json, "--json")
+    if args.plots:
+        check_output_dir(args.plots, "--plots")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     if not classes:
         raise SqueezeDetError("--classes is empty; give e.g. --classes Car,Pedestrian,Cyclist")

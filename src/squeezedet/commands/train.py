@@ -8,10 +8,16 @@ changed with --config FILE.yaml and/or key=value pairs after the options, e.g.
   squeezedet train --data data/synth --out runs/small --input-size 624x192 --steps 2000 lr=0.005
   squeezedet train --resume runs/small --steps 4000      # continue (here: to 4000 steps)
   squeezedet train --data data/kitti --out runs/ft --weights kitti.pt --steps 2000   # fine-tune
+  squeezedet train --data data/kitti --check-data        # only check the data set, in seconds
 
 --weights CKPT starts from a checkpoint's weights (ours, or one from `squeezedet import-weights`)
 and takes its model settings (model, input size, classes, anchors, normalisation, padding) unless
 given again here.
+
+Before the first step the whole data set (both splits) is checked: every label line parsed, every
+image header read, every box fitted to its image. Bad samples stop the run, listed together, or
+are left out with --skip-bad; boxes left out (outside their image, zero area, other classes) are
+counted in one summary line and per file in RUN_DIR/data_report.json.
 
 The run folder gets config.yaml, last.pt/best.pt (atomic), metrics.csv, val.csv, TensorBoard
 logs in tb/, training_curves.png and the latest validation's metrics.json and result files.
@@ -41,7 +47,7 @@ from pathlib import Path
 from squeezedet import distributed
 from squeezedet.checkpoint import load_checkpoint
 from squeezedet.config import TrainConfig, load_config
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, check_output_dir
 from squeezedet.preemption import EXIT_RESUMABLE
 
 
@@ -73,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, metavar="P",
                         help="fraction of a tile shared with its neighbour (default 0.2)")
     parser.add_argument("--list-settings", action="store_true", help="print every setting and exit")
+    parser.add_argument("--check-data", action="store_true",
+                        help="check the data set (both splits) as training does before its first "
+                             "step, print what was found and exit; nothing is written")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="any setting")
 
@@ -120,6 +129,14 @@ def run(args: argparse.Namespace) -> int:
         for f in dataclasses.fields(TrainConfig):
             print(f"{f.name} = {f.default!r}")
         return 0
+    if args.check_data:
+        from squeezedet.data.check import open_checked
+
+        if not args.data:
+            raise SqueezeDetError("--check-data needs --data ROOT")
+        cfg = load_config(args.config, _cli_overrides(args))
+        print(open_checked(cfg, args.data)[2].summary_line())
+        return 0
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "last.pt").exists() and not (run_dir / "config.yaml").exists():
@@ -139,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.data or not args.out:
             raise SqueezeDetError("--data and --out are needed (or --resume RUN_DIR)")
-        run_dir, data = Path(args.out), args.data
+        run_dir, data = check_output_dir(args.out, "--out"), args.data
         start = _weights_config(args.weights) if args.weights else None
         cfg = load_config(args.config, _cli_overrides(args), base=start)
     if not data:

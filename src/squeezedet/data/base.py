@@ -58,12 +58,14 @@ MIN_VISIBLE = 0.5
 @dataclass(frozen=True)
 class Sample:
     """One annotated image: ``objects`` boxes in original-image pixels ``(x1, y1, x2, y2)``;
-    ``size`` is ``(W, H)`` when the annotation states it (else read from the image on demand)."""
+    ``size`` is ``(W, H)`` when the annotation states it (else read from the image on demand);
+    ``label_file`` the file that holds its annotation (for messages; ``None``: none)."""
 
     image_id: str
     image_path: Path
     objects: tuple[KittiObject, ...]
     size: tuple[int, int] | None = None
+    label_file: Path | None = None
 
 
 @dataclass
@@ -101,6 +103,8 @@ class DataSource:
 def image_size(path: Path) -> tuple[int, int]:
     """``(W, H)`` of an image file from its header (the pixels are not decoded)."""
     try:
+        if Path(path).stat().st_size == 0:
+            raise DataError(path, "image file is empty (0 bytes)")
         with Image.open(path) as img:
             return int(img.size[0]), int(img.size[1])
     except FileNotFoundError:
@@ -184,6 +188,48 @@ def is_ignored(obj: KittiObject) -> bool:
     return int(obj.occluded) >= IGNORE_OCCLUSION
 
 
+#: Why a training box is left out (see :func:`fit_boxes_to_image`).
+OUTSIDE, ZERO_AREA, CLIPPED_AWAY = "outside the image", "zero area", "clipped to nothing"
+
+#: Least width and height, in pixels, of a box cut by the image border for it to stay a target.
+MIN_CLIPPED_SIZE = 1.0
+
+
+def fit_boxes_to_image(boxes: np.ndarray, size: tuple[int, int]
+                       ) -> tuple[np.ndarray, np.ndarray, list[str | None], np.ndarray]:
+    """The training boxes of an image of ``size = (W, H)``: each box clipped to ``[0, W] × [0, H]``,
+    and left out when it has zero width or height (:data:`ZERO_AREA`), does not overlap the image
+    (:data:`OUTSIDE`), or keeps less than :data:`MIN_CLIPPED_SIZE` pixels of width or height after
+    the clipping (:data:`CLIPPED_AWAY`).
+
+    Args:
+        boxes: ``[N, 4]`` xyxy in the image's pixels, ``x2 >= x1`` and ``y2 >= y1``.
+
+    Returns:
+        ``(kept float32 [M, 4], keep bool [N], reasons, clipped bool [N])``: ``reasons[i]`` is
+        ``None`` for a kept box, else why it was left out; ``clipped[i]`` marks kept boxes that the
+        image border cut.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    width, height = float(size[0]), float(size[1])
+    fitted = np.stack([np.clip(b[:, 0], 0, width), np.clip(b[:, 1], 0, height),
+                       np.clip(b[:, 2], 0, width), np.clip(b[:, 3], 0, height)], axis=1)
+    fw, fh = fitted[:, 2] - fitted[:, 0], fitted[:, 3] - fitted[:, 1]
+    cut = (fitted != b).any(axis=1)
+    reasons: list[str | None] = []
+    for i in range(len(b)):
+        if b[i, 2] <= b[i, 0] or b[i, 3] <= b[i, 1]:
+            reasons.append(ZERO_AREA)
+        elif fw[i] <= 0 or fh[i] <= 0:
+            reasons.append(OUTSIDE)
+        elif cut[i] and (fw[i] < MIN_CLIPPED_SIZE or fh[i] < MIN_CLIPPED_SIZE):
+            reasons.append(CLIPPED_AWAY)
+        else:
+            reasons.append(None)
+    keep = np.array([r is None for r in reasons], dtype=bool)
+    return fitted[keep].astype(np.float32), keep, reasons, cut & keep
+
+
 class SampleSet(Dataset):
     """What :class:`DetectionDataset` and :class:`~squeezedet.data.kitti.KittiDataset` share:
     indexing, per-(seed, epoch, index) augmentation generators, skipping unreadable images and
@@ -209,6 +255,30 @@ class SampleSet(Dataset):
     def load(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Sample ``i`` before the transforms (image ``uint8 [H0, W0, 3]`` and NumPy target)."""
         raise NotImplementedError
+
+    def label_of(self, obj: KittiObject) -> int | None:
+        """The class index of ``obj`` when it is a training target, else ``None``."""
+        raise NotImplementedError
+
+    def _filter(self, objects: Sequence[KittiObject]) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``float32 [N, 4]`` and labels ``int64 [N]`` of the objects that are training
+        targets (:meth:`label_of`), in file order."""
+        kept = [(obj.box, label) for obj in objects if (label := self.label_of(obj)) is not None]
+        boxes = np.array([b for b, _ in kept], dtype=np.float32).reshape(-1, 4)
+        labels = np.array([c for _, c in kept], dtype=np.int64)
+        return boxes, labels
+
+    def drop_samples(self, indices: set[int]) -> None:
+        """Leave out the samples ``indices`` (e.g. those a data check found bad)."""
+        if not indices:
+            return
+        keep = [j for j in range(len(self.ids)) if j not in indices]
+        for name in ("ids", "_image_paths", "_objects", "_targets", "_windows"):
+            values = getattr(self, name, None)
+            if values is not None:
+                setattr(self, name, [values[j] for j in keep])
+        self._bad = set()
+        self.__dict__.pop("_cache", None)
 
     def _describe(self) -> str:
         """Where the samples come from, for messages."""
@@ -304,6 +374,10 @@ class SampleSet(Dataset):
                 break
         else:
             raise SqueezeDetError(f"no readable image among the {n} samples of {self._describe()}")
+        # boxes cut by the image border are clipped; those with nothing left in it left out (the
+        # data check of squeezedet.data.check counts them before training)
+        boxes, keep, _, _ = fit_boxes_to_image(target["boxes"], (image.shape[1], image.shape[0]))
+        target = {**target, "boxes": boxes, "labels": np.asarray(target["labels"])[keep]}
         image, target = self.transforms(image, target, rng)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         target = {
@@ -369,6 +443,7 @@ class DetectionDataset(SampleSet):
         self._bad: set[int] = set()
         self._class_index = {c.lower(): i for i, c in enumerate(self.classes)}
 
+        self.samples: list[Sample] = list(samples)  # the whole images, for the data check
         self.ids: list[str] = []
         self._image_paths: list[Path] = []
         self._windows: list[tuple[int, int, int, int] | None] = []
@@ -395,17 +470,12 @@ class DetectionDataset(SampleSet):
                 self._objects.append(clip_objects_to_window(sample.objects, window))
         self._targets = [self._filter(objects) for objects in self._objects]
 
-    def _filter(self, objects: Sequence[KittiObject]) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``float32 [N, 4]`` and labels ``int64 [N]`` of the training classes, ignored
-        objects left out."""
-        kept = [
-            (obj.box, self._class_index[obj.type.lower()])
-            for obj in objects
-            if obj.type.lower() in self._class_index and not is_ignored(obj)
-        ]
-        boxes = np.array([b for b, _ in kept], dtype=np.float32).reshape(-1, 4)
-        labels = np.array([c for _, c in kept], dtype=np.int64)
-        return boxes, labels
+    def label_of(self, obj: KittiObject) -> int | None:
+        """The class index of ``obj`` for the training classes; ``None`` for other classes and
+        ignored objects."""
+        if is_ignored(obj):
+            return None
+        return self._class_index.get(obj.type.lower())
 
     def window(self, i: int) -> tuple[int, int, int, int] | None:
         """The tile ``(x0, y0, x1, y1)`` of sample ``i`` in its image's pixels (``None``: whole)."""
@@ -482,11 +552,8 @@ def raise_or_skip(errors: Sequence[DataError], skip_bad: bool) -> list[str]:
         first = errors[0]
         if len(errors) == 1:
             raise first
-        text = str(first)
-        prefix = f"{first.path}:{first.line}: " if first.line is not None else f"{first.path}: "
-        message = text[len(prefix):] if text.startswith(prefix) else text
-        raise DataError(first.path, f"{message} (and {len(errors) - 1} more bad samples; fix "
-                        "them or skip them with skip_bad / --skip-bad)", first.line)
+        raise first.extended(f" (and {len(errors) - 1} more bad samples; fix them or skip them "
+                             "with skip_bad / --skip-bad)")
     for error in errors:
         log.warning("skipping bad sample: %s", error)
     return [str(e) for e in errors]

@@ -41,7 +41,7 @@ from squeezedet.errors import DataError, SqueezeDetError
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -65,6 +65,24 @@ def instance_files(root: Path) -> list[Path]:
         if folder.is_dir():
             found += [p for p in sorted(folder.glob("*.json")) if is_instances_file(p)]
     return found
+
+
+def polygon_bbox(segmentation: Any) -> list[float] | None:
+    """``[x, y, w, h]`` around the polygons of a COCO ``segmentation`` (a list of flat
+    ``[x1, y1, x2, y2, ...]`` lists); ``None`` for run-length masks or anything else."""
+    if not isinstance(segmentation, list) or not segmentation:
+        return None
+    xs: list[float] = []
+    ys: list[float] = []
+    for polygon in segmentation:
+        if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+            return None
+        try:
+            xs += [float(v) for v in polygon[0::2]]
+            ys += [float(v) for v in polygon[1::2]]
+        except (TypeError, ValueError):
+            return None
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
 def _image_folders(root: Path, json_path: Path) -> list[Path]:
@@ -96,7 +114,11 @@ def read_coco_file(path: Path, root: Path, skip_bad: bool = False
             cat = int(ann["category_id"])
             if cat not in names:
                 raise DataError(path, f"{where}: unknown category_id {cat}")
-            x, y, w, h = (float(v) for v in ann["bbox"])
+            bbox = ann["bbox"] if "bbox" in ann else polygon_bbox(ann.get("segmentation"))
+            if bbox is None:
+                raise DataError(path, f"{where}: no 'bbox' (and no polygon 'segmentation' to take "
+                                "one from)")
+            x, y, w, h = (float(v) for v in bbox)
         except DataError as exc:
             errors.append(exc)
             continue
@@ -124,9 +146,16 @@ def read_coco_file(path: Path, root: Path, skip_bad: bool = False
                                     f"{', '.join(str(f) for f in folders[:3])} or {root}"))
             continue
         w, h = im.get("width"), im.get("height")
-        size = (int(w), int(h)) if w and h else None
+        try:
+            size = (int(w), int(h)) if w and h else None
+        except (TypeError, ValueError):
+            errors.append(DataError(path, f"image {image_id}: width and height must be whole "
+                                    f"numbers, found {w!r} and {h!r}"))
+            continue
+        if size is not None and min(size) <= 0:
+            size = None  # read from the image
         sid = safe_id(str(Path(file_name).with_suffix("")))
-        samples.append(Sample(sid, found, tuple(objects[image_id]), size))
+        samples.append(Sample(sid, found, tuple(objects[image_id]), size, label_file=path))
     return samples, [names[k] for k in names], errors
 
 

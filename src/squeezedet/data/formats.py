@@ -36,7 +36,7 @@ from squeezedet.data.base import (
     select_classes,
 )
 from squeezedet.data.kitti_format import KITTI_TYPES, read_kitti_file, write_kitti_file
-from squeezedet.errors import DataError, SqueezeDetError
+from squeezedet.errors import DataError, SqueezeDetError, check_output_dir
 
 FORMATS = ("kitti", "coco", "voc", "yolo")
 
@@ -86,12 +86,13 @@ def read_kitti(root: Path, skip_bad: bool = False) -> DataSource:
               for i in orphans]
     samples = []
     for image_id in ids:
+        label_file = root / "training" / "label_2" / f"{image_id}.txt"
         try:
-            objects = read_kitti_file(root / "training" / "label_2" / f"{image_id}.txt")
+            objects = read_kitti_file(label_file)
         except DataError as exc:
             errors.append(exc)
             continue
-        samples.append(Sample(image_id, images[image_id], tuple(objects)))
+        samples.append(Sample(image_id, images[image_id], tuple(objects), label_file=label_file))
     skipped = raise_or_skip(errors, skip_bad)
     found = {o.type for s in samples for o in s.objects if o.type.lower() != "dontcare"}
     order = {t: i for i, t in enumerate(KITTI_TYPES)}
@@ -198,11 +199,18 @@ def write_source(source: DataSource, data_format: str, dst: str | Path,
     fmt = data_format.lower()
     if fmt not in FORMATS:
         raise SqueezeDetError(f"unknown data format {data_format!r}; use {', '.join(FORMATS)}")
-    dst = Path(dst)
+    dst = check_output_dir(dst, "destination")
     if dst.exists() and any(dst.iterdir()):
         raise SqueezeDetError(f"{dst} exists and is not empty; choose a new output folder")
     dst.mkdir(parents=True, exist_ok=True)
     chosen = select_classes(classes, source.classes, source.root)
+    if classes is not None:
+        present = {o.type.lower() for s in source.samples for o in s.objects}
+        missing = [c for c in chosen if c.lower() not in present]
+        if missing:
+            raise SqueezeDetError(f"{source.root}: --classes: no object of class "
+                                  f"{', '.join(repr(c) for c in missing)} in the data; choose "
+                                  "classes the data has")
     splits: dict[str, list[Sample]] = {name: source.split(name) for name in ("train", "val")
                                        if name in source.splits}
     dropped = 0

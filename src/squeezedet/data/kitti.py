@@ -88,7 +88,7 @@ def read_split_file(path: Path) -> list[tuple[str, int]]:
     Raises :class:`DataError` on a line with more than one field or a repeated id.
     """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read the split file ({exc})") from None
     ids: list[tuple[str, int]] = []
@@ -239,12 +239,8 @@ class KittiDataset(SampleSet):
             first = errors[0]
             if len(errors) == 1:
                 raise first
-            raise DataError(
-                first.path,
-                f"{_message(first)} (and {len(errors) - 1} more bad samples; fix them or skip "
-                "them with skip_bad / --skip-bad)",
-                first.line,
-            )
+            raise first.extended(f" (and {len(errors) - 1} more bad samples; fix them or skip "
+                                 "them with skip_bad / --skip-bad)")
         for error in errors:
             self.skipped.append(str(error))
             log.warning("skipping bad sample: %s", error)
@@ -264,16 +260,10 @@ class KittiDataset(SampleSet):
             )
         return [(i, (split_file, line)) for i, line in read_split_file(split_file)]
 
-    def _filter(self, objects: Sequence[KittiObject]) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``float32 [N, 4]`` and label indices ``int64 [N]`` of the training classes."""
-        kept = [
-            (obj.box, self._class_index[obj.type.lower()])
-            for obj in objects
-            if obj.type.lower() in self._class_index
-        ]
-        boxes = np.array([b for b, _ in kept], dtype=np.float32).reshape(-1, 4)
-        labels = np.array([c for _, c in kept], dtype=np.int64)
-        return boxes, labels
+    def label_of(self, obj: KittiObject) -> int | None:
+        """The class index of ``obj`` for the training classes (matched case-insensitively);
+        ``None`` for other types."""
+        return self._class_index.get(obj.type.lower())
 
     def label_path(self, i: int) -> Path:
         """Path of sample ``i``'s label file."""
@@ -304,13 +294,6 @@ class KittiDataset(SampleSet):
             f"KittiDataset(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
             f"classes={self.classes}, input_size={self.input_size}, train={self.train})"
         )
-
-
-def _message(exc: DataError) -> str:
-    """The message of a DataError without its ``path:line:`` prefix."""
-    text = str(exc)
-    where = f"{exc.path}:{exc.line}: " if exc.line is not None else f"{exc.path}: "
-    return text[len(where):] if text.startswith(where) else text
 
 
 def collate(

@@ -109,7 +109,7 @@ def read_kitti_file(path: str | Path, *, check_box: bool = True) -> list[KittiOb
     """Read a KITTI label or result file; blank lines are skipped, an empty file has no objects."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is dropped
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

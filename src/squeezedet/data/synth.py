@@ -38,7 +38,7 @@ from squeezedet.data.synth_scene import (
     truncation,
 )
 from squeezedet.data.synth_shapes import DEFAULT_DIMENSIONS, Camera, SceneObject
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, check_output_dir
 
 __all__ = [
     "DEFAULT_DIMENSIONS", "GENERATOR_VERSION", "MANIFEST", "Camera", "SceneObject",
@@ -164,8 +164,7 @@ def generate_dataset(
     n_images, seed, val_fraction = int(n_images), int(seed), float(val_fraction)
     params = _params(n_images, seed, size, val_fraction)
 
-    if out.exists() and not out.is_dir():
-        raise SqueezeDetError(f"{out} exists and is not a folder; choose another output folder")
+    check_output_dir(out, "--out")
     if is_current(out, n_images, seed, size, val_fraction) and not overwrite:
         return out
     old = _read_manifest(out) if out.is_dir() else None

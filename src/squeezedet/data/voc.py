@@ -118,7 +118,7 @@ def read_voc_file(path: Path, root: Path) -> Sample:
         difficult = _number(obj, "difficult", path, line, 0.0)
         objects.append(KittiObject(type=name, box=box, truncated=0.0,
                                    occluded=IGNORE_OCCLUSION if difficult else 0))
-    return Sample(path.stem, image, tuple(objects), size)
+    return Sample(path.stem, image, tuple(objects), size, label_file=path)
 
 
 def read_voc(root: Path, skip_bad: bool = False) -> DataSource:
@@ -131,7 +131,6 @@ def read_voc(root: Path, skip_bad: bool = False) -> DataSource:
             samples.append(read_voc_file(path, root))
         except DataError as exc:
             errors.append(exc)
-    skipped = raise_or_skip(errors, skip_bad)
     classes = tuple(sorted({o.type for s in samples for o in s.objects}))
     ids = [s.image_id for s in samples]
     sets = root / "ImageSets" / "Main"
@@ -139,16 +138,18 @@ def read_voc(root: Path, skip_bad: bool = False) -> DataSource:
     rule = ""
     if (sets / "train.txt").is_file() and (sets / "val.txt").is_file():
         explicit = {}
+        unreadable = {e.path.stem for e in errors if e.path is not None}
         for name in ("train", "val"):
             listed = read_split_file(sets / f"{name}.txt")
             known = set(ids)
             for image_id, line in listed:
-                if image_id not in known and not skip_bad:
-                    raise DataError(sets / f"{name}.txt",
-                                    f"id {image_id} is listed but has no readable annotation "
-                                    f"{ann / (image_id + '.xml')}", line)
+                if image_id not in known and image_id not in unreadable:
+                    errors.append(DataError(sets / f"{name}.txt",
+                                            f"id {image_id} is listed but has no annotation "
+                                            f"{ann / (image_id + '.xml')}", line))
             explicit[name] = [i for i, _ in listed if i in known]
         rule = f"{sets}/train.txt and val.txt"
+    skipped = raise_or_skip(errors, skip_bad)
     splits, rule = resolve_splits(ids, explicit, rule)
     return DataSource("voc", root, samples, classes, splits, rule, "ap", skipped)
 

@@ -49,6 +49,14 @@ NAME_FILES = ("classes.txt", "obj.names", "names.txt")
 NORM_TOLERANCE = 0.01
 
 
+def _read_text(path: Path) -> str:
+    """A text file's contents (a byte-order mark dropped); :class:`DataError` when unreadable."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read the file ({exc})") from None
+
+
 def _yaml_config(root: Path) -> tuple[Path, dict] | None:
     for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
         try:
@@ -77,7 +85,7 @@ def class_names(root: Path) -> tuple[list[str] | None, str]:
     candidates = [root / n for n in NAME_FILES] + sorted(root.glob("*.names"))
     for path in candidates:
         if path.is_file():
-            names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            names = [ln.strip() for ln in _read_text(path).splitlines() if ln.strip()]
             return names, str(path)
     return None, ""
 
@@ -90,7 +98,7 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
 
 def _list_file(path: Path, base: Path) -> list[Path]:
     out = []
-    for line in path.read_text().splitlines():
+    for line in _read_text(path).splitlines():
         if line.strip():
             p = Path(line.strip())
             out.append(p if p.is_absolute() else (base / p))
@@ -147,10 +155,7 @@ def label_path(image: Path) -> Path:
 
 def read_yolo_file(path: Path, size: tuple[int, int], names: Sequence[str]) -> list[KittiObject]:
     """Objects of one label file, boxes in pixels of an image of ``size (W, H)``."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read the file ({exc})") from None
+    text = _read_text(path)
     width, height = size
     objects = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -197,7 +202,7 @@ def read_yolo(root: Path, skip_bad: bool = False) -> DataSource:
         for image in every:
             lab = label_path(image)
             if lab.is_file():
-                for line in lab.read_text().splitlines():
+                for line in _read_text(lab).splitlines():
                     if line.split():
                         try:
                             top = max(top, int(float(line.split()[0])))
@@ -225,7 +230,8 @@ def read_yolo(root: Path, skip_bad: bool = False) -> DataSource:
             errors.append(exc)
             continue
         by_path[image] = sid
-        samples.append(Sample(sid, image, tuple(objects), size))
+        samples.append(Sample(sid, image, tuple(objects), size,
+                              label_file=lab if lab.is_file() else None))
     skipped = raise_or_skip(errors, skip_bad)
     ids = [s.image_id for s in samples]
     if "all" in lists:

@@ -248,9 +248,17 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
 
     if options.batch < 1 or options.runs < 1 or options.warmup < 0:
         raise SqueezeDetError("--batch and --runs must be at least 1, --warmup at least 0")
+    if options.threads is not None and options.threads < 1:
+        raise SqueezeDetError(f"--threads must be at least 1 (got {options.threads}); leave it "
+                              "out for torch's own setting")
+    if options.calib_images < 1:
+        raise SqueezeDetError(f"--calib-images must be at least 1 (got {options.calib_images})")
     if options.threads:
         torch.set_num_threads(options.threads)
     rows = parse_rows(options.backends)
+    photo = load_image(options.image) if options.image else None  # a bad file stops us here
+    if options.input_size:
+        parse_size(options.input_size)
     tmp = tempfile.TemporaryDirectory(prefix="squeezedet-bench-")
     work = Path(tmp.name)
     if options.weights:
@@ -280,7 +288,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}},
                         weights)
     prof = profile_model(model)
-    image = load_image(options.image) if options.image else render_images(model.input_size, 1)[0]
+    image = photo if photo is not None else render_images(model.input_size, 1)[0]
     image_file = work / "image.npy"
     np.save(image_file, image)
 

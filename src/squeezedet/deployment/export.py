@@ -37,7 +37,7 @@ from squeezedet.deployment.quantize import (
     quantize_openvino_int8_for_ap,
 )
 from squeezedet.deployment.runners import metadata_path
-from squeezedet.errors import SqueezeDetError, installed, require
+from squeezedet.errors import SqueezeDetError, check_output_file, installed, require
 
 FORMATS = ("onnx", "openvino", "torchscript")
 
@@ -135,7 +135,17 @@ def export_model(
         if isinstance(weights, dict):
             raise SqueezeDetError("an output path is needed when exporting a loaded checkpoint")
         output = default_output(weights, fmt, precision)
-    out = Path(output)
+    out = check_output_file(output, "--output")
+    if calib_images < 1:
+        raise SqueezeDetError(f"--calib-images must be at least 1 (got {calib_images})")
+    if not 0 <= max_ap_drop < float("inf"):
+        raise SqueezeDetError(f"--max-ap-drop must be a number >= 0 (got {max_ap_drop})")
+    for option, source in (("--calib-data", calib_data), ("--parity-data", parity_data)):
+        if source is not None and not Path(source).exists():
+            raise SqueezeDetError(f"{option} {source}: no such file or folder")
+    if accuracy_data is not None and not (Path(accuracy_data) / "ImageSets" / "val.txt").is_file():
+        raise SqueezeDetError(f"--accuracy-data {accuracy_data}: not a KITTI root with "
+                              "ImageSets/val.txt")
     if out.suffix.lower() != SUFFIXES[fmt]:
         raise SqueezeDetError(f"{out}: a {fmt} model file must end in {SUFFIXES[fmt]}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,28 @@ def read_metadata(model_path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _one_line(exc: BaseException) -> str:
+    """A runtime's exception text on one line (OpenVINO's span several)."""
+    return " ".join(str(exc).split())
+
+
+def _check_ir(path: Path) -> None:
+    """An OpenVINO IR is well-formed XML with a ``<net>`` root and a ``.bin`` beside it;
+    checked before OpenVINO tries its other front ends on the file (which print to stderr)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise SqueezeDetError(f"{path}: not an OpenVINO IR file ({exc})") from None
+    if root.tag != "net":
+        raise SqueezeDetError(f"{path}: not an OpenVINO IR file (root element <{root.tag}>, "
+                              "expected <net>)")
+    if not path.with_suffix(".bin").is_file():
+        raise SqueezeDetError(f"{path}: the weights file {path.with_suffix('.bin').name} of this "
+                              "OpenVINO IR is missing; keep the .xml and .bin together")
+
+
 def _check_cpu(device: str, backend: str) -> None:
     if torch.device(device).type != "cpu":
         raise SqueezeDetError(f"the {backend} backend runs on the CPU only, not {device!r}")
@@ -166,7 +188,11 @@ class TorchScriptRunner:
         self.device = torch.device(device)
         self.meta = read_metadata(path)
         self.precision = str(self.meta.get("precision", "fp32"))
-        self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        try:
+            self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise SqueezeDetError(f"{path}: not a loadable TorchScript file ({_one_line(exc)})"
+                                  ) from None
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> Tensor:
@@ -208,7 +234,7 @@ class OnnxRuntimeRunner:
                 source, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise SqueezeDetError(f"{model if not isinstance(model, bytes) else 'model'}: "
-                                  f"ONNX Runtime cannot load it ({exc})") from None
+                                  f"ONNX Runtime cannot load it ({_one_line(exc)})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dynamic_batch = not isinstance(inp.shape[0], int)
@@ -248,13 +274,15 @@ class OpenVinoRunner:
             "ENABLE_CPU_PINNING": False,  # pinned workers spin on the core the caller needs next
             "INFERENCE_PRECISION_HINT": ov_precision_hint(self.precision, core),
         }
+        if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".xml":
+            _check_ir(Path(model))
         try:
             source = str(model) if isinstance(model, (str, Path)) else model
             ov_model = core.read_model(source) if isinstance(source, str) else source
             self.dynamic_batch = ov_model.input(0).get_partial_shape()[0].is_dynamic
             self.compiled = core.compile_model(ov_model, "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
-            raise SqueezeDetError(f"{model}: OpenVINO cannot load it ({exc})") from None
+            raise SqueezeDetError(f"{model}: OpenVINO cannot load it ({_one_line(exc)})") from None
         self.request = self.compiled.create_infer_request()
 
     def _run(self, x: np.ndarray) -> np.ndarray:

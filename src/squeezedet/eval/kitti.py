@@ -551,7 +551,7 @@ def read_result_file(path: str | Path) -> list[KittiObject]:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read the result file ({exc})") from None
     objs = []

@@ -29,7 +29,7 @@ import numpy as np
 from squeezedet import distributed
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import write_kitti_file
-from squeezedet.errors import DataError, SqueezeDetError, require
+from squeezedet.errors import DataError, SqueezeDetError, check_output_dir, require
 from squeezedet.inference.detector import Detector
 from squeezedet.inference.tiled import detect_tiled
 
@@ -76,7 +76,7 @@ def _read_list(path: Path) -> list[Path]:
     """Image paths of a text list: one a line, blank lines and '#' comments skipped; a relative
     path is taken from the list's folder when it exists there, else from the working directory."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read the list of images ({exc})") from None
     paths = []
@@ -346,6 +346,10 @@ def _predict(weights: str | Path, source: str, out: str | Path,
              options: PredictOptions) -> PredictResult:
     from squeezedet.engine import resolve_device
 
+    check_output_dir(out, "--out")
+    for wanted, sub in ((options.save_kitti, "kitti"), (options.save_json, "json")):
+        if wanted:
+            check_output_dir(Path(out) / sub, "--out")
     kind, paths = resolve_source(source)
     if kind == "video" and options.tile:
         raise SqueezeDetError("--tile works on images, not videos")

@@ -85,8 +85,11 @@ def read_anchor_shapes(source: str) -> tuple[tuple[float, float], ...]:
     from squeezedet.errors import SqueezeDetError
 
     path = Path(source)
+    if not path.is_file() and path.suffix.lower() in (".yaml", ".yml", ".json", ".txt"):
+        raise SqueezeDetError(f"{source}: anchor file not found (write one with `squeezedet "
+                              "anchors`, or give the shapes inline: '[[w,h],...]')")
     try:
-        data = yaml.safe_load(path.read_text() if path.is_file() else source)
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig") if path.is_file() else source)
     except yaml.YAMLError as exc:
         raise SqueezeDetError(f"{source}: not valid YAML ({exc})".replace("\n", " ")) from None
     if isinstance(data, dict):
@@ -95,7 +98,7 @@ def read_anchor_shapes(source: str) -> tuple[tuple[float, float], ...]:
         shapes = tuple((float(w), float(h)) for w, h in data)
     except (TypeError, ValueError):
         shapes = ()
-    if not shapes or any(w <= 0 or h <= 0 for w, h in shapes):
+    if not shapes or any(not (0 < w < float("inf") and 0 < h < float("inf")) for w, h in shapes):
         raise SqueezeDetError(
             f"{source}: expected anchor shapes as a list of positive [w, h] pairs, "
             "e.g. [[36, 37], [366, 174]]"
