@@ -11,9 +11,10 @@ from typing import Any
 
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import create_model, list_models
+from squeezedet.version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["Detector", "Detections", "SqueezeDetError", "create_model", "list_models"]
+__all__ = ["Detector", "Detections", "SqueezeDetError", "__version__", "create_model",
+           "list_models"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: inference pulls in image I/O

@@ -9,7 +9,6 @@ KITTI evaluator.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from squeezedet import cpu
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
@@ -61,14 +61,10 @@ def configure_cuda(deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
 
 
-@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated
-    and slower than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX, not excluded by an ISA limit);
+    elsewhere bf16 is emulated and slower than fp32. See :func:`squeezedet.cpu.native_bf16`."""
+    return cpu.native_bf16()
 
 
 def mixed_precision(device: torch.device, enabled: bool, training: bool = False) -> str | None:

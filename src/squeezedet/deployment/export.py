@@ -251,6 +251,6 @@ def export_model(
 
 
 def _version() -> str:
-    from squeezedet import __version__
+    from squeezedet.version import __version__
 
     return __version__
