@@ -136,6 +136,12 @@ def clip_per_tensor(params: Sequence[Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, scales)
 
 
+def is_channels_last(model: SqueezeDet) -> bool:
+    """Whether the model's weights are channels-last (its 3×3 ConvDet kernel tells: a 1×1 kernel
+    is the same in both layouts); inputs are then laid out to match."""
+    return model.convdet.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def train_step(
     model: SqueezeDet,
     images: Tensor,
@@ -159,7 +165,7 @@ def train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     images = images.to(device, non_blocking=True)
-    if device.type == "cpu":
+    if device.type == "cpu" and is_channels_last(model):
         images = images.contiguous(memory_format=torch.channels_last)
     boxes = [t["boxes"].to(device) for t in targets]
     labels = [t["labels"].to(device) for t in targets]

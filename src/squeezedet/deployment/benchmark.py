@@ -30,6 +30,7 @@ weights at that size, anchors scaled. Without --image a synthetic 1242x375 drivi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -136,8 +137,8 @@ def peak_kernels(precision: str) -> list[tuple[str, Callable[[], Any], float]]:
         return [("int_mm 1024", lambda: torch._int_mm(a8, b8), 2 * 1024**3)]
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     for n in (1024, 2048):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        kernels.append((f"matmul {n}", lambda a=a, b=b: a @ b, 2 * n**3))
+        kernels.append((f"matmul {n}", functools.partial(torch.matmul, torch.randn(n, n, dtype=dtype),
+                                                         torch.randn(n, n, dtype=dtype)), 2 * n**3))
     c, hw = 512, 64
     x = torch.randn(1, c, hw, hw, dtype=dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(c, c, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
