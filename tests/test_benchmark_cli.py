@@ -34,6 +34,37 @@ def test_benchmark_in_process_json(tmp_path: Path, capsys: pytest.CaptureFixture
             assert row[key] is not None and row[key] >= 0, key
         assert row["total_ms_min"] <= row["total_ms_median"] <= row["total_ms_p90"]
     assert report["rows"][0]["ratio_to_baseline"] == pytest.approx(1.0)
+    # bf16 marked where the CPU only emulates it; the peak is the best of several kernels
+    from squeezedet.cpu import native_bf16
+
+    bf16 = next(r for r in report["rows"] if r["precision"] == "bf16")
+    assert bf16["emulated"] is (not native_bf16())
+    assert ("emulated" in printed) is (not native_bf16())
+    detail = report["matmul_peak_detail"]["fp32"]
+    assert report["matmul_peak_gflops"]["fp32"] == max(detail.values())
+    assert {"matmul 1024", "matmul 2048"} <= set(detail)
+    assert report["cpu"]["native_bf16"] is native_bf16()
+
+
+def test_benchmark_marks_emulated_bf16_and_leaves_it_out_of_the_defaults(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import squeezedet.cpu
+    from squeezedet.deployment.benchmark import DEFAULT_BACKENDS, default_backends
+
+    monkeypatch.setattr(squeezedet.cpu, "native_bf16", lambda: False)  # as on an AVX2 CPU
+    assert default_backends() == tuple(r for r in DEFAULT_BACKENDS if "bf16" not in r)
+    out = tmp_path / "bench.json"
+    with pytest.warns(UserWarning, match="bf16 is emulated"):
+        assert main(["benchmark", "--input-size", "96x32", "--runs", "1", "--warmup", "0",
+                     "--threads", "1", "--backends", "torch:bf16", "--in-process",
+                     "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    row = report["rows"][1]
+    assert (row["backend"], row["precision"], row["emulated"]) == ("torch", "bf16", True)
+    assert report["matmul_peak_gflops"]["bf16"] is None  # an emulated peak is not measured
+    assert "emulated" in printed and "bf16 n/a (emulated)" in printed
+    assert any("torch:bf16 is emulated" in n for n in report["notes"])
 
 
 @pytest.mark.slow  # two fresh Python processes: ~15 s

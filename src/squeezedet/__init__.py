@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from squeezedet._version import __version__
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import create_model, list_models
+from squeezedet.version import __version__
 
-__all__ = ["__version__", "Detector", "Detections", "SqueezeDetError", "create_model", "list_models"]
+__all__ = ["Detector", "Detections", "SqueezeDetError", "__version__", "create_model",
+           "list_models"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: inference pulls in image I/O

@@ -9,7 +9,6 @@ KITTI evaluator.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from squeezedet import distributed
+from squeezedet import cpu, distributed
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
@@ -63,14 +62,10 @@ def configure_cuda(deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
 
 
-@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated
-    and slower than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX, not excluded by an ISA limit);
+    elsewhere bf16 is emulated and slower than fp32. See :func:`squeezedet.cpu.native_bf16`."""
+    return cpu.native_bf16()
 
 
 def mixed_precision(device: torch.device, enabled: bool, training: bool = False) -> str | None:
@@ -142,6 +137,12 @@ def clip_per_tensor(params: Sequence[Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, scales)
 
 
+def is_channels_last(model: SqueezeDet) -> bool:
+    """Whether the model's weights are channels-last (its 3×3 ConvDet kernel tells: a 1×1 kernel
+    is the same in both layouts); inputs are then laid out to match."""
+    return model.convdet.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def train_step(
     model: SqueezeDet,
     images: Tensor,
@@ -172,7 +173,7 @@ def train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     images = images.to(device, non_blocking=True)
-    if device.type == "cpu":
+    if device.type == "cpu" and is_channels_last(model):
         images = images.contiguous(memory_format=torch.channels_last)
     boxes = [t["boxes"].to(device) for t in targets]
     labels = [t["labels"].to(device) for t in targets]

@@ -92,9 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
                         help="inference backend (default: auto, chosen by the weights' file type; "
-                             "a .pt checkpoint runs converted to the fastest installed runtime for "
-                             f"a video or {AUTO_CONVERT_MIN_IMAGES}+ images, else in PyTorch; "
-                             "see squeezedet.deployment.runners)")
+                             "a .pt checkpoint runs, for a video or "
+                             f"{AUTO_CONVERT_MIN_IMAGES}+ images, in the runtime measured fastest "
+                             "on this machine (timed on first use, then cached), else in PyTorch; "
+                             "see squeezedet.deployment.tuning)")
     parser.add_argument("--device", default="auto",
                         help="torch device: auto (CUDA when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

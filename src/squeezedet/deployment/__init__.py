@@ -3,7 +3,9 @@
 - :mod:`~squeezedet.deployment.preprocess`: images → the network's input batch; calibration and
   parity images.
 - :mod:`~squeezedet.deployment.runners`: the :class:`~squeezedet.deployment.runners.Runner`
-  protocol and each backend (eager PyTorch, TorchScript, ONNX Runtime, OpenVINO), ``load_runner``.
+  protocol and each backend (eager PyTorch, TorchScript, ONNX Runtime, OpenVINO), ``load_runner``;
+  ``backend="auto"`` chooses by measuring with :mod:`~squeezedet.deployment.tuning` (timing of
+  the candidates, the cache of choices).
 - :mod:`~squeezedet.deployment.graph`: the graphs exports write; :mod:`~squeezedet.deployment.export`
   writes them (ONNX, OpenVINO IR, TorchScript) with metadata;
   :mod:`~squeezedet.deployment.quantize`: int8; :mod:`~squeezedet.deployment.parity`: the check

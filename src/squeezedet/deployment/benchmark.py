@@ -6,17 +6,22 @@ training Resize, as predict prepares it for that runner: Pillow and uint8 pixels
 OpenCV and float32 for the others and the baseline), forward (the runner), post-processing
 (split_head, top-64, decode, per-class NMS, boxes to original pixels). It prints latency median /
 p90 / min over the warm runs for each stage and in total, FPS, peak RSS, parameters, model file
-size, GFLOPs, the achieved GFLOP/s as a fraction of a matmul peak measured here (fp32 peak for fp32
-rows, bf16 peak for bf16 rows, int8 peak for int8 rows), and the ratio of each row's total to the
-fp32 eager NCHW PyTorch baseline measured in the same run.
+size, GFLOPs, the achieved GFLOP/s as a fraction of a matrix-product peak measured here at the
+benchmark's thread count (fp32 peak for fp32 rows, bf16 peak for bf16 rows, int8 peak for int8
+rows; the best of MKL's matmul and oneDNN's 1x1 convolution, each warmed up and timed many times:
+an upper bound of what the network's convolutions reach), and the ratio of each row's total to
+the fp32 eager NCHW PyTorch baseline measured in the same run.
 
 Rows: torch-nchw:fp32 (the baseline, always run: the plain layer-by-layer eager forward, NCHW),
 torch:fp32 (what `predict --backend torch` runs: channels-last, first stage in bands), torch:bf16
 (the same with autocast), torch-compile:fp32, onnxruntime:fp32, onnxruntime:int8,
 openvino:fp32, openvino:bf16, openvino:int8, auto:fp32 (what `predict --backend auto` picks
-for a checkpoint). Rows whose optional package is missing are skipped with a note. int8 models
-are calibrated on --calib-data (a KITTI root or image folder; rendered synthetic scenes without
-it).
+for a checkpoint: measured on first use, then cached). Rows whose optional package is missing are
+skipped with a note. The bf16 rows are default only on CPUs with native bf16 (AVX512-BF16 or
+AMX); asked for elsewhere they run and are marked: ``emulated`` (PyTorch converts bf16 to fp32
+and back: slower than fp32) or ``runs f32`` (OpenVINO computes the bf16 model in f32). int8
+models are calibrated on --calib-data (a KITTI root or image folder; rendered synthetic scenes
+without it).
 
 Without --weights a randomly initialised model of --model is measured (speed does not depend on
 the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
@@ -25,6 +30,7 @@ weights at that size, anchors scaled. Without --image a synthetic 1242x375 drivi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -43,6 +49,8 @@ from squeezedet.errors import SqueezeDetError, installed
 DEFAULT_BACKENDS = ("torch-nchw:fp32", "torch:fp32", "torch:bf16", "onnxruntime:fp32",
                     "onnxruntime:int8", "openvino:fp32", "openvino:bf16", "openvino:int8",
                     "auto:fp32")
+#: the default rows without bf16: the default on CPUs that only emulate bf16 (slower than fp32)
+DEFAULT_BACKENDS_NO_BF16 = tuple(r for r in DEFAULT_BACKENDS if not r.endswith(":bf16"))
 BASELINE = "torch-nchw:fp32"
 KNOWN = {"torch-nchw": ("fp32",), "torch": ("fp32", "bf16"), "torch-compile": ("fp32", "bf16"),
          "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
@@ -59,7 +67,8 @@ class BenchmarkOptions:
     input_size: str | None = None
     batch: int = 1
     threads: int | None = None
-    backends: str = ",".join(DEFAULT_BACKENDS)
+    #: comma-separated rows; ``None``: :func:`default_backends`
+    backends: str | None = None
     runs: int = 30
     warmup: int = 5
     image: str | None = None
@@ -67,6 +76,15 @@ class BenchmarkOptions:
     accuracy_data: str | None = None
     calib_images: int = 32
     in_process: bool = False
+
+
+def default_backends() -> tuple[str, ...]:
+    """The default rows: every backend and precision, bf16 only where the CPU has it natively
+    (:func:`squeezedet.cpu.native_bf16`); elsewhere it is emulated, slower than fp32, and only run
+    when asked for (and then marked ``emulated``)."""
+    from squeezedet import cpu
+
+    return DEFAULT_BACKENDS if cpu.native_bf16() else DEFAULT_BACKENDS_NO_BF16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,31 +107,76 @@ def peak_rss_mib() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
-def matmul_peak_gflops(precision: str = "fp32", n: int = 1024, repeats: int = 8) -> float | None:
-    """Best GFLOP/s of an ``n``×``n`` matmul in ``precision`` with the current thread count
-    (int8: ``torch._int_mm``); ``None`` when this build cannot run it."""
+def _best_seconds(fn: Callable[[], Any], *, min_time_s: float, min_reps: int) -> float:
+    """Shortest time of one call of ``fn``, after two untimed calls (the first allocates
+    buffers and wakes the thread pool), over at least ``min_reps`` calls and ``min_time_s``
+    seconds: short calls timed many times find the moments the CPU is not shared."""
+    fn()
+    fn()
+    best, spent, reps = float("inf"), 0.0, 0
+    while reps < min_reps or spent < min_time_s:
+        t = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def peak_kernels(precision: str) -> list[tuple[str, Callable[[], Any], float]]:
+    """The kernels whose best speed makes the matrix-product peak of ``precision``:
+    ``(name, call, flops)``. fp32 and bf16: MKL's matrix product (1024² and 2048²) and oneDNN's
+    1×1 convolution on a channels-last 512-channel 64×64 map (a matrix product in the kernel
+    family the network's convolutions use: on CPUs where MKL takes a slow path, oneDNN still
+    shows the arithmetic peak); int8: ``torch._int_mm`` 1024²."""
     import torch
 
+    kernels: list[tuple[str, Callable[[], Any], float]] = []
+    if precision == "int8":
+        a8 = torch.randint(-8, 8, (1024, 1024), dtype=torch.int8)
+        b8 = torch.randint(-8, 8, (1024, 1024), dtype=torch.int8)
+        return [("int_mm 1024", lambda: torch._int_mm(a8, b8), 2 * 1024**3)]
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    for n in (1024, 2048):
+        kernels.append((f"matmul {n}", functools.partial(torch.matmul, torch.randn(n, n, dtype=dtype),
+                                                         torch.randn(n, n, dtype=dtype)), 2 * n**3))
+    c, hw = 512, 64
+    x = torch.randn(1, c, hw, hw, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c, c, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    def conv() -> Any:
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, w)
+    kernels.append((f"conv1x1 {c}ch {hw}x{hw}", conv, 2 * c * c * hw * hw))
+    return kernels
+
+
+def matmul_peak_detail(precision: str = "fp32", *, min_time_s: float = 0.25,
+                       min_reps: int = 5) -> dict[str, float]:
+    """GFLOP/s of each :func:`peak_kernels` kernel in ``precision`` at the current thread count
+    (kernels this build or CPU cannot run are left out). bf16 is measured only where the CPU has
+    it natively (emulated, a 1024² bf16 product took a minute on an AVX2 CPU)."""
+    from squeezedet import cpu
+
+    if precision == "bf16" and not cpu.native_bf16():
+        return {}
+    found: dict[str, float] = {}
     try:
-        if precision == "int8":
-            a = torch.randint(-8, 8, (n, n), dtype=torch.int8)
-            b = torch.randint(-8, 8, (n, n), dtype=torch.int8)
-            fn = lambda: torch._int_mm(a, b)  # noqa: E731
-        else:
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-            fn = lambda: a @ b  # noqa: E731
-        fn()
-        best = min(_timed(fn) for _ in range(repeats))
-    except Exception:  # noqa: BLE001 - unsupported dtype on this CPU/build
-        return None
-    return 2 * n**3 / best / 1e9
+        kernels = peak_kernels(precision)
+    except Exception:  # noqa: BLE001 - dtype unsupported by this build
+        return found
+    for name, fn, flops in kernels:
+        try:
+            found[name] = flops / _best_seconds(fn, min_time_s=min_time_s, min_reps=min_reps) / 1e9
+        except Exception:  # noqa: BLE001 - unsupported dtype on this CPU/build
+            continue
+    return found
 
 
-def _timed(fn: Any) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def matmul_peak_gflops(precision: str = "fp32", **kwargs: Any) -> float | None:
+    """The best GFLOP/s of :func:`matmul_peak_detail` (``None``: nothing could be measured):
+    an upper bound of what a network's convolutions reach at this thread count."""
+    detail = matmul_peak_detail(precision, **kwargs)
+    return max(detail.values()) if detail else None
 
 
 def _stats(values_s: list[float]) -> dict[str, float]:
@@ -184,9 +247,17 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
     pre, fwd, pst = (_stats([t[i] for t in times]) for i in range(3))
     total = _stats([sum(t) for t in times])
     chosen = type(runner).__name__
+    from squeezedet import cpu
+
+    runs_prec = str(getattr(runner, "precision", precision))
+    ov_prec = getattr(runner, "inference_precision", None)  # OpenVINO: what it computes in
     return {
         "backend": backend, "precision": precision, "runner": chosen,
-        "runner_precision": getattr(runner, "precision", precision),
+        "runner_precision": runs_prec,
+        "inference_precision": ov_prec,
+        # bf16 computed by a CPU that converts it to fp32 and back (slower than fp32)
+        "emulated": runs_prec == "bf16" and ov_prec is None and not cpu.native_bf16(),
+        "auto_choice": getattr(runner, "auto_choice", None),
         "load_s": load_s,
         **{f"pre_ms_{s}": v for s, v in pre.items()},
         **{f"forward_ms_{s}": v for s, v in fwd.items()},
@@ -255,7 +326,8 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         raise SqueezeDetError(f"--calib-images must be at least 1 (got {options.calib_images})")
     if options.threads:
         torch.set_num_threads(options.threads)
-    rows = parse_rows(options.backends)
+    rows = parse_rows(options.backends if options.backends is not None
+                      else ",".join(default_backends()))
     photo = load_image(options.image) if options.image else None  # a bad file stops us here
     if options.input_size:
         parse_size(options.input_size)
@@ -292,7 +364,10 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     image_file = work / "image.npy"
     np.save(image_file, image)
 
-    peaks = {p: matmul_peak_gflops(p) for p in ("fp32", "bf16", "int8")}
+    from squeezedet import cpu
+
+    peak_detail = {p: matmul_peak_detail(p) for p in ("fp32", "bf16", "int8")}
+    peaks = {p: (max(d.values()) if d else None) for p, d in peak_detail.items()}
     size_of = {"torch": prof.params * 4}
     results: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -300,8 +375,12 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
           f"{options.batch}  threads {torch.get_num_threads()}  params {prof.params:,}  GFLOPs "
           f"{prof.gflops:.2f}  image {options.image or 'synthetic scene'} {image.shape[1]}x"
           f"{image.shape[0]}")
-    log("matmul peak GFLOP/s: " + ", ".join(
-        f"{p} {v:.0f}" if v else f"{p} n/a" for p, v in peaks.items()))
+    log(f"cpu: {cpu.isa_summary()}")
+    log(f"matmul peak GFLOP/s at {torch.get_num_threads()} threads (best of MKL matmul and "
+        "oneDNN 1x1 convolution): " + ", ".join(
+            f"{p} {v:.0f}" if v else f"{p} n/a" + (" (emulated)" if p == "bf16" and
+                                                    not cpu.native_bf16() else "")
+            for p, v in peaks.items()))
     for backend, precision in rows:
         need = EXTRA.get(backend)
         if need and not installed(need[0]):
@@ -336,8 +415,24 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         row["gflops"] = prof.gflops
         fwd_s = row["forward_ms_median"] / 1000 / options.batch
         row["gflops_per_s"] = prof.gflops / fwd_s
-        peak = peaks.get(precision) or peaks["fp32"]
+        # the peak of the precision the row computes in (an emulated bf16 row or an OpenVINO
+        # bf16 model computing in f32 against the fp32 peak)
+        computes = row.get("inference_precision")
+        peak_prec = ("fp32" if row.get("emulated") or (computes == "f32" and precision == "bf16")
+                     else precision)
+        peak = peaks.get(peak_prec) or peaks["fp32"]
         row["peak_fraction"] = row["gflops_per_s"] / peak if peak else None
+        if row.get("emulated"):
+            notes.append(f"{backend}:{precision} is emulated on this CPU (no AVX512-BF16 or AMX): "
+                         "slower than fp32, never chosen by auto")
+        elif precision == "bf16" and computes == "f32":
+            notes.append(f"{backend}:{precision} computes in f32 here: OpenVINO has no bf16 on "
+                         "this CPU")
+        if row.get("auto_choice"):
+            ac = row["auto_choice"]
+            timed = ", ".join(f"{n} {v:.1f} ms" for n, v in ac["median_ms"].items())
+            notes.append(f"auto chose {ac['choice']} (" + ("cached choice" if ac["cached"] else
+                                                          f"measured: {timed}") + ")")
         results.append(row)
     baseline = next((r for r in results if f"{r['backend']}:{r['precision']}" == BASELINE), None)
     base_ms = baseline["total_ms_median"] if baseline else None
@@ -348,6 +443,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         "model": prof.name, "input_size": list(prof.input_size), "batch": options.batch,
         "threads": torch.get_num_threads(), "params": prof.params, "gflops": prof.gflops,
         "baseline": BASELINE, "baseline_ms": base_ms, "matmul_peak_gflops": peaks,
+        "matmul_peak_detail": peak_detail, "cpu": cpu.cpu_identity(),
         "image": options.image or "synthetic scene", "load_average": list(load) if load else None,
         "rows": results, "notes": notes,
     }
@@ -355,10 +451,21 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     return report
 
 
+def row_note(r: dict[str, Any]) -> str:
+    """The table's note for a row: ``emulated`` (bf16 without native support), ``runs f32``
+    (an OpenVINO bf16 model on a CPU without bf16), else empty."""
+    if r.get("emulated"):
+        return "emulated"
+    if r.get("precision") == "bf16" and r.get("inference_precision") == "f32":
+        return "runs f32"
+    return ""
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The results as a fixed-width text table (latencies in ms: median / p90 / min)."""
     head = (f"{'backend':<12}{'prec':<6}{'pre ms':>18}{'forward ms':>21}{'post ms':>18}"
-            f"{'total ms':>21}{'FPS':>7}{'ratio':>7}{'RSS MiB':>9}{'MB':>6}{'GF/s':>7}{'%peak':>7}")
+            f"{'total ms':>21}{'FPS':>7}{'ratio':>7}{'RSS MiB':>9}{'MB':>6}{'GF/s':>7}{'%peak':>7}"
+            f"  note")
     lines = [head, "-" * len(head)]
 
     def trio(r: dict[str, Any], stage: str) -> str:
@@ -372,6 +479,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['backend']:<12}{r['precision']:<6}{trio(r, 'pre'):>18}{trio(r, 'forward'):>21}"
             f"{trio(r, 'post'):>18}{trio(r, 'total'):>21}{r['fps']:>7.1f}{ratio:>7}"
             f"{r['peak_rss_mib']:>9.0f}{r['model_mb']:>6.1f}{r['gflops_per_s']:>7.1f}{frac:>7}"
+            f"  {row_note(r)}".rstrip()
         )
     return "\n".join(lines)
 

@@ -269,6 +269,6 @@ def export_model(
 
 
 def _version() -> str:
-    from squeezedet._version import __version__
+    from squeezedet.version import __version__
 
     return __version__

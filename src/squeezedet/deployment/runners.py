@@ -19,11 +19,12 @@ Every exported file has a metadata file next to it, ``<file>.json`` (:func:`meta
 written by :mod:`squeezedet.deployment.export`: the model's :meth:`~SqueezeDet.metadata` plus the export's
 format, precision and parity figures.
 
-``backend="auto"`` picks by file type. For an exported ``.onnx`` it takes OpenVINO when installed
-(the fastest fp32 CPU runtime measured here), else ONNX Runtime. For a ``.pt`` checkpoint on the CPU
-it converts the model in memory to the fastest installed runtime — OpenVINO, then ONNX Runtime —
-checks the converted model against PyTorch on one image, and falls back to eager channels-last
-PyTorch (with a warning) when a runtime is missing, fails, or disagrees. ``backend="torch"`` skips
+``backend="auto"`` measures (:mod:`squeezedet.deployment.tuning`): for a ``.pt`` checkpoint on the
+CPU it times eager channels-last PyTorch and the model converted in memory to each installed
+runtime (ONNX Runtime, OpenVINO; bf16 variants too when bf16 is asked for and the CPU has it
+natively), each checked against PyTorch on a test image, and keeps the fastest; for an exported
+``.onnx`` it times OpenVINO against ONNX Runtime. The choice is cached per model, input size,
+precision, threads, CPU and runtime versions, so it is measured once. ``backend="torch"`` skips
 the conversion (it costs about a second and some memory at start-up).
 """
 
@@ -33,7 +34,7 @@ import contextlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from squeezedet import cpu
 from squeezedet.errors import SqueezeDetError, installed, require
 
 #: precisions a runner can be asked for
@@ -155,6 +157,8 @@ class TorchRunner:
             )
         self.device = torch.device(device)
         self.precision = precision
+        #: bf16 on a CPU that converts it to fp32 and back around fp32 arithmetic (slower)
+        self.emulated = warn_if_emulated(precision, self.device)
         self.model = model_from_checkpoint(checkpoint).to(self.device).eval()
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         if self.channels_last:
@@ -284,12 +288,19 @@ class OpenVinoRunner:
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise SqueezeDetError(f"{model}: OpenVINO cannot load it ({_one_line(exc)})") from None
         self.request = self.compiled.create_infer_request()
+        #: the precision OpenVINO computes the float layers in here: ``f32`` or ``bf16``
+        self.inference_precision = _ov_type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.request.infer({0: x})[0]
 
     def __call__(self, images: Tensor) -> Tensor:
         return _per_image(self._run, images, self.dynamic_batch)
+
+
+def _ov_type_name(value: Any) -> str:
+    name = getattr(value, "get_type_name", None)
+    return str(name() if callable(name) else value)
 
 
 def is_torch_runner(runner: Any) -> bool:
@@ -319,79 +330,213 @@ def light_torch_threads(runner: Runner) -> Iterator[None]:
 
 def ov_precision_hint(precision: str, core: Any) -> str:
     """OpenVINO's ``INFERENCE_PRECISION_HINT`` for a model precision: fp32 → f32; bf16 → bf16;
-    int8 → bf16 for the float layers (the first convolution and ConvDet) when the CPU supports it
-    (AVX512-BF16/AMX; within the int8 parity tolerance, ~25 % faster here), else f32."""
+    int8 → bf16 for the float layers (the first convolution and ConvDet) — bf16 only where the CPU
+    computes it natively (AVX512-BF16/AMX: OpenVINO lists ``BF16`` and
+    :func:`squeezedet.cpu.native_bf16` agrees), else f32.
+
+    Both are asked because each honours another instruction-set limit: OpenVINO ``OV_CPU_MAX_ISA``,
+    PyTorch's oneDNN ``ONEDNN_MAX_CPU_ISA``; with only the latter set to AVX2, OpenVINO 2026.4
+    still lists ``BF16`` and then cannot compile a model with a bf16 hint.
+    """
     if precision == "fp32":
         return "f32"
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return "bf16" if "BF16" in caps else "f32"
+    return "bf16" if "BF16" in caps and cpu.native_bf16() else "f32"
+
+
+def warn_if_emulated(precision: str, device: torch.device | str = "cpu") -> bool:
+    """Warn (and return ``True``) when ``precision`` is bf16 on a CPU that only emulates it."""
+    if precision == "bf16" and torch.device(device).type == "cpu" and not cpu.native_bf16():
+        warnings.warn("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): it runs slower than "
+                      "fp32 here", stacklevel=3)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# backend="auto": the fastest usable runner, measured on this machine (tuning.choose)
+
+
+def _test_image(width: int, height: int) -> Tensor:
+    """A smooth, image-like ``float32 [1, 3, H, W]`` 0–255 input: a low-frequency colour field
+    plus pixel noise, rounded to whole grey levels (the values uint8 pixels can take)."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 20, generator=gen) * 255,
+                                           size=(height, width), mode="bilinear",
+                                           align_corners=False)
+    return (base + torch.randn(1, 3, height, width, generator=gen) * 8).clamp(0, 255).round()
+
+
+def _timing_input(runner: Any, x: Tensor) -> Tensor:
+    """``x`` as the Detector hands it to ``runner``: uint8 channels-last for eager PyTorch (see
+    :func:`~squeezedet.deployment.preprocess.runner_input`), float32 NCHW for the others."""
+    if isinstance(runner, TorchRunner):
+        nhwc = x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return nhwc.permute(0, 3, 1, 2)
+    return x
+
+
+class _Conversion:
+    """A checkpoint as the candidates of ``auto`` need it: its model, the model's fp32 output on
+    a test image (the parity reference) and, built on first request, its ONNX graph."""
+
+    def __init__(self, ckpt: dict[str, Any]) -> None:
+        from squeezedet.checkpoint import model_from_checkpoint
+
+        self.ckpt = ckpt
+        self.model = model_from_checkpoint(ckpt).eval()
+        w, h = self.model.input_size
+        self.x = _test_image(w, h)
+        with torch.inference_mode():
+            self.ref = self.model(self.x)
+        self._proto: bytes | None = None
+
+    @property
+    def proto(self) -> bytes:
+        if self._proto is None:
+            from squeezedet.deployment.graph import onnx_bytes
+
+            try:
+                self._proto = onnx_bytes(self.model)
+            except Exception as exc:  # noqa: BLE001 - any exporter failure
+                raise SqueezeDetError(f"ONNX conversion failed ({exc})") from None
+        return self._proto
+
+    def meta(self, precision: str) -> dict[str, Any]:
+        return {**self.model.metadata(), "precision": precision, "outputs": "head"}
+
+    def check(self, runner: Runner, name: str, precision: str) -> str | None:
+        """``None`` when ``runner`` reproduces the fp32 model on the test image within
+        :data:`AUTO_PARITY_RTOL` (bf16: 5 %) of the output's magnitude, else why not."""
+        err = float((runner(self.x) - self.ref).abs().max())
+        tol = (AUTO_PARITY_RTOL if precision == "fp32" else 0.05) * float(self.ref.abs().max())
+        if err <= tol:
+            return None
+        return f"{name} disagrees with PyTorch (max abs diff {err:.3g} > {tol:.3g})"
+
+
+def _build_torch(conv: _Conversion, precision: str, threads: int | None) -> Runner:
+    return TorchRunner(conv.ckpt, "cpu", precision=precision)
+
+
+def _build_onnxruntime(conv: _Conversion, precision: str, threads: int | None) -> Runner:
+    return OnnxRuntimeRunner(conv.proto, meta=conv.meta(precision), threads=threads)
+
+
+def _build_openvino(conv: _Conversion, precision: str, threads: int | None) -> Runner:
+    ov = require("openvino", "openvino")
+    ov_model = ov.Core().read_model(conv.proto, b"")
+    return OpenVinoRunner(ov_model, meta=conv.meta(precision), threads=threads, precision=precision)
+
+
+#: backend → builder(conversion, precision, threads) of the runners ``auto`` compares
+CANDIDATE_BUILDERS: dict[str, Callable[[_Conversion, str, int | None], Runner]] = {
+    "torch": _build_torch,
+    "onnxruntime": _build_onnxruntime,
+    "openvino": _build_openvino,
+}
+
+
+def auto_candidates(precision: str = "fp32") -> list[tuple[str, str]]:
+    """The ``(backend, precision)`` pairs ``auto`` times for a checkpoint on the CPU: fp32 in eager
+    channels-last PyTorch and in each installed runtime (ONNX Runtime, OpenVINO); for
+    ``precision="bf16"`` (bf16 allowed) also PyTorch and OpenVINO in bf16 — only where the CPU
+    computes bf16 natively (:func:`squeezedet.cpu.native_bf16`); elsewhere a warning, and fp32."""
+    if precision not in ("fp32", "bf16"):
+        raise SqueezeDetError(f"auto runs a checkpoint in fp32 or bf16, not {precision!r}; int8 "
+                              "comes from an int8 export (squeezedet export --precision int8)")
+    backends = ["torch"] + [b for b in ("onnxruntime", "openvino") if installed(b)]
+    pairs = [(b, "fp32") for b in backends]
+    if precision == "bf16":
+        if cpu.native_bf16():
+            pairs += [(b, "bf16") for b in ("torch", "openvino") if b in backends]
+        else:
+            warnings.warn("bf16 is emulated on this CPU (no AVX512-BF16 or AMX) and slower than "
+                          "fp32: auto runs fp32", stacklevel=3)
+    return pairs
+
+
+def _checkpoint_identity(checkpoint: str | Path | dict[str, Any], ckpt: dict[str, Any]) -> str:
+    from squeezedet.deployment.tuning import file_identity, weights_identity
+
+    if isinstance(checkpoint, (str, Path)):
+        return file_identity(checkpoint)
+    return weights_identity(ckpt["model"], ckpt.get("meta") or {})
 
 
 def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: str = "fp32",
-                       threads: int | None = None,
-                       candidates: Sequence[str] = ("openvino", "onnxruntime"),
-                       fallback: bool = True) -> Runner:
-    """The fastest installed CPU runner for a checkpoint, with a safe fallback.
+                       threads: int | None = None, cache: Any = None,
+                       clock: Callable[[], float] | None = None) -> Runner:
+    """The fastest usable CPU runner for a checkpoint, measured here (``backend="auto"``).
 
-    Tries ``candidates`` in order — by default OpenVINO then ONNX Runtime (fp32 only), the order
-    measured fastest on this project's CPU by ``squeezedet benchmark`` — and then eager
-    channels-last PyTorch. The model is converted in memory (no file is written); a runtime that is
-    missing, fails, or whose output differs from PyTorch's fp32 by more than
-    :data:`AUTO_PARITY_RTOL` (bf16: 5 %) of the output's magnitude on a test image is skipped with
-    a warning. With ``fallback=False`` the first candidate must work (errors are raised).
+    Candidates: :func:`auto_candidates`. Each converted candidate is built in memory (no file is
+    written) and checked on a test image against the PyTorch fp32 output (within
+    :data:`AUTO_PARITY_RTOL`, bf16: 5 % of the output's magnitude); one that is missing, fails or
+    disagrees is left out with a warning. The usable ones are timed (a few warm runs each,
+    median; :func:`squeezedet.deployment.tuning.choose`) and the fastest returned; the choice is
+    cached per model, input size, precision, thread count, CPU and runtime versions, so the next
+    call times nothing. Eager channels-last PyTorch is always a candidate and the fallback.
+    ``SQUEEZEDET_NO_CONVERT=1``: eager PyTorch without converting or timing anything. ``cache``:
+    a :class:`~squeezedet.deployment.tuning.ChoiceCache` (default: the user's); ``clock``: the
+    timer's clock (default :func:`time.perf_counter`).
     """
-    from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint
+    from squeezedet.checkpoint import load_checkpoint
+    from squeezedet.deployment import tuning
 
     ckpt = load_checkpoint(checkpoint, mmap=True) if not isinstance(checkpoint, dict) else checkpoint
-    usable = [name for name in candidates
-              if installed(name) and (precision == "fp32" or name == "openvino")]
-    if not fallback and not usable:
-        name = candidates[0]
-        if precision != "fp32" and name == "onnxruntime":
-            raise SqueezeDetError(f"onnxruntime runs {precision} only from an exported model")
-        require(name, "openvino" if name == "openvino" else "export")
-    if not usable or os.environ.get("SQUEEZEDET_NO_CONVERT"):
-        return TorchRunner(ckpt, "cpu", precision=precision)
-    from squeezedet.deployment.graph import onnx_bytes
+    pairs = auto_candidates(precision)
+    if os.environ.get("SQUEEZEDET_NO_CONVERT") or pairs == [("torch", "fp32")]:
+        return TorchRunner(ckpt, "cpu", precision="fp32")
+    conv = _Conversion(ckpt)
 
-    model = model_from_checkpoint(ckpt)
-    meta = {**model.metadata(), "precision": precision, "outputs": "head"}
+    def candidate(backend: str, prec: str) -> tuning.Candidate:
+        name = f"{backend}:{prec}"
+        reference = backend == "torch" and prec == "fp32"  # the reference itself
+        return tuning.Candidate(
+            name=name,
+            build=lambda: CANDIDATE_BUILDERS[backend](conv, prec, threads),
+            check=(lambda r: None) if reference else (lambda r: conv.check(r, name, prec)),
+            call=lambda r: r(_timing_input(r, conv.x)),
+            context=light_torch_threads,
+        )
+
+    candidates = [candidate(b, p) for b, p in pairs]
+    key = {"kind": "checkpoint", "model": _checkpoint_identity(checkpoint, ckpt),
+           "input_size": list(conv.model.input_size), "precision": precision,
+           "threads": threads_or_default(threads), "cpu": cpu.cpu_identity(),
+           "versions": tuning.runtime_versions()}
+    choice = tuning.choose(candidates, key, cache=cache, clock=clock, fallback=candidates[0])
+    runner = choice.runner
+    runner.auto_choice = {"choice": choice.name, "cached": choice.cached,  # type: ignore[union-attr]
+                          "median_ms": choice.median_ms}
+    return runner
+
+
+def convert_checkpoint(checkpoint: str | Path | dict[str, Any], backend: str, *,
+                       precision: str = "fp32", threads: int | None = None) -> Runner:
+    """A checkpoint converted in memory to ``backend`` (``onnxruntime`` or ``openvino``) and
+    checked against PyTorch as ``auto`` checks it; errors are raised, nothing is timed."""
+    from squeezedet.checkpoint import load_checkpoint
+
+    if backend == "onnxruntime" and precision != "fp32":
+        raise SqueezeDetError(f"onnxruntime runs {precision} only from an exported model")
+    if precision not in ("fp32", "bf16"):
+        raise SqueezeDetError(f"a checkpoint runs in fp32 or bf16, not {precision!r}; int8 comes "
+                              "from an int8 export (squeezedet export --precision int8)")
+    require(backend, "openvino" if backend == "openvino" else "export")
+    warn_if_emulated(precision)
+    ckpt = load_checkpoint(checkpoint, mmap=True) if not isinstance(checkpoint, dict) else checkpoint
+    conv = _Conversion(ckpt)
     try:
-        proto = onnx_bytes(model)
-    except Exception as exc:  # noqa: BLE001 - any exporter failure means: stay on torch
-        if not fallback:
-            raise SqueezeDetError(f"ONNX conversion failed ({exc})") from None
-        warnings.warn(f"ONNX conversion failed ({exc}); running eager PyTorch", stacklevel=2)
-        return TorchRunner(ckpt, "cpu", precision=precision)
-    w, h = model.input_size
-    gen = torch.Generator().manual_seed(0)
-    # a smooth, image-like test input: low-frequency colour field plus pixel noise
-    base = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 20, generator=gen) * 255,
-                                           size=(h, w), mode="bilinear", align_corners=False)
-    x = (base + torch.randn(1, 3, h, w, generator=gen) * 8).clamp(0, 255)
-    with torch.inference_mode():
-        ref = model(x)
-    del model
-    for name in usable:
-        try:
-            runner: Runner
-            if name == "openvino":
-                ov = require("openvino", "openvino")
-                ov_model = ov.Core().read_model(proto, b"")
-                runner = OpenVinoRunner(ov_model, meta=meta, threads=threads, precision=precision)
-            else:
-                runner = OnnxRuntimeRunner(proto, meta=meta, threads=threads)
-            err = float((runner(x) - ref).abs().max())
-            tol = (AUTO_PARITY_RTOL if precision == "fp32" else 0.05) * float(ref.abs().max())
-            if err <= tol:
-                return runner
-            message = f"{name} disagrees with PyTorch (max abs diff {err:.3g} > {tol:.3g})"
-        except Exception as exc:  # noqa: BLE001 - fall back on any runtime failure
-            message = f"{name} runtime unusable ({exc})"
-        if not fallback:
-            raise SqueezeDetError(message)
-        warnings.warn(message + "; trying the next", stacklevel=2)
-    return TorchRunner(ckpt, "cpu", precision=precision)
+        runner = CANDIDATE_BUILDERS[backend](conv, precision, threads)
+    except SqueezeDetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - runtime failures become one clear line
+        raise SqueezeDetError(f"{backend} runtime unusable ({exc})") from None
+    problem = conv.check(runner, backend, precision)
+    if problem is not None:
+        raise SqueezeDetError(problem)
+    return runner
 
 
 def _torch_factory(path: Path, device: str, **options: Any) -> Runner:
@@ -402,22 +547,43 @@ def _torch_factory(path: Path, device: str, **options: Any) -> Runner:
 def _from_checkpoint(backend: str) -> Callable[..., Runner]:
     def factory(path: Path, device: str, **options: Any) -> Runner:
         _check_cpu(device, backend)
-        return fastest_cpu_runner(path, precision=options.get("precision") or "fp32",
-                                  threads=options.get("threads"), candidates=(backend,),
-                                  fallback=False)
+        return convert_checkpoint(path, backend, precision=options.get("precision") or "fp32",
+                                  threads=options.get("threads"))
     return factory
 
 
 def _onnx_auto_factory(path: Path, device: str, **options: Any) -> Runner:
-    if installed("openvino"):
-        return OpenVinoRunner(path, device, **options)
-    if installed("onnxruntime"):
-        options.pop("precision", None)
-        return OnnxRuntimeRunner(path, device, **options)
-    raise SqueezeDetError(
-        f"{path}: running an ONNX model needs ONNX Runtime or OpenVINO: "
-        "pip install 'squeezedet[export]' or 'squeezedet[openvino]'"
-    )
+    """An exported ``.onnx``: OpenVINO or ONNX Runtime, whichever is faster here (measured and
+    cached like a checkpoint's choice; both run the same file, whose parity the export checked)."""
+    from squeezedet.deployment import tuning
+
+    backends = [b for b in ("openvino", "onnxruntime") if installed(b)]
+    if not backends:
+        raise SqueezeDetError(
+            f"{path}: running an ONNX model needs ONNX Runtime or OpenVINO: "
+            "pip install 'squeezedet[export]' or 'squeezedet[openvino]'"
+        )
+    factories = {"openvino": _ov_factory, "onnxruntime": _ort_factory}
+    if len(backends) == 1 or os.environ.get("SQUEEZEDET_NO_CONVERT"):
+        return factories[backends[0]](path, device, **options)
+    meta = read_metadata(path)
+    x = _test_image(int(meta["input_size"][0]), int(meta["input_size"][1]))
+
+    def candidate(backend: str) -> tuning.Candidate:
+        return tuning.Candidate(
+            name=backend, build=lambda: factories[backend](path, device, **dict(options)),
+            check=lambda r: None if r(x).shape[0] == 1 else "wrong batch size",
+            call=lambda r: r(x), context=light_torch_threads)
+
+    key = {"kind": "onnx", "model": tuning.file_identity(path), "input_size": meta["input_size"],
+           "precision": options.get("precision") or meta.get("precision", "fp32"),
+           "threads": threads_or_default(options.get("threads")), "cpu": cpu.cpu_identity(),
+           "versions": tuning.runtime_versions()}
+    choice = tuning.choose([candidate(b) for b in backends], key)
+    runner = choice.runner
+    runner.auto_choice = {"choice": choice.name, "cached": choice.cached,  # type: ignore[union-attr]
+                          "median_ms": choice.median_ms}
+    return runner
 
 
 def _ort_factory(path: Path, device: str, **options: Any) -> Runner:
