@@ -203,17 +203,9 @@ def _suggest(key: str, fields: Mapping[str, Any] | Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-#: Settings with a closed set of values.
-CHOICES = {
-    "optimizer": ("sgd", "adamw"), "lr_schedule": ("step", "cosine"),
-    "normalization": ("torchvision", "caffe"),
-    "data_format": ("auto", "kitti", "coco", "voc", "yolo"),
-}
-
-
 def _value_problems(cfg: TrainConfig) -> list[str]:
-    """What :meth:`TrainConfig.__post_init__` checks beyond its own list: every number finite,
-    the ranges of the remaining settings, the closed choices."""
+    """What :meth:`TrainConfig.__post_init__` checks beyond its own list: every number finite
+    (a setting added later included), the ranges and choices of the remaining settings."""
     import math
 
     problems = []
@@ -224,7 +216,7 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
             problems.append(f"{f.name} must be a finite number (got {value})")
     if problems:  # the range checks below would only repeat them
         return problems
-    if cfg.normalization not in CHOICES["normalization"]:
+    if cfg.normalization not in ("torchvision", "caffe"):
         problems.append(f"normalization must be 'torchvision' or 'caffe' "
                         f"(got {cfg.normalization!r})")
     if not 0 < cfg.lr_decay <= 1:
