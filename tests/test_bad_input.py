@@ -664,7 +664,10 @@ def _(t, w):
 
 @case("train-resume-without-run", "train")
 def _(t, w):
-    return ["train", "--resume", str(t / "nothing")], [str(t / "nothing" / "last.pt"), "not found"]
+    # the run folder is named with what is missing there (issue 18: a folder with config.yaml alone
+    # is started from it)
+    return ["train", "--resume", str(t / "nothing")], [f"{t / 'nothing'}: nothing to resume",
+                                                       "no last.pt or config.yaml"]
 
 
 @case("train-resume-corrupt-checkpoint", "train")
@@ -1084,6 +1087,56 @@ def _(t, w):
 
 def export(weights: Path, *extra: str) -> list[str]:
     return ["export", "--weights", str(weights), "--format", "torchscript", *extra]
+
+
+def import_weights(*args: object) -> list[str]:
+    return ["import-weights", *(str(a) for a in args)]
+
+
+@case("import-weights-file-missing", "import-weights")
+def _(t, w):
+    return import_weights("--from", "pytorch-port", t / "none.pth", "--out", t / "m.pt"), [
+        str(t / "none.pth")]
+
+
+@case("import-weights-pth-garbage", "import-weights")
+def _(t, w):
+    (t / "port.pth").write_bytes(b"not a torch file")
+    return import_weights("--from", "pytorch-port", t / "port.pth", "--out", t / "m.pt"), [
+        str(t / "port.pth")]
+
+
+@case("import-weights-pth-wrong-tensors", "import-weights")
+def _(t, w):
+    import torch
+
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, t / "port.pth")
+    return import_weights("--from", "pytorch-port", t / "port.pth", "--out", t / "m.pt"), [
+        str(t / "port.pth")]
+
+
+@case("import-weights-tf-folder-without-index", "import-weights")
+def _(t, w):
+    (t / "ckpt").mkdir()
+    return import_weights("--from", "original", t / "ckpt", "--out", t / "m.pt"), [str(t / "ckpt")]
+
+
+@case("import-weights-bad-input-size", "import-weights")
+def _(t, w):
+    return import_weights("--from", "original", t / "x", "--out", t / "m.pt", "--input-size",
+                          "big"), ["--input-size"]
+
+
+@case("import-weights-out-below-a-file", "import-weights")
+def _(t, w):
+    (t / "f").write_text("x")
+    return import_weights("--from", "original", t / "x", "--out", t / "f" / "m.pt"), [
+        "--out", "is a file"]
+
+
+@case("import-weights-unknown-source", "import-weights")
+def _(t, w):
+    return import_weights("--from", "caffe", t / "x", "--out", t / "m.pt"), ["--from"]
 
 
 @case("export-weights-missing", "export")

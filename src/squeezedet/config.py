@@ -216,9 +216,6 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
             problems.append(f"{f.name} must be a finite number (got {value})")
     if problems:  # the range checks below would only repeat them
         return problems
-    if cfg.normalization not in ("torchvision", "caffe"):
-        problems.append(f"normalization must be 'torchvision' or 'caffe' "
-                        f"(got {cfg.normalization!r})")
     if not 0 < cfg.lr_decay <= 1:
         problems.append(f"lr_decay must be in (0, 1] (got {cfg.lr_decay})")
     if not 0 <= cfg.momentum < 1:

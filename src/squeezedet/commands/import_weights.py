@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, check_output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from squeezedet.interop import import_weights
 
+    check_output_file(args.out, "--out")
     size = None
     if args.input_size:
         try:
