@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("benchmark", "measure inference latency per backend and precision"),
     "anchors": ("anchors", "k-means anchor shapes for a data set"),
     "convert": ("convert", "convert a data set between KITTI, COCO, VOC and YOLO formats"),
+    "compress": ("compress", "prune, weight-share and entropy-code a checkpoint into a .sqz file"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Deployment: pre-processing, runners, export, quantisation, parity, energy."""
