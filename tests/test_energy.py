@@ -232,3 +232,23 @@ def test_activation_peak_frees_dead_tensors():
     assert act.written_bytes == 5 * one and act.read_bytes == 5 * one
     # the caller's input stays alive; inside, at most the previous result and the new one
     assert act.peak_bytes == 3 * one
+
+
+def test_design_point_figures_agree_with_their_sources():
+    from squeezedet.deployment.design_space import design_point, format_table
+
+    p = design_point("squeezedet", input_size=(128, 64), compressed=False)
+    assert p.params == 2_082_120 and p.fp32_bytes == 4 * p.params and p.int8_bytes == p.params
+    assert p.compressed_bytes is None
+    # activations: the first conv writes 64 channels at 64x32, then ReLUs it in place
+    assert p.activation_written_bytes > 2 * 64 * 32 * 64 * 4
+    assert p.activation_peak_bytes >= 3 * 64 * 128 * 4 + 64 * 32 * 64 * 4
+    assert p.dram_bytes_estimate > p.fp32_bytes + p.activation_written_bytes
+    assert p.energy_fp32_estimate == pytest.approx(
+        estimate_joules_per_image(p.gflops, p.dram_bytes_estimate, "fp32"))
+    assert p.energy_int8_estimate < p.energy_fp32_estimate / 4
+    text = format_table([p])
+    assert "(est.)" in text and "Horowitz" in text and "squeezedet" in text
+    js = p.to_json()
+    assert js["energy_j_per_image"]["estimated"] is True
+    assert js["energy_j_per_image"]["method"] == "estimate"

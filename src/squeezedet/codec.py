@@ -4,7 +4,8 @@ After Deep Compression (Han, Mao, Dally, ICLR 2016): each large weight tensor is
 
 - the **positions** of its non-zero entries: a bitmap, or the run lengths of zeros before each
   non-zero entry (one byte per run; the token 255 means "255 zeros and no entry", so long gaps
-  cost extra tokens), whichever the entropy coder shrinks more;
+  cost extra tokens), whichever the entropy coder shrinks more (run lengths are tried only for
+  sparse tensors, :data:`RUNS_DENSITY`);
 - a **codebook** of at most ``2^bits`` float32 values, sorted ascending: the centroids of a
   one-dimensional k-means over the non-zero values (initialised evenly over their range, the
   initialisation Han et al. found best; an empty cluster is moved to the value quantised worst),
@@ -46,7 +47,8 @@ ENTROPY_CODERS = ("lzma", "zlib", "none")
 _STREAMS = ("masks", "indices", "values")
 _FILL = 255  # run-length token: 255 zeros, no entry
 _HEADER_TAG = {"lzma": b"L", "zlib": b"Z", "none": b"J"}  # first header byte: how it is coded
-_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]  # 9 and "extreme": same sizes here, slower
+RUNS_DENSITY = 0.25  # positions="auto" tries run lengths below this share of non-zero entries
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ class CodecSettings:
         bits: index width, 1–8: at most ``2^bits`` distinct non-zero values per tensor.
         quantizer: ``"kmeans"`` (weight sharing) or ``"uniform"`` (evenly spaced levels).
         entropy: ``"lzma"``, ``"zlib"`` or ``"none"``.
-        positions: ``"auto"`` (the smaller after coding), ``"bitmap"`` or ``"runs"``.
+        positions: ``"auto"`` (the bitmap, or with fewer than :data:`RUNS_DENSITY` non-zero
+            entries whichever of the two is smaller after coding), ``"bitmap"`` or ``"runs"``.
         min_numel: floating-point tensors with at least two dimensions and at least this many
             elements are quantised; the rest (biases, small tensors) are stored exactly.
         kmeans_iters: Lloyd iterations at most.
@@ -89,31 +92,39 @@ class CodecSettings:
 def kmeans_1d(values: np.ndarray, k: int, iters: int = 30) -> np.ndarray:
     """Sorted float32 centroids (at most ``k``) of a one-dimensional k-means over ``values``.
 
-    Initialised evenly between the minimum and maximum; Lloyd iterations until no assignment
-    changes (at most ``iters``); an empty cluster is moved to the value with the largest error.
-    With ``k`` or fewer distinct values, the distinct values themselves.
+    Initialised evenly between the minimum and maximum; Lloyd iterations until the centroids stop
+    moving (at most ``iters``). In one dimension each cluster is an interval of the sorted values,
+    so an iteration costs ``O(k log n)`` with prefix sums. An empty cluster is moved into the
+    cluster with the largest squared error (at the upper quartile of its values). With ``k`` or
+    fewer distinct values, the distinct values themselves.
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    distinct = np.unique(v)
-    if distinct.size <= k:
-        return distinct.astype(np.float32)
-    c = np.linspace(v.min(), v.max(), k)
-    assign = None
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    n = v.size
+    if n == 0:
+        return np.zeros(0, np.float32)
+    if np.count_nonzero(np.diff(v)) + 1 <= k:
+        return np.unique(v).astype(np.float32)
+    csum = np.concatenate(([0.0], np.cumsum(v)))
+    csq = np.concatenate(([0.0], np.cumsum(v * v)))
+    c = np.linspace(v[0], v[-1], k)
     for _ in range(iters):
-        new = _nearest(v, c)
-        counts = np.bincount(new, minlength=k)
-        sums = np.bincount(new, weights=v, minlength=k)
-        filled = counts > 0
-        c = np.where(filled, sums / np.maximum(counts, 1), c)
-        empty = np.flatnonzero(~filled)
+        # cluster j holds the sorted values [cuts[j], cuts[j + 1])
+        cuts = np.concatenate(([0], np.searchsorted(v, (c[1:] + c[:-1]) / 2, side="right"), [n]))
+        lo, hi = cuts[:-1], cuts[1:]
+        counts = hi - lo
+        sums = csum[hi] - csum[lo]
+        new = np.where(counts > 0, sums / np.maximum(counts, 1), c)
+        empty = np.flatnonzero(counts == 0)
         if empty.size:
-            err = np.abs(v - c[new])
-            worst = np.argsort(err)[::-1][: empty.size]
-            c[empty] = v[worst]
-        c = np.sort(c)
-        if assign is not None and np.array_equal(new, assign) and not empty.size:
+            sse = (csq[hi] - csq[lo]) - sums * sums / np.maximum(counts, 1)
+            for j in empty:
+                worst = int(np.argmax(sse))
+                new[j] = v[lo[worst] + 3 * (counts[worst] - 1) // 4]
+                sse[worst] = -1.0
+        new = np.sort(new)
+        if np.array_equal(new, c):
             break
-        assign = new
+        c = new
     return np.unique(c.astype(np.float32))
 
 
@@ -290,7 +301,11 @@ def encode_state_dict(state: dict[str, torch.Tensor], settings: CodecSettings,
                  else all_idx.tobytes())
     common = {"indices": _compress(idx_bytes, settings.entropy),
               "values": _compress(b"".join(values), settings.entropy)}
-    modes = ("bitmap", "runs") if settings.positions == "auto" else (settings.positions,)
+    modes: tuple[str, ...] = (settings.positions,)
+    if settings.positions == "auto":
+        # run lengths cost a token per entry: they can beat the bitmap only when entries are rare
+        nnz, numel = sum(int(m.sum()) for m in masks), sum(m.size for m in masks)
+        modes = ("bitmap", "runs") if nnz < RUNS_DENSITY * numel else ("bitmap",)
     best: tuple[bytes, EncodedSize] | None = None
     for mode in modes:
         encoded = [np.packbits(m, bitorder="little").tobytes() if mode == "bitmap"

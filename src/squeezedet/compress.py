@@ -100,18 +100,24 @@ def prunable(state: dict[str, torch.Tensor], min_numel: int = 1024) -> list[str]
 
 def magnitude_masks(state: dict[str, torch.Tensor], sparsity: float,
                     names: Iterable[str]) -> dict[str, torch.Tensor]:
-    """For each tensor in ``names``, a bool mask keeping all but its ``round(sparsity · n)``
-    smallest-magnitude entries (ties broken by position)."""
+    """For each tensor in ``names``, a bool mask (in the tensor's memory layout) keeping all but
+    its ``round(sparsity · n)`` smallest-magnitude entries; among equal magnitudes at the
+    threshold the earliest (in C order) are dropped first."""
     masks = {}
     for name in names:
         t = state[name].detach()
         n = t.numel()
         drop = int(round(sparsity * n))
-        mask = torch.ones(n, dtype=torch.bool, device=t.device)
+        flat = t.abs().flatten().float()
+        keep = torch.ones(n, dtype=torch.bool, device=t.device)
         if drop > 0:
-            order = torch.argsort(t.abs().flatten().float(), stable=True)
-            mask[order[:drop]] = False
-        masks[name] = mask.view(t.shape)
+            threshold = flat.kthvalue(drop).values
+            keep = flat > threshold
+            missing = n - drop - int(keep.sum())  # entries at the threshold that stay
+            if missing > 0:
+                ties = torch.nonzero(flat == threshold).flatten()
+                keep[ties[ties.numel() - missing:]] = True
+        masks[name] = torch.empty_like(t, dtype=torch.bool).copy_(keep.view(t.shape))
     return masks
 
 
@@ -119,7 +125,7 @@ def magnitude_masks(state: dict[str, torch.Tensor], sparsity: float,
 def apply_masks(tensors: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
     """Zero the masked-out entries of ``tensors`` in place."""
     for name, mask in masks.items():
-        tensors[name].mul_(mask.to(tensors[name].device))
+        tensors[name].mul_(mask)
 
 
 def sparsity_of(state: dict[str, torch.Tensor], names: Iterable[str]) -> float:

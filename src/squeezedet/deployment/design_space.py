@@ -96,9 +96,16 @@ def design_point(name: str, input_size: tuple[int, int] | None = None, num_class
     )
 
 
+#: the paper's order first, then any other registered model
+PAPER_ORDER = ("squeezedet", "squeezedet_plus", "vgg16_convdet", "resnet50_convdet")
+
+
 def design_space(models: Sequence[str] | None = None, **kwargs: object) -> list[DesignPoint]:
     """:func:`design_point` of every registered model (or of ``models``) at its default size."""
-    return [design_point(name, **kwargs) for name in (models or list_models())]  # type: ignore[arg-type]
+    if models is None:
+        known = list_models()
+        models = [m for m in PAPER_ORDER if m in known] + [m for m in known if m not in PAPER_ORDER]
+    return [design_point(name, **kwargs) for name in models]  # type: ignore[arg-type]
 
 
 def format_table(points: Sequence[DesignPoint]) -> str:
