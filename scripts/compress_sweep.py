@@ -42,7 +42,8 @@ def main() -> int:
     print(f"uncompressed: mAP_R40 {base[0]:.2f}, mAP_R11 {base[1]:.2f} "
           f"({Path(args.weights).stat().st_size / 2**20:.2f} MB file; {time.monotonic() - t0:.0f} s)",
           flush=True)
-    rows = [{"sparsity": 0.0, "bits": 32, "bytes": None, "map_r40": base[0], "map_r11": base[1]}]
+    rows: list[dict[str, object]] = [
+        {"sparsity": 0.0, "bits": 32, "bytes": None, "map_r40": base[0], "map_r11": base[1]}]
     for s in (float(v) for v in args.sparsity.split(",")):
         t0 = time.monotonic()
         settings = CompressSettings(sparsity=s, steps=args.steps, lr=args.lr, quantizer=args.quantizer)

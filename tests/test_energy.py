@@ -252,3 +252,16 @@ def test_design_point_figures_agree_with_their_sources():
     js = p.to_json()
     assert js["energy_j_per_image"]["estimated"] is True
     assert js["energy_j_per_image"]["method"] == "estimate"
+
+
+def test_estimate_with_a_known_latency_runs_nothing():
+    def run_once():
+        raise AssertionError("not run: the latency is given")
+
+    cost = ModelCost(gflops=10.0, dram_bytes_fp32=400_000_000)
+    r = measure_energy(run_once, batch=8, meter=None, estimate=cost, precision="int8",
+                       seconds_per_batch=0.5)
+    # 5e9 MACs * 0.3 pJ + 1e8 B * 160 pJ = 1.5 mJ + 16 mJ per image; 8 images per 0.5 s
+    assert r.joules_per_image == pytest.approx(17.5e-3)
+    assert r.mean_watts == pytest.approx(17.5e-3 * 16)
+    assert r.estimated and r.method == "estimate" and r.images == 8

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def prunable(state: dict[str, torch.Tensor], min_numel: int = 1024) -> list[str]
             if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel]
 
 
-def magnitude_masks(state: dict[str, torch.Tensor], sparsity: float,
+def magnitude_masks(state: Mapping[str, torch.Tensor], sparsity: float,
                     names: Iterable[str]) -> dict[str, torch.Tensor]:
     """For each tensor in ``names``, a bool mask (in the tensor's memory layout) keeping all but
     its ``round(sparsity · n)`` smallest-magnitude entries; among equal magnitudes at the
@@ -122,7 +122,7 @@ def magnitude_masks(state: dict[str, torch.Tensor], sparsity: float,
 
 
 @torch.no_grad()
-def apply_masks(tensors: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+def apply_masks(tensors: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> None:
     """Zero the masked-out entries of ``tensors`` in place."""
     for name, mask in masks.items():
         tensors[name].mul_(mask)

@@ -293,6 +293,7 @@ def measure_energy(
     min_seconds: float = 3.0,
     min_runs: int = 3,
     idle_seconds: float = 2.0,
+    seconds_per_batch: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
 ) -> EnergyResult:
@@ -304,8 +305,9 @@ def measure_energy(
     subtracted. On a GPU, ``run_once`` must wait for its work to finish (``torch.cuda.synchronize``).
 
     With no counter (``meter=None``, or none found), the estimate of ``estimate`` at ``precision``
-    (see the module docstring), the watts from it and ``run_once``'s measured time; with neither,
-    :class:`EnergyUnavailable`.
+    (see the module docstring), the watts from it and ``run_once``'s measured time — or
+    ``seconds_per_batch`` when given (a latency already measured; ``run_once`` is then not run);
+    with neither a counter nor an estimate, :class:`EnergyUnavailable`.
     """
     if batch < 1:
         raise SqueezeDetError(f"batch must be at least 1, got {batch}")
@@ -316,6 +318,14 @@ def measure_energy(
         raise SqueezeDetError(f"meter must be 'auto', None or a Meter, not {meter!r}")
     if meter is None and estimate is None:
         raise EnergyUnavailable(f"{why}; and no model cost was given to estimate from")
+
+    if meter is None and seconds_per_batch is not None:
+        assert estimate is not None
+        per_image = estimate.joules_per_image(precision)
+        return EnergyResult(
+            joules_per_image=per_image, mean_watts=per_image * batch / max(seconds_per_batch, 1e-9),
+            method="estimate", estimated=True, gross_joules_per_image=per_image, idle_watts=None,
+            seconds=seconds_per_batch, images=batch, source=_estimate_source(why))
 
     idle_watts = None
     if meter is not None and idle_seconds > 0:
@@ -340,7 +350,7 @@ def measure_energy(
         return EnergyResult(
             joules_per_image=per_image, mean_watts=per_image * images / max(seconds, 1e-9),
             method="estimate", estimated=True, gross_joules_per_image=per_image, idle_watts=None,
-            seconds=seconds, images=images, source=f"{ESTIMATE_SOURCE} ({why})" if why else ESTIMATE_SOURCE,
+            seconds=seconds, images=images, source=_estimate_source(why),
         )
     total = meter.joules(before, after)
     net = total - (idle_watts or 0.0) * seconds
@@ -351,3 +361,7 @@ def measure_energy(
         source=f"{meter.description}, idle {idle_watts:.1f} W subtracted"
         if idle_watts is not None and math.isfinite(idle_watts) else meter.description,
     )
+
+
+def _estimate_source(why: str) -> str:
+    return f"{ESTIMATE_SOURCE} ({why})" if why else ESTIMATE_SOURCE
