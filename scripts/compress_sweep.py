@@ -20,7 +20,13 @@ from pathlib import Path
 
 from squeezedet import codec
 from squeezedet.checkpoint import load_checkpoint
-from squeezedet.compress import CompressSettings, compress_state, encode_checkpoint, validation_map
+from squeezedet.compress import (
+    CompressSettings,
+    compress_state,
+    encode_checkpoint,
+    finetune_shared,
+    validation_map,
+)
 
 
 def main() -> int:
@@ -31,6 +37,8 @@ def main() -> int:
     ap.add_argument("--bits", default="4,5,6")
     ap.add_argument("--quantizer", default="kmeans", choices=("kmeans", "uniform"))
     ap.add_argument("--steps", type=int, default=600, help="fine-tuning steps per sparsity")
+    ap.add_argument("--share-steps", type=int, default=0,
+                    help="fine-tuning steps of the shared values, per bit width")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--save", metavar="DIR", help="also write each .sqz file here")
     ap.add_argument("--json", metavar="OUT", help="write the rows as JSON")
@@ -55,9 +63,12 @@ def main() -> int:
         rows.append({"sparsity": s, "bits": 32, "bytes": None, "map_r40": pruned_map[0],
                      "map_r11": pruned_map[1], "steps": args.steps})
         for b in (int(v) for v in args.bits.split(",")):
-            bit_settings = CompressSettings(sparsity=s, bits=b, steps=args.steps,
-                                            quantizer=args.quantizer)
-            data, size = encode_checkpoint(ckpt, state, bit_settings)
+            bit_settings = CompressSettings(sparsity=s, bits=b, steps=args.steps, lr=args.lr,
+                                            share_steps=args.share_steps, quantizer=args.quantizer)
+            shared = state
+            if args.share_steps:
+                shared = finetune_shared(ckpt, state, args.data, bit_settings, progress=False)
+            data, size = encode_checkpoint(ckpt, shared, bit_settings)
             if args.save:
                 Path(args.save).mkdir(parents=True, exist_ok=True)
                 (Path(args.save) / f"s{s:.2f}_b{b}.sqz").write_bytes(data)
@@ -68,7 +79,8 @@ def main() -> int:
                   f"mAP_R40 {m[0]:.2f} ({m[0] - base[0]:+.2f}), mAP_R11 {m[1]:.2f} "
                   f"({m[1] - base[1]:+.2f})", flush=True)
             rows.append({"sparsity": s, "bits": b, "bytes": len(data), "map_r40": m[0],
-                         "map_r11": m[1], "steps": args.steps, "size": size.to_json()})
+                         "map_r11": m[1], "steps": args.steps, "share_steps": args.share_steps,
+                         "size": size.to_json()})
     if args.json:
         Path(args.json).write_text(json.dumps({"weights": str(args.weights), "rows": rows}, indent=2))
     return 0

@@ -219,3 +219,21 @@ def test_compress_cli(tmp_path, capsys):
     assert main(["compress", "--weights", str(path), "--out", str(out), "--sparsity", "1.5"]) == 2
     assert main(["compress", "--weights", str(path), "--out", str(out), "--steps", "5"]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~8 s of CPU: training steps
+def test_trained_weight_sharing_keeps_shared_values_and_zeros(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    root = make_tiny_kitti(tmp_path / "data", n=4, size=SIZE)
+    settings = CompressSettings(sparsity=0.6, bits=3, share_steps=2, entropy="zlib")
+    result = compress_checkpoint(path, tmp_path / "s.sqz", settings, data_root=root, progress=False)
+    state = load_checkpoint(result.path)["model"]
+    pruned = prune_state_dict(load_checkpoint(path)["model"], 0.6)
+    moved = False
+    for name in prunable(state):
+        values = torch.unique(state[name][state[name] != 0])
+        assert values.numel() <= 8, name                               # 2^3 shared values
+        assert torch.equal(state[name] == 0, pruned[name] == 0), name  # zeros stay where they were
+        one_shot = codec.quantize_state_dict({name: pruned[name]}, settings.codec_settings())[name]
+        moved |= not torch.equal(state[name], one_shot)
+    assert moved  # training moved the shared values

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,9 @@ class CompressSettings:
         sparsity: share of each pruned tensor's weights set to zero, in [0, 1).
         bits: codebook size ``2^bits`` per tensor, 1–8.
         quantizer: ``"kmeans"`` (weight sharing) or ``"uniform"``.
-        steps: fine-tuning steps (0: prune once, no training data needed).
+        steps: fine-tuning steps while pruning (0: prune once, no training data needed).
+        share_steps: fine-tuning steps of the shared values after pruning (trained weight
+            sharing; k-means only).
         lr: peak fine-tuning learning rate (default: a tenth of the checkpoint's).
         batch_size: fine-tuning batch (default: the checkpoint's).
         ramp: share of the steps over which the sparsity rises to its target.
@@ -66,6 +68,7 @@ class CompressSettings:
     bits: int = 5
     quantizer: str = "kmeans"
     steps: int = 0
+    share_steps: int = 0
     lr: float | None = None
     batch_size: int | None = None
     ramp: float = 0.5
@@ -75,8 +78,8 @@ class CompressSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
             raise SqueezeDetError(f"sparsity must be in [0, 1), got {self.sparsity}")
-        if self.steps < 0:
-            raise SqueezeDetError(f"steps cannot be negative, got {self.steps}")
+        if self.steps < 0 or self.share_steps < 0:
+            raise SqueezeDetError("fine-tuning steps cannot be negative")
         if not 0.0 < self.ramp <= 1.0:
             raise SqueezeDetError(f"ramp must be in (0, 1], got {self.ramp}")
         if self.lr is not None and self.lr <= 0:
@@ -154,11 +157,17 @@ def ramp_sparsity(step: int, ramp_steps: int, target: float) -> float:
 # --- fine-tuning -------------------------------------------------------------------------------
 
 
-def finetune_pruned(ckpt: dict[str, Any], data_root: str | Path, settings: CompressSettings,
-                    progress: bool = True) -> dict[str, torch.Tensor]:
-    """Prune ``ckpt``'s weights gradually while training them on ``data_root``'s training split;
-    the pruned state dict (the moving average of the weights when the run used one)."""
-    cfg = _finetune_config(ckpt, settings)
+#: called with the step, the trained parameters and the moving average's parameters (empty
+#: when the run keeps no average), by name
+Hook = Callable[[int, dict[str, torch.Tensor], dict[str, torch.Tensor]], None]
+
+
+def _finetune(ckpt: dict[str, Any], data_root: str | Path, cfg: TrainConfig, steps: int,
+              before: Hook, after: Hook, progress: bool, desc: str) -> dict[str, torch.Tensor]:
+    """``steps`` training steps of ``ckpt``'s model on ``data_root`` with the training code's
+    :func:`~squeezedet.engine.train_step`; ``before`` runs before each step, ``after`` after it
+    (and after the moving average's update). Returns the final state dict (the moving average's
+    when the run used one)."""
     device = resolve_device(cfg.device)
     train_ds, _ = build_datasets(cfg, data_root, need_val=False)
     if len(train_ds) == 0:
@@ -174,69 +183,123 @@ def finetune_pruned(ckpt: dict[str, Any], data_root: str | Path, settings: Compr
     model = model.to(device)
     if device.type == "cpu":
         model = with_memory_format(model, torch.channels_last)
-    params = dict(model.named_parameters())
-    names = prunable(model.state_dict(), settings.min_numel)
+    params: dict[str, torch.Tensor] = dict(model.named_parameters())
     optimizer = make_optimizer(model, cfg)
     loss_fn = loss_from_config(cfg)
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    ema_params = dict(ema.model.named_parameters()) if ema is not None else {}
-    ramp_steps = max(1, int(settings.ramp * settings.steps))
-    stage = max(1, ramp_steps // 20)
-    total = settings.steps
-    masks: dict[str, torch.Tensor] = {}
-    target = -1.0
+    ema_params: dict[str, torch.Tensor] = dict(ema.model.named_parameters()) if ema is not None else {}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="fine-tuning", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True)
     step, epoch = 0, 0
     t0 = time.monotonic()
-    while step < total:
+    while step < steps:
         train_ds.set_epoch(epoch)
         batches = _epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
         loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=collate, generator=torch.Generator().manual_seed(epoch))
         for images, targets in loader:
-            s = ramp_sparsity(step, ramp_steps, settings.sparsity)
-            # tighten the masks in 20 stages as the sparsity rises (sorting every step would cost
-            # as much as the step)
-            if step == 0 or (s > target and step % stage == 0) or (step >= ramp_steps and s > target):
-                target = s
-                masks = magnitude_masks(params, s, names)
-                apply_masks(params, masks)
-                if ema is not None:
-                    apply_masks(ema_params, masks)
+            before(step, params, ema_params)
             stats = train_step(model, images, targets, loss_fn, optimizer, cfg, step, device,
-                               progress=step / total)
-            apply_masks(params, masks)
-            step += 1
+                               progress=step / steps)
             if ema is not None:
-                ema.update(model, step)
-                apply_masks(ema_params, masks)
+                ema.update(model, step + 1)
+            after(step, params, ema_params)
+            step += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss_total']:.3f}", sparsity=f"{target:.2f}")
-            if step >= total:
+                bar.set_postfix(loss=f"{stats['loss_total']:.3f}")
+            if step >= steps:
                 break
         epoch += 1
     if bar is not None:
         bar.close()
-    log.info("fine-tuned %d steps in %.0f s", total, time.monotonic() - t0)
+    log.info("%s: %d steps in %.0f s", desc, steps, time.monotonic() - t0)
     final = ema.model if ema is not None else model
-    state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
-    # the last tightening may fall a step short of the target: hold it exactly
+    return {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
+
+
+def finetune_pruned(ckpt: dict[str, Any], data_root: str | Path, settings: CompressSettings,
+                    progress: bool = True) -> dict[str, torch.Tensor]:
+    """Prune ``ckpt``'s weights gradually while training them on ``data_root``'s training split;
+    the pruned state dict (the moving average of the weights when the run used one)."""
+    cfg = _finetune_config(ckpt, settings, settings.steps)
+    names = prunable(ckpt["model"], settings.min_numel)
+    ramp_steps = max(1, int(settings.ramp * settings.steps))
+    stage = max(1, ramp_steps // 20)
+    masks: dict[str, torch.Tensor] = {}
+    target = -1.0
+
+    def before(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
+        nonlocal masks, target
+        s = ramp_sparsity(step, ramp_steps, settings.sparsity)
+        # tighten the masks in 20 stages as the sparsity rises (sorting every step would cost as
+        # much as the step), from the trained weights; the moving average follows them
+        if step == 0 or (s > target and (step % stage == 0 or step >= ramp_steps)):
+            target = s
+            masks = magnitude_masks(params, s, names)
+            apply_masks(params, masks)
+            apply_masks(ema_params, masks)
+
+    def after(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
+        apply_masks(params, masks)
+        apply_masks(ema_params, masks)
+
+    state = _finetune(ckpt, data_root, cfg, settings.steps, before, after, progress, "pruning")
+    # hold the target exactly even if the last tightening came a step short of it
     apply_masks(state, magnitude_masks(state, settings.sparsity, names))
     return state
 
 
-def _finetune_config(ckpt: dict[str, Any], settings: CompressSettings) -> TrainConfig:
+def finetune_shared(ckpt: dict[str, Any], state: dict[str, torch.Tensor], data_root: str | Path,
+                    settings: CompressSettings, progress: bool = True) -> dict[str, torch.Tensor]:
+    """Trained weight sharing (Deep Compression's stage 2): quantise ``state``'s pruned kernels
+    to ``2^bits`` k-means values each, then train for ``settings.share_steps`` with the cluster
+    of every weight fixed: after each step each cluster's weights are replaced by their mean (the
+    centroid moves by the mean update of its weights; zeros stay zero). Returns weights with at
+    most ``2^bits`` distinct non-zero values per kernel, which the codec stores exactly."""
+    cfg = _finetune_config(ckpt, settings, settings.share_steps)
+    names = prunable(state, settings.min_numel)
+    clusters: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
+    for name in names:
+        mask, codebook, idx = codec.quantize_tensor(state[name], settings.bits, settings.quantizer)
+        positions = torch.from_numpy(mask).nonzero().flatten()
+        clusters[name] = (positions, torch.from_numpy(idx.astype("int64")), int(codebook.size))
+
+    @torch.no_grad()
+    def share(params: dict[str, torch.Tensor]) -> None:
+        for name, (positions, idx, k) in clusters.items():
+            p = params[name]
+            values = p.detach().flatten()[positions].double()
+            sums = torch.zeros(k, dtype=torch.float64).index_add_(0, idx, values)
+            counts = torch.bincount(idx, minlength=k).clamp_min(1)
+            full = torch.zeros(p.numel(), dtype=p.dtype)
+            full[positions] = (sums / counts).to(p.dtype)[idx]
+            p.copy_(full.view(p.shape))
+
+    def before(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
+        if step == 0:
+            share(params)
+            share(ema_params)
+
+    def after(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
+        share(params)
+        share(ema_params)
+
+    start = {**ckpt, "model": state}
+    return _finetune(start, data_root, cfg, settings.share_steps, before, after, progress,
+                     "weight sharing")
+
+
+def _finetune_config(ckpt: dict[str, Any], settings: CompressSettings, steps: int) -> TrainConfig:
     if not isinstance(ckpt.get("config"), dict):
         raise SqueezeDetError("the checkpoint holds no training configuration, needed to "
                               "fine-tune; compress with --steps 0")
     base = TrainConfig.from_dict(ckpt["config"], "checkpoint configuration")
     return replace(base, lr=settings.lr or base.lr / 10, lr_schedule="cosine", warmup_steps=0,
-                   steps=settings.steps, epochs=None, time_limit_min=None,
+                   steps=steps, epochs=None, time_limit_min=None,
                    batch_size=settings.batch_size or base.batch_size)
 
 
@@ -273,12 +336,17 @@ def compress_state(ckpt: dict[str, Any], settings: CompressSettings,
     """Pruned (and, with ``settings.steps``, fine-tuned) weights of ``ckpt`` and their sparsity
     over the pruned tensors. Not yet weight-shared: :func:`encode_checkpoint` does that."""
     state = {k: v.detach().cpu() for k, v in ckpt["model"].items()}
+    if (settings.steps > 0 or settings.share_steps > 0) and data_root is None:
+        raise SqueezeDetError("fine-tuning (--steps or --share-steps > 0) needs the training data: "
+                              "give --data ROOT")
     if settings.steps > 0:
-        if data_root is None:
-            raise SqueezeDetError("fine-tuning (--steps > 0) needs the training data: give --data ROOT")
+        assert data_root is not None
         state = finetune_pruned(ckpt, data_root, settings, progress)
     else:
         state = prune_state_dict(state, settings.sparsity, settings.min_numel)
+    if settings.share_steps > 0:
+        assert data_root is not None
+        state = finetune_shared(ckpt, state, data_root, settings, progress)
     return state, sparsity_of(state, prunable(state, settings.min_numel))
 
 

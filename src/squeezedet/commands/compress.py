@@ -7,7 +7,7 @@ Without --data the weights are pruned once, without fine-tuning (fast, loses mor
 Examples:
   squeezedet compress --weights runs/demo/train/best.pt --out runs/demo/model.sqz
   squeezedet compress --weights runs/demo/train/best.pt --sparsity 0.7 --bits 5 \\
-      --data runs/demo/data --steps 1000 --evaluate --out runs/demo/model.sqz
+      --data runs/demo/data --steps 1000 --share-steps 200 --evaluate --out runs/demo/model.sqz
   squeezedet predict --weights runs/demo/model.sqz --source photos/ --out out/
 """
 
@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the training data, to fine-tune while pruning (its training split)")
     parser.add_argument("--steps", type=int, default=None,
                         help="fine-tuning steps (default 1000 with --data, else 0)")
+    parser.add_argument("--share-steps", type=int, default=0,
+                        help="fine-tuning steps of the shared values after pruning (default 0)")
     parser.add_argument("--lr", type=float, default=None,
                         help="fine-tuning learning rate (default: a tenth of the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -51,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate and not args.data:
         raise SqueezeDetError("--evaluate needs --data ROOT (its validation split)")
     settings = CompressSettings(sparsity=args.sparsity, bits=args.bits, quantizer=args.quantizer,
-                                steps=steps, lr=args.lr, batch_size=args.batch_size,
-                                entropy=args.entropy)
+                                steps=steps, share_steps=args.share_steps, lr=args.lr,
+                                batch_size=args.batch_size, entropy=args.entropy)
     result = compress_checkpoint(args.weights, args.out, settings, args.data,
                                  progress=not args.quiet)
     report = result.to_json()
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}: {result.bytes / 2**20:.3f} MB ({result.bytes:,} bytes; "
           f"fp32 weights {result.fp32_bytes / 2**20:.2f} MB{src}; {result.ratio:.1f}x smaller)")
     print(f"  sparsity {result.sparsity:.3f}, {settings.bits}-bit {settings.quantizer}, "
-          f"{steps} fine-tuning steps; positions as {result.size.positions}: "
+          f"{steps} + {args.share_steps} fine-tuning steps; positions as {result.size.positions}: "
           f"{result.size.masks:,} B, indices {result.size.indices:,} B, "
           f"values {result.size.values:,} B, header {result.size.header:,} B")
     if args.evaluate:
