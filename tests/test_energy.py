@@ -265,3 +265,19 @@ def test_estimate_with_a_known_latency_runs_nothing():
     assert r.joules_per_image == pytest.approx(17.5e-3)
     assert r.mean_watts == pytest.approx(17.5e-3 * 16)
     assert r.estimated and r.method == "estimate" and r.images == 8
+
+
+@pytest.mark.slow  # ~35 s of CPU: builds and compresses all four models
+def test_info_all_json(capsys):
+    import json
+
+    from squeezedet.cli import main
+
+    assert main(["info", "--all", "--json"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["squeezedet"]["params"] == 2_082_120          # the paper's counts
+    assert rows["squeezedet_plus"]["params"] == 7_021_640
+    assert rows["vgg16_convdet"]["params"] == 15_046_536
+    for r in rows.values():
+        assert r["size_mb"]["compressed"] < r["size_mb"]["int8"] < r["size_mb"]["fp32"]
+        assert r["energy_j_per_image"]["estimated"] is True
