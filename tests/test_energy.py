@@ -281,3 +281,14 @@ def test_info_all_json(capsys):
     for r in rows.values():
         assert r["size_mb"]["compressed"] < r["size_mb"]["int8"] < r["size_mb"]["fp32"]
         assert r["energy_j_per_image"]["estimated"] is True
+
+
+def test_weights_are_read_once_per_batch_in_the_estimate():
+    from squeezedet.deployment.energy import model_cost
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 1))
+    cost = model_cost(net, (5, 4))
+    assert (cost.gflops, cost.dram_bytes_fp32, cost.weight_bytes_fp32) == (4640e-9, 2168, 488)
+    # batch 4: the 488 weight bytes are shared by 4 images: 2168 - 488 + 122 = 1802 B per image
+    assert cost.joules_per_image("fp32", batch=4) == pytest.approx((2320 * 4.6 + 1802 * 160) * 1e-12)
+    assert cost.joules_per_image("fp32", batch=1) == pytest.approx(357_552e-12)

@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from squeezedet.errors import SqueezeDetError, require
+from squeezedet.models.memory import activation_profile
+from squeezedet.models.profile import count_flops
 
 #: where the kernel exposes RAPL counters
 POWERCAP_ROOT = Path("/sys/class/powercap")
@@ -233,22 +235,25 @@ def estimate_joules_per_image(gflops: float, dram_bytes_fp32: float,
 
 @dataclass(frozen=True)
 class ModelCost:
-    """What the estimate needs of a model at one input size."""
+    """What the estimate needs of a model at one input size: GFLOPs of one image, its DRAM
+    traffic at batch 1 counted at fp32, and the part of that which is reading the weights (read
+    once per batch, so shared by the images of a batch)."""
 
     gflops: float
     dram_bytes_fp32: int
+    weight_bytes_fp32: int = 0
 
-    def joules_per_image(self, precision: str = "fp32") -> float:
-        return estimate_joules_per_image(self.gflops, self.dram_bytes_fp32, precision)
+    def joules_per_image(self, precision: str = "fp32", batch: int = 1) -> float:
+        """Estimated joules per image at ``precision`` in batches of ``batch``."""
+        shared = self.weight_bytes_fp32 * (1 - 1 / max(batch, 1))
+        return estimate_joules_per_image(self.gflops, self.dram_bytes_fp32 - shared, precision)
 
 
 def model_cost(model: Any, input_size: tuple[int, int] | None = None) -> ModelCost:
-    """GFLOPs and estimated fp32 DRAM traffic of one forward pass of a :class:`SqueezeDet`."""
-    from squeezedet.models.memory import activation_profile
-    from squeezedet.models.profile import profile_model
-
+    """:class:`ModelCost` of a :class:`SqueezeDet` (or any module taking ``[B, 3, H, W]``)."""
     size = input_size or model.input_size
-    return ModelCost(profile_model(model, size).gflops, activation_profile(model, size).dram_bytes)
+    act = activation_profile(model, size)
+    return ModelCost(count_flops(model, size) / 1e9, act.dram_bytes, act.weight_read_bytes)
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -321,7 +326,7 @@ def measure_energy(
 
     if meter is None and seconds_per_batch is not None:
         assert estimate is not None
-        per_image = estimate.joules_per_image(precision)
+        per_image = estimate.joules_per_image(precision, batch)
         return EnergyResult(
             joules_per_image=per_image, mean_watts=per_image * batch / max(seconds_per_batch, 1e-9),
             method="estimate", estimated=True, gross_joules_per_image=per_image, idle_watts=None,
@@ -346,7 +351,7 @@ def measure_energy(
 
     if meter is None:
         assert estimate is not None
-        per_image = estimate.joules_per_image(precision)
+        per_image = estimate.joules_per_image(precision, batch)
         return EnergyResult(
             joules_per_image=per_image, mean_watts=per_image * images / max(seconds, 1e-9),
             method="estimate", estimated=True, gross_joules_per_image=per_image, idle_watts=None,
