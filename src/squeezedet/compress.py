@@ -2,7 +2,8 @@
 quantisation) and entropy coding — the three stages of Deep Compression (Han, Mao, Dally, ICLR
 2016) that took SqueezeNet from 4.8 MB to 0.47 MB.
 
-1. **Pruning**: in every convolution kernel with at least ``min_numel`` weights, the fraction
+1. **Pruning**: in every convolution kernel with at least ``min_numel`` weights (but the first
+   convolution, on the image), the fraction
    ``sparsity`` of the weights with the smallest magnitude is set to zero (per tensor, so that
    layers initialised at different scales lose the same share). With fine-tuning (``steps > 0``,
    on the training split of the checkpoint's data) the sparsity rises gradually over the first
@@ -96,9 +97,12 @@ class CompressSettings:
 
 def prunable(state: dict[str, torch.Tensor], min_numel: int = 1024) -> list[str]:
     """Names of the convolution and linear kernels (floating point, ≥ 2 dimensions) with at least
-    ``min_numel`` elements: the tensors that are pruned and weight-shared."""
+    ``min_numel`` elements, except a convolution on the image (≤ 3 input channels): the tensors
+    that are pruned. The first convolution is the most sensitive to pruning (Han et al. 2015) and
+    among the smallest (1,728 weights in SqueezeDet); it is weight-shared but stays dense."""
     return [k for k, v in state.items()
-            if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel]
+            if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel
+            and not (v.dim() == 4 and v.shape[1] <= 3)]
 
 
 def magnitude_masks(state: Mapping[str, torch.Tensor], sparsity: float,
