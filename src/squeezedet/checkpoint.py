@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from squeezedet import codec
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 
@@ -47,10 +48,19 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
 
     ``mmap=True`` maps the file instead of reading it: tensors not used (the optimiser state,
     the raw training weights) never take memory. Prediction loads this way.
+
+    A compressed checkpoint (``squeezedet compress``; recognised by its magic bytes, whatever its
+    suffix) loads as the same dict with its weights decoded; ``mmap`` does not apply to it.
     """
     path = Path(path)
     if not path.is_file():
         raise SqueezeDetError(f"{path}: checkpoint not found")
+    if codec.is_encoded(path):
+        state, header = codec.read_encoded(path)
+        if "meta" not in header:
+            raise SqueezeDetError(f"{path}: a compressed file without model metadata; compress "
+                                  "a checkpoint with 'squeezedet compress'")
+        return {"model": state, **header}
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert a data set between KITTI, COCO, VOC and YOLO formats"),
     "import-weights": ("import_weights",
                        "convert the original's, the PyTorch port's or the Keras port's weights"),
+    "compress": ("compress", "prune, weight-share and entropy-code a checkpoint into a .sqz file"),
 }
 
 

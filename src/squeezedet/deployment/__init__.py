@@ -10,5 +10,6 @@
   writes them (ONNX, OpenVINO IR, TorchScript) with metadata;
   :mod:`~squeezedet.deployment.quantize`: int8; :mod:`~squeezedet.deployment.parity`: the check
   against PyTorch.
-- :mod:`~squeezedet.deployment.benchmark`: latency per backend and precision against a baseline.
+- :mod:`~squeezedet.deployment.benchmark`: latency per backend and precision against a baseline;
+  :mod:`~squeezedet.deployment.energy`: joules per image (RAPL, NVML, or a labelled estimate).
 """

@@ -601,13 +601,13 @@ def _ov_factory(path: Path, device: str, **options: Any) -> Runner:
 
 #: backend name → (file suffixes it opens, factory(path, device, **options) → Runner)
 BACKENDS: dict[str, tuple[tuple[str, ...], Callable[..., Runner]]] = {
-    "torch": ((".pt", ".pth", ".ckpt"), _torch_factory),
+    "torch": ((".pt", ".pth", ".ckpt", ".sqz"), _torch_factory),
     "torchscript": ((".torchscript",), _ts_factory),
     "openvino": ((".xml", ".onnx"), _ov_factory),
     "onnxruntime": ((".onnx",), _ort_factory),
 }
 
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".sqz")  # .sqz: `squeezedet compress`
 
 
 def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu", *,
