@@ -1139,6 +1139,43 @@ def _(t, w):
     return import_weights("--from", "caffe", t / "x", "--out", t / "m.pt"), ["--from"]
 
 
+def compress(*args: object) -> list[str]:
+    return ["compress", "--quiet", *(str(a) for a in args)]
+
+
+@case("compress-weights-missing", "compress")
+def _(t, w):
+    return compress("--weights", t / "none.pt", "--out", t / "m.sqz"), [str(t / "none.pt")]
+
+
+@case("compress-weights-corrupt", "compress")
+def _(t, w):
+    (t / "m.pt").write_bytes(b"garbage")
+    return compress("--weights", t / "m.pt", "--out", t / "m.sqz"), [str(t / "m.pt")]
+
+
+@case("compress-sparsity-above-one", "compress")
+def _(t, w):
+    return compress("--weights", w.ckpt, "--out", t / "m.sqz", "--sparsity", "1.5"), ["sparsity"]
+
+
+@case("compress-bits-zero", "compress")
+def _(t, w):
+    return compress("--weights", w.ckpt, "--out", t / "m.sqz", "--bits", "0"), ["bits"]
+
+
+@case("compress-evaluate-without-data", "compress")
+def _(t, w):
+    return compress("--weights", w.ckpt, "--out", t / "m.sqz", "--evaluate"), ["--evaluate",
+                                                                              "--data"]
+
+
+@case("compress-out-is-a-folder", "compress")
+def _(t, w):
+    (t / "m.sqz").mkdir()
+    return compress("--weights", w.ckpt, "--out", t / "m.sqz"), ["--out", "is a folder"]
+
+
 @case("export-weights-missing", "export")
 def _(t, w):
     return export(t / "none.pt", "--output", str(t / "m.torchscript")), [str(t / "none.pt"),

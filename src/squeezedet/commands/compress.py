@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from squeezedet.errors import SqueezeDetError
+from squeezedet.errors import SqueezeDetError, check_output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from squeezedet.compress import CompressSettings, compress_checkpoint, validation_map
 
+    check_output_file(args.out, "--out")
     steps = args.steps if args.steps is not None else (1000 if args.data else 0)
     if args.evaluate and not args.data:
         raise SqueezeDetError("--evaluate needs --data ROOT (its validation split)")
