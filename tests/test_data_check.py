@@ -207,21 +207,23 @@ def quick_worker_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_utils, "MP_STATUS_CHECK_INTERVAL", 0.2)
 
 
-def test_worker_error_reaches_the_user(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       quick_worker_shutdown: None) -> None:
+def test_worker_error_reaches_the_user(tmp_path: Path) -> None:
     """An image the header check passes but that cannot be decoded fails in a DataLoader worker
-    process; the command line prints the worker's one-line error, not its traceback."""
+    process; the command line prints the worker's one-line error, not its traceback. Run as a
+    user runs it, in its own process: a worker left behind by a failed in-process run would
+    outlive the test (and keep the test session from exiting)."""
+    import subprocess
+    import sys
+
     root = make_tiny_kitti(tmp_path / "d", n=2, size=(64, 32))
     (root / "ImageSets" / "train.txt").write_text("000001\n")
     garbled_png(root / "training" / "image_2" / "000001.png")
-    code = cli.main(["train", "--data", str(root), "--out", str(tmp_path / "r"), "--quiet",
-                     "--input-size", "64x32", "--batch-size", "1", "--steps", "1", "workers=1",
-                     "amp=false"])
-    import gc
-
-    gc.collect()  # the worker stops here, while MP_STATUS_CHECK_INTERVAL is short
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and "DataLoader worker" not in err
+    proc = subprocess.run(
+        [sys.executable, "-m", "squeezedet", "train", "--data", str(root), "--out",
+         str(tmp_path / "r"), "--quiet", "--input-size", "64x32", "--batch-size", "1", "--steps",
+         "1", "workers=1", "amp=false"], capture_output=True, text=True, timeout=300)
+    err = proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in err and "DataLoader worker" not in err, err
     assert err.startswith(f"squeezedet train: error: {root / 'training' / 'image_2' / '000001.png'}")
     assert len(err.strip().splitlines()) == 1
 
@@ -258,11 +260,15 @@ def test_data_error_survives_a_worker_process(quick_worker_shutdown: None) -> No
     import gc
 
     loader = torch.utils.data.DataLoader(_Failing(), num_workers=1)
-    with pytest.raises(DataError) as info:
-        next(iter(loader))
+    it = iter(loader)
+    try:
+        with pytest.raises(DataError) as info:
+            next(it)
+    finally:
+        it._shutdown_workers()  # no worker may outlive the test (it would block the session's exit)
     text = str(info.value)
-    del info
-    gc.collect()  # the worker stops here, while MP_STATUS_CHECK_INTERVAL is short
+    del info, it
+    gc.collect()
     assert "Caught DataError in DataLoader worker process 0" in text
     assert str(user_error(DataError(text))) == "/data/x.png:7: not a readable image"
 

@@ -26,7 +26,7 @@ from squeezedet.loss import LossWeights, SqueezeDetLoss
 from squeezedet.models import SqueezeDet
 from squeezedet.ops.matching import build_targets
 from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
-from squeezedet.preemption import ignore_stop_signals
+from squeezedet.preemption import ignore_stop_signals, worker_batches
 
 
 def resolve_device(name: str) -> torch.device:
@@ -271,7 +271,7 @@ def evaluate(
                         generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
     post = PostProcess(top_k=cfg.top_k, nms_iou=cfg.nms_iou)
     detections: dict[str, list[KittiObject]] = {}
-    it = predict_batches(model, loader, post, device, cfg.amp)
+    it = predict_batches(model, worker_batches(loader), post, device, cfg.amp)
     if progress and distributed.is_main():
         from tqdm import tqdm
 

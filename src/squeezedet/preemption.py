@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterable, Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -83,3 +84,24 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
     :data:`STOP_SIGNALS` and leaves stopping to the main process."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def worker_batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate a DataLoader whose workers ignore the stop signals (:func:`ignore_stop_signals`).
+
+    When the iteration ends or fails (an error raised in a worker included), the workers are
+    stopped here — sent PyTorch's end-of-work sentinel, then killed if still alive: a worker
+    that ignores SIGTERM outlives PyTorch's ``terminate()``, and multiprocessing's exit-time join
+    would then wait for it forever (the process printed its error and never exited)."""
+    it = iter(loader)
+    try:
+        yield from it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        workers = list(getattr(it, "_workers", ()))
+        if shutdown is not None:
+            shutdown()
+        for w in workers:
+            if w.is_alive():
+                w.kill()
+                w.join(timeout=5)

@@ -69,7 +69,7 @@ from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.layers import with_memory_format
 from squeezedet.models.registry import network_input_size
-from squeezedet.preemption import StopSignals, ignore_stop_signals
+from squeezedet.preemption import StopSignals, ignore_stop_signals, worker_batches
 
 log = logging.getLogger("squeezedet.train")
 
@@ -523,7 +523,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
                                 # global RNG (dropout), or a resumed run would diverge
                                 worker_init_fn=ignore_stop_signals,  # see squeezedet.preemption
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
-            for images, targets in loader:
+            for images, targets in worker_batches(loader):
                 done = step / total_steps
                 if cfg.time_limit_min is not None:  # time-bounded: the clock decides the schedule
                     if not ddp_on:  # (with torchrun: the time agreed after the previous step)
