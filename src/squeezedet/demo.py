@@ -1,27 +1,5 @@
-"""The demo: the whole pipeline in one call, on a CPU, with no data to download.
-
-1. generates a synthetic KITTI-layout driving-scene data set (runs/demo/data),
-2. trains SqueezeDet on it from scratch for a bounded time (runs/demo/train),
-3. evaluates it with the KITTI metric (AP_R40 and AP_R11) on its validation split,
-4. draws detections on validation images and on any real photos given with --images,
-and prints where everything is:
-
-  runs/demo/metrics.json          AP table, as `squeezedet evaluate --json` writes it
-  runs/demo/ap_table.txt          the same as text, with the error analysis
-  runs/demo/pr_curves/            precision-recall curves per class and difficulty
-  runs/demo/training_curves.png   loss terms and validation AP during training
-  runs/demo/detections/           drawn detections (val_*.png, photos/*)
-  runs/demo/train/best.pt         the trained model (use it with `squeezedet predict`)
-
-Running it again reuses the data and a finished training run (an interrupted one is resumed);
---retrain trains anew (the previous run folder is kept, renamed).
-
-Demo recipe (differs from the paper's KITTI recipe, which needs ImageNet weights and a GPU):
-624x192 input, anchor shapes by k-means on the synthetic boxes, AdamW lr 1e-3 with 100 warm-up
-steps and a cosine decay over the time budget, batch 8, dropout 0.2, an exponential moving average
-of the weights (decay 0.995) for evaluation, decoded images cached in memory, bf16 autocast on CPUs
-with native bf16, 16 minutes of training. Override any of it with key=value, e.g. `lr=0.001`.
-"""
+"""The demo pipeline behind ``squeezedet demo`` (its ``--help`` describes the steps, the outputs
+and the recipe): :func:`run_demo` with :class:`DemoOptions`."""
 
 from __future__ import annotations
 

@@ -1,31 +1,6 @@
-"""Benchmark: end-to-end inference latency per backend and precision on this machine.
-
-Each row (BACKEND:PRECISION) runs in a fresh Python process (so its peak resident memory is its
-own) on one image: pre-processing (resize of the decoded photo to the network size with the
-training Resize, as predict prepares it for that runner: Pillow and uint8 pixels for eager PyTorch,
-OpenCV and float32 for the others and the baseline), forward (the runner), post-processing
-(split_head, top-64, decode, per-class NMS, boxes to original pixels). It prints latency median /
-p90 / min over the warm runs for each stage and in total, FPS, peak RSS, parameters, model file
-size, GFLOPs, the achieved GFLOP/s as a fraction of a matrix-product peak measured here at the
-benchmark's thread count (fp32 peak for fp32 rows, bf16 peak for bf16 rows, int8 peak for int8
-rows; the best of MKL's matmul and oneDNN's 1x1 convolution, each warmed up and timed many times:
-an upper bound of what the network's convolutions reach), and the ratio of each row's total to
-the fp32 eager NCHW PyTorch baseline measured in the same run.
-
-Rows: torch-nchw:fp32 (the baseline, always run: the plain layer-by-layer eager forward, NCHW),
-torch:fp32 (what `predict --backend torch` runs: channels-last, first stage in bands), torch:bf16
-(the same with autocast), torch-compile:fp32, onnxruntime:fp32, onnxruntime:int8,
-openvino:fp32, openvino:bf16, openvino:int8, auto:fp32 (what `predict --backend auto` picks
-for a checkpoint: measured on first use, then cached). Rows whose optional package is missing are
-skipped with a note. The bf16 rows are default only on CPUs with native bf16 (AVX512-BF16 or
-AMX); asked for elsewhere they run and are marked: ``emulated`` (PyTorch converts bf16 to fp32
-and back: slower than fp32) or ``runs f32`` (OpenVINO computes the bf16 model in f32). int8
-models are calibrated on --calib-data (a KITTI root or image folder; rendered synthetic scenes
-without it).
-
-Without --weights a randomly initialised model of --model is measured (speed does not depend on
-the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
-weights at that size, anchors scaled. Without --image a synthetic 1242x375 driving scene is used.
+"""The benchmark behind ``squeezedet benchmark`` (its ``--help`` describes the rows, the stages
+and the figures): :func:`run_benchmark` with :class:`BenchmarkOptions`; each row can run in its
+own process (``python -m squeezedet.deployment.benchmark --worker SPEC``).
 """
 
 from __future__ import annotations
