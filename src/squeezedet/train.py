@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,11 @@ def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 3
         from squeezedet.data.kitti import collate
 
         images, targets = collate([train_ds[i % len(train_ds)] for i in range(cfg.batch_size)])
-        model = build_model(cfg, tuple(train_ds.classes)).to(device)
+        # random weights (speed does not depend on them; nothing is read or downloaded), the
+        # stem frozen as the run will have it (a frozen conv1 computes no weight gradient)
+        freeze = cfg.freeze_stem if cfg.freeze_stem is not None else bool(cfg.pretrained)
+        model = build_model(replace(cfg, pretrained=None, freeze_stem=freeze),
+                            tuple(train_ds.classes)).to(device)
         if device.type == "cpu":
             model = with_memory_format(model, torch.channels_last)
         optimizer = make_optimizer(model, cfg)
