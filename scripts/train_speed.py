@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import torch
 
@@ -35,28 +36,71 @@ from squeezedet.models.profile import count_flops
 
 
 def synthetic_batches(size: tuple[int, int], batch: int, n: int) -> list[tuple[torch.Tensor, list]]:
-    """``n`` batches of rendered driving scenes resized to ``size`` with their boxes."""
-    from squeezedet.data.synth_scene import render_scene
-    from squeezedet.data.transforms import Resize
+    """``n`` batches of synthetic driving scenes rendered at ``size`` with their boxes."""
+    import numpy as np
 
-    resize = Resize(size)
+    from squeezedet.data.synth_scene import render_scene
+
     classes = {"Car": 0, "Pedestrian": 1, "Cyclist": 2}
     out = []
     for b in range(n):
         images, targets = [], []
         for i in range(batch):
-            image, objects = render_scene(1000 * b + i, (1242, 375))[:2]
-            import numpy as np
-
-            arr = np.asarray(image.convert("RGB"))
-            boxes = torch.tensor([o.box for o in objects if o.type in classes] or [[0, 0, 1, 1]],
-                                 dtype=torch.float32)
-            labels = torch.tensor([classes[o.type] for o in objects if o.type in classes] or [0])
-            resized, tgt = resize(arr, {"boxes": boxes, "labels": labels})
-            images.append(torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float())
-            targets.append(tgt)
+            image, objects = render_scene(1000 * b + i, size)
+            objs = [o for o in objects if o.type in classes]
+            images.append(torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+                          .permute(2, 0, 1).float())
+            targets.append({"boxes": torch.tensor([list(o.box) for o in objs] or [[0.0, 0, 1, 1]],
+                                                  dtype=torch.float32),
+                            "labels": torch.tensor([classes[o.type] for o in objs] or [0])})
         out.append((torch.stack(images), targets))
     return out
+
+
+def cpu_clock_peak() -> float:
+    """The fp32 peak of :func:`~squeezedet.deployment.benchmark.peak_kernels` timed by process CPU
+    time (one thread: unaffected by other programs sharing the CPU), GFLOP/s."""
+    from squeezedet.deployment.benchmark import peak_kernels
+
+    best = 0.0
+    for _, fn, flops in peak_kernels("fp32"):
+        fn()
+        fn()
+        for _ in range(5):
+            c = time.process_time()
+            fn()
+            best = max(best, flops / max(time.process_time() - c, 1e-9) / 1e9)
+    return best
+
+
+def conv_table(prof: Any, steps: int) -> str:
+    """Each convolution's forward and backward time per step and its GFLOP/s, from the
+    profiler's events grouped by input shape (backward: weight and input gradients, or the weight
+    gradient alone for the 3-channel first convolution, whose input needs none)."""
+    lines = []
+    for ev in prof.key_averages(group_by_input_shape=True):
+        if ev.key not in ("aten::mkldnn_convolution", "aten::convolution_backward",
+                          "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward"):
+            continue
+        shapes = [s for s in ev.input_shapes if s]
+        backward = "backward" in ev.key
+        if backward:
+            grad, weight = shapes[0], shapes[2]
+            n, _, oh, ow = grad
+        else:
+            x, weight = shapes[0], shapes[1]
+            n, _, h, w = x
+            stride = 2 if weight[1] == 3 else 1
+            oh, ow = -(-h // stride), -(-w // stride)
+        oc, ic, kh, kw = weight
+        flop = 2 * n * oc * ic * kh * kw * oh * ow * (2 if backward and ic != 3 else 1)
+        ms = ev.self_cpu_time_total / 1000 / steps
+        lines.append((ms, f"{'bwd' if backward else 'fwd'} {ic:>4}->{oc:<4} {kh}x{kw} "
+                          f"{n}x{oh}x{ow:<6} {ms:8.1f} ms  {flop / 1e9 * ev.count / steps:6.2f} "
+                          f"GFLOP  {flop * ev.count / steps / 1e6 / max(ms, 1e-9):6.1f} GFLOP/s  "
+                          f"{ev.key.removeprefix('aten::')}"))
+    total = sum(ms for ms, _ in lines)
+    return "\n".join(t for _, t in sorted(lines, reverse=True)) + f"\nall convolutions {total:.1f} ms"
 
 
 def main() -> None:
@@ -67,12 +111,17 @@ def main() -> None:
     parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast even if native")
     parser.add_argument("--profile", help="write the profiler table here")
+    parser.add_argument("--relu-before-pool", action="store_true",
+                        help="SqueezeNet's original conv1 → ReLU → pool order (for an A/B)")
     args = parser.parse_args()
     size = parse_size(args.size)
     torch.manual_seed(0)
     cfg = TrainConfig(input_size=size, optimizer="adamw", lr=1e-3, dropout=0.2, batch_size=args.batch,
                       amp=not args.fp32, warmup_steps=0)
     model = create_model("squeezedet", input_size=size, dropout=0.2)
+    if args.relu_before_pool:
+        f = model.backbone.features
+        f[1], f[2] = f[2], f[1]
     if args.layout == "nhwc":
         model = with_memory_format(model, torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -107,6 +156,7 @@ def main() -> None:
     first_dgrad = 2 * first.in_channels * first.out_channels * 9 * h1 * w1 / 1e9
     train_gflop = args.batch * (3 * fwd - first_dgrad)
     peak = matmul_peak_gflops("fp32")
+    cpu_peak = cpu_clock_peak() if torch.get_num_threads() == 1 else None
     amp = mixed_precision(device, cfg.amp, training=True)
     print(f"cpu: {cpu.isa_summary()}; threads {torch.get_num_threads()}; layout {args.layout}; "
           f"autocast {amp or 'none (fp32)'}")
@@ -115,12 +165,18 @@ def main() -> None:
           f"fp32 peak {peak:.0f} GFLOP/s -> limit {train_gflop / peak:.3f} s a step, "
           f"{100 * train_gflop / peak / med:.0f} % of it; CPU time a step {cpu_med:.3f} s "
           f"(all threads; on a shared machine with 1 thread the load-independent figure)")
+    if cpu_peak:
+        print(f"one thread, by CPU time (load-independent): fp32 peak {cpu_peak:.0f} GFLOP/s -> "
+              f"limit {train_gflop / cpu_peak:.3f} s a step; {train_gflop / cpu_med:.1f} GFLOP/s = "
+              f"{100 * train_gflop / cpu_peak / cpu_med:.0f} % of it")
     if args.profile:
         table = prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total", row_limit=60, max_name_column_width=40,
             max_shapes_column_width=80)
+        convs = conv_table(prof, args.steps)
         with open(args.profile, "w") as f:
-            f.write(table)
+            f.write(table + "\n\nconvolutions (per step, by time; GFLOP/s of each)\n" + convs + "\n")
+        print(convs)
         print(f"wrote {args.profile}")
 
 

@@ -29,3 +29,59 @@ def test_demo_writes_all_outputs(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--num-images", "12", "--size", "192x64",
                  "--quiet", "workers=0"]) == 0
     assert "reusing the finished training run" in capsys.readouterr().out
+
+
+# --- the recipe adapts to the machine's measured speed (fake step times; nothing is timed) ---
+
+
+def _fake_machine(default_step_s: float, overhead_s: float = 0.0):
+    """Step time of a recipe on a fake machine: proportional to pixels x batch, plus overhead."""
+    calls = []
+
+    def measure(size, batch):
+        calls.append((size, batch))
+        share = size[0] * size[1] * batch / (624 * 192 * 8)
+        return overhead_s + (default_step_s - overhead_s) * share
+    return measure, calls
+
+
+def test_a_fast_machine_keeps_the_default_recipe():
+    from squeezedet.demo import choose_recipe
+
+    measure, calls = _fake_machine(0.2)  # 4,800 steps in 16 minutes
+    recipe, probes = choose_recipe(measure, 16 * 60)
+    assert (recipe.size, recipe.batch) == ((624, 192), 8)
+    assert calls == [((624, 192), 8)] and len(probes) == 1
+    assert recipe.steps(16 * 60) == 4800
+
+
+def test_a_middling_machine_takes_the_first_recipe_projected_to_fit():
+    from squeezedet.demo import TARGET_STEPS, choose_recipe
+
+    measure, calls = _fake_machine(0.35)  # 2,742 steps: too few
+    recipe, _ = choose_recipe(measure, 16 * 60)
+    # 624x192 batch 6 is projected at 3,657 steps (< 4,500); 528x160 batch 6 at 5,185
+    assert (recipe.size, recipe.batch) == ((528, 160), 6)
+    assert calls == [((624, 192), 8), ((528, 160), 6)]
+    assert recipe.steps(16 * 60) >= TARGET_STEPS
+
+
+def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
+    from squeezedet.demo import LADDER, MIN_STEPS, choose_recipe
+
+    measure, calls = _fake_machine(1.28, overhead_s=0.05)  # an AVX2 CPU: 750 steps
+    recipe, probes = choose_recipe(measure, 16 * 60)
+    assert (recipe.size, recipe.batch) == (LADDER[-1][:2], LADDER[-1][2])
+    assert len(calls) == 2 and all(p.measured for p in probes)
+    assert recipe.steps(16 * 60) < MIN_STEPS  # the best this machine can do, not the default
+
+
+def test_an_optimistic_projection_is_corrected_by_the_next_measurement():
+    from squeezedet.demo import MIN_STEPS, choose_recipe
+
+    # a large fixed cost per step: cheaper recipes gain less than pixels x batch promise
+    measure, calls = _fake_machine(0.4, overhead_s=0.15)
+    recipe, probes = choose_recipe(measure, 16 * 60)
+    assert len(calls) == 3  # the second probe missed, the third fits
+    assert probes[1].steps(16 * 60) < MIN_STEPS <= recipe.steps(16 * 60)
+    assert recipe == probes[2]

@@ -120,6 +120,33 @@ def test_fire_inference_path_equals_the_training_path(channels_last):
     torch.testing.assert_close(inference_path, expected)
 
 
+@pytest.mark.parametrize("version, size", [("1.1", (64, 48)), ("1.0", (75, 51))])
+def test_relu_after_the_first_pool_gives_the_original_numbers(version, size):
+    """conv1 → pool → ReLU (the backbone's order) and conv1 → ReLU → pool (SqueezeNet's) give
+    the same outputs and the same gradients, bit for bit: max and ReLU only select and clamp
+    values, no arithmetic, and a window whose max is ≤ 0 passes no gradient either way."""
+    from torch import nn
+
+    from squeezedet.models.backbones import SqueezeNetBackbone
+
+    torch.manual_seed(0)
+    backbone = SqueezeNetBackbone(version)
+    conv, pool, relu = backbone.features[:3]
+    assert isinstance(conv, nn.Conv2d) and isinstance(pool, nn.MaxPool2d)
+    assert isinstance(relu, nn.ReLU)
+    x = torch.randn(2, 3, size[1], size[0]) * 50
+    grads = []
+    for order in ((conv, pool, relu), (conv, nn.ReLU(), pool)):
+        conv.zero_grad(set_to_none=True)
+        y = nn.Sequential(*order)(x)
+        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        grads.append((y.detach(), conv.weight.grad.clone(), conv.bias.grad.clone()))
+    (y_new, gw_new, gb_new), (y_old, gw_old, gb_old) = grads
+    assert (y_old <= 0).any() and (y_old > 0).any()  # both branches of ReLU exercised
+    assert torch.equal(y_new, y_old)
+    assert torch.equal(gw_new, gw_old) and torch.equal(gb_new, gb_old)
+
+
 def test_backbone_without_resolution_path_uses_a_meta_run():
     class Halve(torch.nn.Module):
         out_channels = 4

@@ -142,7 +142,11 @@ def test_training_on_a_tiled_two_image_data_set_overfits(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert result.step == 150
     assert metrics["n_images"] == 6  # 2 images x 3 tiles
-    assert metrics["mAP50"] > 70, metrics  # COCO-style AP@0.5 on the training tiles
+    # COCO-style AP@0.5 on the training tiles. Not one CPU's trajectory: another CPU's rounding
+    # moves the run as another seed does, and over seeds 0-7 with PyTorch narrowed to AVX2 (fp32),
+    # seeds 0-3 with ATEN_CPU_CAPABILITY=default and seed 0 unnarrowed (both AMX bf16 autocast),
+    # 13 runs, it measured 82.7-100 (median 94.2); 70 leaves 12 points below the lowest.
+    assert metrics["mAP50"] > 70, metrics
 
 
 def test_predict_command_with_tiles(tmp_path, capsys):

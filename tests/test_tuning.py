@@ -231,3 +231,24 @@ def test_native_bf16_follows_the_onednn_isa_limit(monkeypatch: pytest.MonkeyPatc
                            ("AVX512_CORE_BF16", True), ("AVX512_CORE_AMX", True), ("", True)]:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
         assert cpu._onednn_limit_allows_bf16() is allowed, limit
+
+
+def test_training_autocast_and_openvino_hint_follow_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 is defaulted nowhere on a CPU that emulates it: not for training steps, not as
+    OpenVINO's precision hint (even when OpenVINO itself lists BF16)."""
+    from squeezedet.deployment.runners import ov_precision_hint
+    from squeezedet.engine import mixed_precision
+
+    class Core:  # OpenVINO's answer, as under ONEDNN_MAX_CPU_ISA=AVX2 without OV_CPU_MAX_ISA
+        def get_property(self, device: str, name: str) -> list[str]:
+            return ["BF16", "FP32", "INT8"]
+
+    cpu_dev = torch.device("cpu")
+    monkeypatch.setattr(squeezedet.cpu, "native_bf16", lambda: False)
+    assert mixed_precision(cpu_dev, True, training=True) is None
+    assert ov_precision_hint("int8", Core()) == "f32" and ov_precision_hint("bf16", Core()) == "f32"
+    monkeypatch.setattr(squeezedet.cpu, "native_bf16", lambda: True)
+    assert mixed_precision(cpu_dev, True, training=True) == "bfloat16"
+    assert mixed_precision(cpu_dev, True, training=False) is None  # evaluation stays fp32
+    assert ov_precision_hint("int8", Core()) == "bf16"
+    assert ov_precision_hint("fp32", Core()) == "f32"

@@ -7,7 +7,8 @@ import glob
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,58 @@ if TYPE_CHECKING:
     from squeezedet.config import TrainConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+#: optimiser steps the default recipe (624x192, batch 8) took in 16 minutes on the project's
+#: AVX-512/bf16 CPU, where the demo reached mean moderate AP_R40 54-57 with 4,200-5,400 of them
+TARGET_STEPS = 4500
+#: below this many projected steps the recipe adapts (loaded runs of the fast CPU took 4,210)
+MIN_STEPS = 3600
+#: cheaper recipes, in order: network input (W, H) and batch; the data stays at --size
+LADDER = ((624, 192, 8), (624, 192, 6), (528, 160, 6), (528, 160, 4), (432, 128, 4))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe the demo may pick: network input size, batch, and the step time measured
+    (``measured``) or projected from another recipe's by pixels × batch."""
+
+    size: tuple[int, int]
+    batch: int
+    step_s: float
+    measured: bool
+
+    def steps(self, seconds: float) -> int:
+        return int(seconds / self.step_s)
+
+
+def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: float,
+                  ladder: Sequence[tuple[int, int, int]] = LADDER,
+                  max_probes: int = 3) -> tuple[Recipe, list[Recipe]]:
+    """The first recipe of ``ladder`` whose training steps fit :data:`MIN_STEPS` times into
+    ``seconds``, and every recipe timed on the way.
+
+    ``measure(size, batch)`` times a step of a recipe on this machine. The first recipe is
+    always measured; when it fits, it is the choice (a fast machine keeps the default). Otherwise
+    the next candidates are projected from the last measurement (step time proportional to
+    pixels × batch), the first projected to fit about :data:`TARGET_STEPS` is measured, and so on
+    (at most ``max_probes`` measurements); the last measured recipe is taken when none fits.
+    """
+    w0, h0, b0 = ladder[0]
+    probes = [Recipe((w0, h0), b0, measure((w0, h0), b0), True)]
+    while probes[-1].steps(seconds) < MIN_STEPS and len(probes) < max_probes:
+        last = probes[-1]
+        cost = last.step_s / (last.size[0] * last.size[1] * last.batch)
+        index = next(i for i, (w, h, b) in enumerate(ladder)
+                     if (w, h) == last.size and b == last.batch)
+        later = ladder[index + 1:]
+        if not later:
+            break
+        pick = next(((w, h, b) for w, h, b in later
+                     if seconds / (cost * w * h * b) >= TARGET_STEPS), later[-1])
+        probes.append(Recipe(pick[:2], pick[2], measure(pick[:2], pick[2]), True))
+    fitting = [r for r in probes if r.steps(seconds) >= MIN_STEPS]
+    return (fitting[0] if fitting else probes[-1]), probes
 
 
 @dataclass
@@ -32,6 +85,7 @@ class DemoOptions:
     seed: int = 0
     retrain: bool = False
     quiet: bool = False
+    fixed_recipe: bool = False
     overrides: list[str] = field(default_factory=list)
 
 
@@ -92,6 +146,12 @@ def run_demo(options: DemoOptions) -> float:
     anchors = _kmeans_anchors(data, size, options.seed)
     cfg = demo_config(size, options.minutes, options.seed, list(options.overrides), anchors)
     run_dir = out / "train"
+    adapt = (not options.fixed_recipe and size == (LADDER[0][0], LADDER[0][1])
+             and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
+                         for o in options.overrides)
+             and not (run_dir / "last.pt").exists())
+    if adapt:
+        cfg = _adapted_config(cfg, data, size, options)
     finished = False
     trained = None
     if (run_dir / "last.pt").exists():
@@ -149,6 +209,34 @@ def run_demo(options: DemoOptions) -> float:
     print(f"  train/best.pt                   the model: squeezedet predict --weights "
           f"{run_dir / 'best.pt'} --source YOUR_IMAGES")
     return sum(moderate) / len(moderate)
+
+
+def _adapted_config(cfg: TrainConfig, data: Path, size: tuple[int, int],
+                    options: DemoOptions) -> TrainConfig:
+    """``cfg`` with the recipe :func:`choose_recipe` picks for this machine (anchors refitted
+    to a new input size); prints what it measured."""
+    from squeezedet.train import measure_step_seconds
+
+    def measure(net: tuple[int, int], batch: int) -> float:
+        return measure_step_seconds(replace(cfg, input_size=net, batch_size=batch), data)
+
+    start = time.monotonic()
+    seconds = options.minutes * 60
+    recipe, probes = choose_recipe(measure, seconds)
+    spent = time.monotonic() - start  # the probes come out of the training time
+    minutes = max(options.minutes - spent / 60, options.minutes / 2)
+    timed = "; ".join(f"{r.size[0]}x{r.size[1]} batch {r.batch}: {r.step_s:.2f} s a step, "
+                      f"~{r.steps(seconds):,} steps" for r in probes)
+    print(f"      speed: {timed}")
+    if recipe.size == size and recipe.batch == cfg.batch_size:
+        return replace(cfg, time_limit_min=minutes)
+    print(f"      this machine is slower than the demo's reference (~{TARGET_STEPS:,} steps of "
+          f"batch 8 at {size[0]}x{size[1]}): training at {recipe.size[0]}x{recipe.size[1]}, "
+          f"batch {recipe.batch} instead (--fixed-recipe keeps the default)")
+    anchors = _kmeans_anchors(data, recipe.size, options.seed)
+    adapted = demo_config(recipe.size, minutes, options.seed,
+                          [*options.overrides, f"batch_size={recipe.batch}"], anchors)
+    return replace(adapted, drift=cfg.drift)  # the drift is in the data's pixels, not the network's
 
 
 def _kmeans_anchors(data: Path, size: tuple[int, int], seed: int) -> tuple[tuple[float, float], ...]:

@@ -45,7 +45,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,47 @@ def init_from_checkpoint(model: SqueezeDet, path: str | Path) -> None:
                               f"{len(missing)} missing, {len(wrong)} of another shape "
                               f"(first: {(missing + wrong)[0]})")
     model.load_state_dict(state, strict=False)
+
+
+def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 3,
+                         warmup: int = 1) -> float:
+    """Median wall-clock seconds of one training step of ``cfg`` on this machine, now.
+
+    Runs ``warmup`` + ``steps`` real steps (forward, targets, loss, backward, clipping, optimiser;
+    mixed precision as ``cfg`` sets it) of a throw-away model on the first batch of the training
+    split, with the thread settings training will use. Leaves the global random state as it was.
+    """
+    import statistics
+
+    rng = _rng_state()
+    try:
+        torch.manual_seed(cfg.seed)
+        device = resolve_device(cfg.device)
+        train_ds, _ = build_datasets(cfg, data_root, need_val=False)
+        if len(train_ds) == 0:
+            raise SqueezeDetError(f"{data_root}: the training split has no images")
+        from squeezedet.data.kitti import collate
+
+        images, targets = collate([train_ds[i % len(train_ds)] for i in range(cfg.batch_size)])
+        # random weights (speed does not depend on them; nothing is read or downloaded), the
+        # stem frozen as the run will have it (a frozen conv1 computes no weight gradient)
+        freeze = cfg.freeze_stem if cfg.freeze_stem is not None else bool(cfg.pretrained)
+        model = build_model(replace(cfg, pretrained=None, freeze_stem=freeze),
+                            tuple(train_ds.classes)).to(device)
+        if device.type == "cpu":
+            model = with_memory_format(model, torch.channels_last)
+        optimizer = make_optimizer(model, cfg)
+        loss_fn = loss_from_config(cfg)
+        times = []
+        for i in range(warmup + steps):
+            t = time.perf_counter()
+            train_step(model, images, targets, loss_fn, optimizer, cfg, i, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[warmup:])
+    finally:
+        _set_rng_state(rng)
 
 
 def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:

@@ -377,19 +377,42 @@ def _timing_input(runner: Any, x: Tensor) -> Tensor:
 
 
 class _Conversion:
-    """A checkpoint as the candidates of ``auto`` need it: its model, the model's fp32 output on
-    a test image (the parity reference) and, built on first request, its ONNX graph."""
+    """A checkpoint as the candidates of ``auto`` need it, each part made on first use: its model,
+    the model's fp32 output on a test image (the parity reference) and its ONNX graph (a cached
+    choice of eager PyTorch needs none of them)."""
 
     def __init__(self, ckpt: dict[str, Any]) -> None:
-        from squeezedet.checkpoint import model_from_checkpoint
-
         self.ckpt = ckpt
-        self.model = model_from_checkpoint(ckpt).eval()
-        w, h = self.model.input_size
-        self.x = _test_image(w, h)
-        with torch.inference_mode():
-            self.ref = self.model(self.x)
+        self._model: Any = None
+        self._ref: Tensor | None = None
+        self._x: Tensor | None = None
         self._proto: bytes | None = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from squeezedet.checkpoint import model_from_checkpoint
+
+            self._model = model_from_checkpoint(self.ckpt).eval()
+        return self._model
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        size = (self.ckpt.get("meta") or {}).get("input_size")
+        return (int(size[0]), int(size[1])) if size else tuple(self.model.input_size)
+
+    @property
+    def x(self) -> Tensor:
+        if self._x is None:
+            self._x = _test_image(*self.input_size)
+        return self._x
+
+    @property
+    def ref(self) -> Tensor:
+        if self._ref is None:
+            with torch.inference_mode():
+                self._ref = self.model(self.x)
+        return self._ref
 
     @property
     def proto(self) -> bytes:
@@ -488,6 +511,7 @@ def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: st
     if os.environ.get("SQUEEZEDET_NO_CONVERT") or pairs == [("torch", "fp32")]:
         return TorchRunner(ckpt, "cpu", precision="fp32")
     conv = _Conversion(ckpt)
+    x = conv.x
 
     def candidate(backend: str, prec: str) -> tuning.Candidate:
         name = f"{backend}:{prec}"
@@ -496,13 +520,13 @@ def fastest_cpu_runner(checkpoint: str | Path | dict[str, Any], *, precision: st
             name=name,
             build=lambda: CANDIDATE_BUILDERS[backend](conv, prec, threads),
             check=(lambda r: None) if reference else (lambda r: conv.check(r, name, prec)),
-            call=lambda r: r(_timing_input(r, conv.x)),
+            call=lambda r: r(_timing_input(r, x)),
             context=light_torch_threads,
         )
 
     candidates = [candidate(b, p) for b, p in pairs]
     key = {"kind": "checkpoint", "model": _checkpoint_identity(checkpoint, ckpt),
-           "input_size": list(conv.model.input_size), "precision": precision,
+           "input_size": list(conv.input_size), "precision": precision,
            "threads": threads_or_default(threads), "cpu": cpu.cpu_identity(),
            "versions": tuning.runtime_versions()}
     choice = tuning.choose(candidates, key, cache=cache, clock=clock, fallback=candidates[0])

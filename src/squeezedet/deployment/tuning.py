@@ -139,8 +139,8 @@ class ChoiceCache:
 @dataclass
 class Candidate:
     """One way to run the model: ``build()`` makes the runner (may raise), ``check(runner)``
-    returns ``None`` when its output is acceptable or a message saying why not (and serves as
-    its warm run), ``call(runner)`` is one timed inference, ``context`` wraps the timed calls (a
+    returns ``None`` when its output is acceptable or a message saying why not,
+    ``call(runner)`` is one timed inference, ``context`` wraps the timed calls (a
     runtime other than PyTorch runs with PyTorch on one thread, as the Detector runs it)."""
 
     name: str
@@ -165,10 +165,14 @@ class Choice:
 def time_candidates(runners: dict[str, tuple[Candidate, Any]], *, runs: int = RUNS,
                     budget_s: float = BUDGET_S,
                     clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Median milliseconds of ``runs`` calls of each runner, taken round-robin (one call of each
-    per round) so that the machine's load moves all of them alike; after :data:`MIN_RUNS` rounds
-    no new round starts once ``budget_s`` of wall time has passed."""
+    """Median milliseconds of ``runs`` calls of each runner after an untimed one, taken
+    round-robin (one call of each per round) so that the machine's load moves all of them alike;
+    after :data:`MIN_RUNS` rounds no new round starts once ``budget_s`` of wall time has
+    passed."""
     times: dict[str, list[float]] = {name: [] for name in runners}
+    for cand, runner in runners.values():  # one untimed call each: first-call set-up
+        with cand.context(runner):
+            cand.call(runner)
     start = time.perf_counter()
     for done in range(runs):
         if done >= MIN_RUNS and time.perf_counter() - start > budget_s:

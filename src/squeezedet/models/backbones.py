@@ -40,6 +40,12 @@ class SqueezeNetBackbone(Backbone):
     same grid, conv1 sampled one pixel further right and down on even sizes); for version 1.0
     ("VALID" everywhere in the original) it changes nothing. Models with it run their first stage
     whole, never in bands.
+
+    conv1's ReLU comes after the first max-pool, not before: ReLU and max commute (the largest of
+    rectified values is the rectified largest), so outputs and gradients are the same, and the
+    ReLU and its backward touch a quarter of the elements — the network's largest tensor (conv1
+    and its first stage were 14 % of an AVX2 training step; this took ~30 % off that stage).
+    The modules hold no weights, so torchvision's key layout is unchanged.
     """
 
     def __init__(self, version: str = "1.1", padding: str = "torch") -> None:
@@ -56,11 +62,11 @@ class SqueezeNetBackbone(Backbone):
                     return TFSameMaxPool2d(kernel_size=3, stride=2)
                 return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
 
-            conv1: list[nn.Module] = ([TFSameConv2d(3, 64, 3, stride=2), nn.ReLU(inplace=True)]
-                                      if tf else conv_relu(3, 64, 3, stride=2, padding=1))
+            conv1 = (TFSameConv2d(3, 64, 3, stride=2) if tf
+                     else nn.Conv2d(3, 64, 3, stride=2, padding=1))
             layers: list[nn.Module] = [
-                *conv1,                                             # 0, 1
-                pool(),                                             # 2
+                conv1,                                              # 0: conv1
+                pool(), nn.ReLU(inplace=True),                      # 1, 2: ReLU after the pool
                 Fire(64, 16, 64, 64), Fire(128, 16, 64, 64),        # 3, 4: fire2, fire3
                 pool(),                                             # 5
                 Fire(128, 32, 128, 128), Fire(256, 32, 128, 128),   # 6, 7: fire4, fire5
@@ -75,8 +81,8 @@ class SqueezeNetBackbone(Backbone):
                 return nn.MaxPool2d(kernel_size=3, stride=2)
 
             layers = [
-                *conv_relu(3, 96, 7, stride=2),                     # 0, 1
-                pool(),                                             # 2
+                nn.Conv2d(3, 96, 7, stride=2),                      # 0: conv1
+                pool(), nn.ReLU(inplace=True),                      # 1, 2: ReLU after the pool
                 Fire(96, 96, 64, 64), Fire(128, 96, 64, 64),        # 3, 4: fire2, fire3
                 Fire(128, 192, 128, 128),                           # 5: fire4
                 pool(),                                             # 6
