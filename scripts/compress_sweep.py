@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from squeezedet import codec
 from squeezedet.checkpoint import load_checkpoint
 from squeezedet.compress import (
@@ -25,6 +27,8 @@ from squeezedet.compress import (
     compress_state,
     encode_checkpoint,
     finetune_shared,
+    prunable,
+    sparsity_of,
     validation_map,
 )
 
@@ -41,6 +45,8 @@ def main() -> int:
                     help="fine-tuning steps of the shared values, per bit width")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--save", metavar="DIR", help="also write each .sqz file here")
+    ap.add_argument("--cache", metavar="DIR",
+                    help="keep each sparsity's fine-tuned fp32 weights here and reuse them")
     ap.add_argument("--json", metavar="OUT", help="write the rows as JSON")
     args = ap.parse_args()
 
@@ -55,7 +61,15 @@ def main() -> int:
     for s in (float(v) for v in args.sparsity.split(",")):
         t0 = time.monotonic()
         settings = CompressSettings(sparsity=s, steps=args.steps, lr=args.lr, quantizer=args.quantizer)
-        state, achieved = compress_state(ckpt, settings, args.data, progress=False)
+        cached = Path(args.cache) / f"pruned_s{s:.2f}_n{args.steps}.pt" if args.cache else None
+        if cached is not None and cached.exists():
+            state = torch.load(cached, map_location="cpu")
+            achieved = sparsity_of(state, prunable(state))
+        else:
+            state, achieved = compress_state(ckpt, settings, args.data, progress=False)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(state, cached)
         tuned = time.monotonic() - t0
         pruned_map = validation_map({**ckpt, "model": state}, args.data)
         print(f"sparsity {s:.2f} ({achieved:.4f} achieved), {args.steps} steps in {tuned:.0f} s: "

@@ -11,8 +11,8 @@ quantisation) and entropy coding — the three stages of Deep Compression (Han, 
    prune", 2017), and the pruned weights are held at zero after every optimiser step; the rest of
    the steps recover the accuracy. The steps are the training code's own
    (:func:`squeezedet.engine.train_step`, the checkpoint's configuration, its optimiser and loss,
-   and an exponential moving average of the weights when the checkpoint's run used one), with the
-   learning rate ``lr`` decaying to zero on a cosine.
+   and an exponential moving average of the weights over at most a tenth of the steps when the
+   checkpoint's run used one), with the learning rate ``lr`` decaying to zero on a cosine.
 2. **Weight sharing**: the remaining weights of each tensor share ``2^bits`` values, k-means
    centroids (or evenly spaced levels), :mod:`squeezedet.codec`.
 3. **Entropy coding** of positions, indices and values, :mod:`squeezedet.codec`.
@@ -302,8 +302,11 @@ def _finetune_config(ckpt: dict[str, Any], settings: CompressSettings, steps: in
         raise SqueezeDetError("the checkpoint holds no training configuration, needed to "
                               "fine-tune; compress with --steps 0")
     base = TrainConfig.from_dict(ckpt["config"], "checkpoint configuration")
+    # a moving average over at most a tenth of the steps: a longer one would still hold the
+    # weights of the first steps, before the masks reached their target
+    ema = min(base.ema_decay, max(0.0, 1.0 - 10.0 / steps)) if base.ema_decay > 0 else 0.0
     return replace(base, lr=settings.lr or base.lr / 10, lr_schedule="cosine", warmup_steps=0,
-                   steps=steps, epochs=None, time_limit_min=None,
+                   steps=steps, epochs=None, time_limit_min=None, ema_decay=ema,
                    batch_size=settings.batch_size or base.batch_size)
 
 
