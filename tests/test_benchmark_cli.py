@@ -98,3 +98,73 @@ def test_benchmark_runs_a_checkpoint_at_another_size(tmp_path: Path,
     assert report["input_size"] == [192, 64]
     # ConvDet 768 -> 8 channels (one anchor, 3 classes + 5) instead of 72: 64 * (768 * 9 + 1) fewer
     assert report["params"] == 2_082_120 - 64 * (768 * 9 + 1)
+
+
+def test_benchmark_energy_estimate_is_labelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Without an energy counter every row carries the estimate, marked as one in the table and
+    the JSON, and it is the model's estimated forward energy at the row's precision."""
+    import squeezedet.deployment.energy as energy
+    from squeezedet.models import create_model
+
+    monkeypatch.setattr(energy, "find_meter", lambda device="cpu", *a, **k: (None, "no counter (test)"))
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--input-size", "96x32", "--runs", "2", "--warmup", "0",
+                 "--threads", "1", "--backends", "torch:fp32", "--in-process", "--energy",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "J/img" in printed and "energy est." in printed and "estimated, not measured" in printed
+    report = json.loads(out.read_text())
+    cost = energy.model_cost(create_model("squeezedet", input_size=(96, 32)))
+    for row in report["rows"]:
+        e = row["energy"]
+        assert e["estimated"] is True and e["method"] == "estimate"
+        assert "no counter (test)" in e["source"]
+        assert e["joules_per_image"] == pytest.approx(cost.joules_per_image("fp32", 1))
+        # watts: that energy over the row's measured median time
+        assert e["mean_watts"] == pytest.approx(e["joules_per_image"] / (row["total_ms_median"] / 1e3))
+
+
+def test_benchmark_energy_measured_with_a_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """With a readable counter the rows are measured: a fake meter drawing a constant 5 W (idle
+    and busy alike) gives 5 W mean power and no energy added by the inference."""
+    import time
+
+    import squeezedet.deployment.energy as energy
+
+    class ConstantPower:
+        method = "fake"
+        description = "a 5 W fake counter"
+
+        def read(self) -> float:
+            return time.perf_counter()
+
+        def joules(self, before: float, after: float) -> float:
+            return 5.0 * (after - before)
+
+    monkeypatch.setattr(energy, "find_meter", lambda device="cpu", *a, **k: (ConstantPower(), ""))
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--input-size", "96x32", "--runs", "2", "--warmup", "0",
+                 "--threads", "1", "--backends", "", "--in-process", "--energy",
+                 "--energy-seconds", "0.3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "energy est." not in printed and "measured (fake)" in printed
+    (row,) = json.loads(out.read_text())["rows"]
+    e = row["energy"]
+    assert e["estimated"] is False and e["method"] == "fake"
+    assert e["mean_watts"] == pytest.approx(5.0, rel=1e-3)
+    assert e["idle_watts"] == pytest.approx(5.0, rel=1e-3)
+    assert abs(e["joules_per_image"]) < 0.01 * e["gross_joules_per_image"]
+    assert e["seconds"] >= 0.3
+
+
+def test_benchmark_device_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["benchmark", "--device", "cuda", "--input-size", "96x32"]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert main(["benchmark", "--device", "tpu", "--input-size", "96x32"]) == 2
+    assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert main(["benchmark", "--energy-seconds", "0", "--input-size", "96x32"]) == 2

@@ -26,6 +26,20 @@ without it).
 Without --weights a randomly initialised model of --model is measured (speed does not depend on
 the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
 weights at that size, anchors scaled. Without --image a synthetic 1242x375 driving scene is used.
+
+--energy adds joules per image and mean watts to every row (columns J/img and W, and "energy"
+in the JSON): read from the hardware's energy counter while the row's whole call repeats for
+--energy-seconds, with the idle power (read over 2 s of sleep first) subtracted — RAPL/powercap
+for the CPU (package and DRAM zones; often root-only, absent in most VMs), NVML for an NVIDIA
+GPU (pip install 'squeezedet[energy]'; the paper's 1.4 J/image on a TITAN X is this figure).
+Where no counter can be read the row shows an ESTIMATE, marked "*" and "energy est." (and
+"estimated": true in the JSON): the network forward's multiply-adds and DRAM bytes at the
+precision it computes in, priced at 45 nm per-operation energies (Horowitz, ISSCC 2014) — a
+lower bound for comparing models and precisions, not a reading of this machine. The estimate's
+watts are that energy over the row's measured median time.
+
+--device cuda runs the eager PyTorch rows on the GPU (default rows torch-nchw:fp32, torch:fp32,
+torch:bf16); the time includes copying the input over and the output back.
 """
 
 from __future__ import annotations
@@ -61,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-images", type=int, default=32)
     parser.add_argument("--in-process", action="store_true",
                         help="run every row in this process (faster; peak RSS is then shared)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default), or cuda / cuda:N for the eager PyTorch rows on a GPU")
+    parser.add_argument("--energy", action="store_true",
+                        help="add joules per image and mean watts per row: measured (RAPL, NVML) "
+                             "where a counter is readable, else a labelled estimate")
+    parser.add_argument("--energy-seconds", type=float, default=3.0, metavar="S",
+                        help="with --energy and a counter: seconds each row runs while it is "
+                             "read (default 3)")
     parser.add_argument("--json", dest="json_out", help="write the results as JSON here")
 
 

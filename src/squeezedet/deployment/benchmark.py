@@ -5,6 +5,7 @@ own process (``python -m squeezedet.deployment.benchmark --worker SPEC``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -27,6 +28,9 @@ DEFAULT_BACKENDS = ("torch-nchw:fp32", "torch:fp32", "torch:bf16", "onnxruntime:
 #: the default rows without bf16: the default on CPUs that only emulate bf16 (slower than fp32)
 DEFAULT_BACKENDS_NO_BF16 = tuple(r for r in DEFAULT_BACKENDS if not r.endswith(":bf16"))
 BASELINE = "torch-nchw:fp32"
+#: the rows that run on a GPU (``--device cuda``): eager PyTorch
+GPU_BACKENDS = ("torch-nchw", "torch", "torch-compile")
+DEFAULT_BACKENDS_GPU = ("torch-nchw:fp32", "torch:fp32", "torch:bf16")
 KNOWN = {"torch-nchw": ("fp32",), "torch": ("fp32", "bf16"), "torch-compile": ("fp32", "bf16"),
          "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
          "auto": ("fp32", "bf16")}
@@ -51,14 +55,22 @@ class BenchmarkOptions:
     accuracy_data: str | None = None
     calib_images: int = 32
     in_process: bool = False
+    #: ``"cpu"`` or ``"cuda"``/``"cuda:N"`` (eager PyTorch rows only)
+    device: str = "cpu"
+    #: add joules per image and mean watts to every row (:func:`row_energy`)
+    energy: bool = False
+    #: how long each row runs for the energy reading (with a counter; plus an idle reading)
+    energy_seconds: float = 3.0
 
 
-def default_backends() -> tuple[str, ...]:
+def default_backends(device: str = "cpu") -> tuple[str, ...]:
     """The default rows: every backend and precision, bf16 only where the CPU has it natively
     (:func:`squeezedet.cpu.native_bf16`); elsewhere it is emulated, slower than fp32, and only run
-    when asked for (and then marked ``emulated``)."""
+    when asked for (and then marked ``emulated``). On a GPU: the eager PyTorch rows."""
     from squeezedet import cpu
 
+    if device != "cpu":
+        return DEFAULT_BACKENDS_GPU
     return DEFAULT_BACKENDS if cpu.native_bf16() else DEFAULT_BACKENDS_NO_BF16
 
 
@@ -174,12 +186,14 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
     from squeezedet.postprocess import PostProcess, to_original_pixels
 
     backend, precision = spec["backend"], spec["precision"]
+    device = str(spec.get("device") or "cpu")
     t0 = time.perf_counter()
     runner: Any
     if backend == "torch-nchw":
-        runner = TorchRunner(spec["weights"], "cpu", channels_last=False, banded=False)
+        runner = TorchRunner(spec["weights"], device, channels_last=False, banded=False)
     elif backend in ("torch", "torch-compile"):
-        runner = TorchRunner(spec["weights"], "cpu", precision=precision,
+        runner = TorchRunner(spec["weights"], device, precision=precision,
+                             channels_last=None if device == "cpu" else False,
                              compile=backend == "torch-compile")
     elif backend == "auto":
         runner = load_runner(spec["weights"], "auto", "cpu", precision=precision,
@@ -204,6 +218,8 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
             runner, arrays, size)
         t1 = time.perf_counter()
         out = runner(x)
+        if device != "cpu":
+            out = out.cpu()  # the detections are wanted on the host; this also waits for the GPU
         t2 = time.perf_counter()
         grid = (int(out.shape[-1]), int(out.shape[-2]))
         if grid not in anchors:
@@ -219,19 +235,26 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
         for _ in range(int(spec["warmup"])):
             once()
         times = [once() for _ in range(int(spec["runs"]))]
-    pre, fwd, pst = (_stats([t[i] for t in times]) for i in range(3))
-    total = _stats([sum(t) for t in times])
-    chosen = type(runner).__name__
-    from squeezedet import cpu
+        pre, fwd, pst = (_stats([t[i] for t in times]) for i in range(3))
+        total = _stats([sum(t) for t in times])
+        from squeezedet import cpu
 
-    runs_prec = str(getattr(runner, "precision", precision))
-    ov_prec = getattr(runner, "inference_precision", None)  # OpenVINO: what it computes in
+        runs_prec = str(getattr(runner, "precision", precision))
+        ov_prec = getattr(runner, "inference_precision", None)  # OpenVINO: what it computes in
+        emulated = runs_prec == "bf16" and ov_prec is None and device == "cpu" and not cpu.native_bf16()
+        energy = None
+        if spec.get("energy"):
+            energy = row_energy(once, spec, computes_in(precision, ov_prec, emulated),
+                                total["median"] / 1000, device).to_json()
+    chosen = type(runner).__name__
     return {
         "backend": backend, "precision": precision, "runner": chosen,
         "runner_precision": runs_prec,
         "inference_precision": ov_prec,
         # bf16 computed by a CPU that converts it to fp32 and back (slower than fp32)
-        "emulated": runs_prec == "bf16" and ov_prec is None and not cpu.native_bf16(),
+        "emulated": emulated,
+        "device": device,
+        "energy": energy,
         "auto_choice": getattr(runner, "auto_choice", None),
         "load_s": load_s,
         **{f"pre_ms_{s}": v for s, v in pre.items()},
@@ -242,6 +265,36 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mib": peak_rss_mib(),
         "threads": torch.get_num_threads(),
     }
+
+
+def computes_in(precision: str, inference_precision: str | None, emulated: bool) -> str:
+    """The precision a row's arithmetic runs in, for the energy estimate: ``int8`` for int8
+    models; what OpenVINO reports it computes in (its fp32 models run bf16 on CPUs with AMX);
+    ``fp32`` for emulated bf16."""
+    if precision == "int8":
+        return "int8"
+    if inference_precision in ("bf16", "f16"):
+        return "bf16"
+    if inference_precision == "f32" or emulated:
+        return "fp32"
+    return precision
+
+
+def row_energy(once: Callable[[], object], spec: dict[str, Any], precision: str,
+               seconds_per_batch: float, device: str) -> Any:
+    """Joules per image and mean watts of one row's whole call (pre-processing, forward,
+    post-processing): read from the hardware counter of ``device`` (RAPL for the CPU, NVML for a
+    GPU) while ``once`` repeats for ``spec["energy_seconds"]``, idle power subtracted; where no
+    counter is readable, the documented estimate of the network's forward at ``precision``
+    (:mod:`squeezedet.deployment.energy`; labelled, never passed off as a measurement) with the
+    watts from the row's measured median time."""
+    from squeezedet.deployment.energy import ModelCost, measure_energy
+
+    cost = ModelCost(**spec["cost"]) if spec.get("cost") else None
+    meter = spec.get("meter", "auto")
+    return measure_energy(once, int(spec["batch"]), device=device, meter=meter, estimate=cost,
+                          precision=precision, min_seconds=float(spec.get("energy_seconds", 3.0)),
+                          seconds_per_batch=seconds_per_batch)
 
 
 def _run_row(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
@@ -299,10 +352,24 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
                               "out for torch's own setting")
     if options.calib_images < 1:
         raise SqueezeDetError(f"--calib-images must be at least 1 (got {options.calib_images})")
+    if options.energy_seconds <= 0:
+        raise SqueezeDetError(f"--energy-seconds must be positive (got {options.energy_seconds})")
+    device = options.device
+    if device != "cpu":
+        if not device.startswith("cuda"):
+            raise SqueezeDetError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
+        if not torch.cuda.is_available():
+            raise SqueezeDetError(f"--device {device}: this PyTorch sees no CUDA GPU; run on the "
+                                  "CPU (leave --device out) or install a CUDA build of torch")
     if options.threads:
         torch.set_num_threads(options.threads)
     rows = parse_rows(options.backends if options.backends is not None
-                      else ",".join(default_backends()))
+                      else ",".join(default_backends(device)))
+    if device != "cpu":
+        off = [f"{b}:{p}" for b, p in rows if b not in GPU_BACKENDS]
+        if off:
+            raise SqueezeDetError(f"--device {device} runs only the eager PyTorch rows "
+                                  f"({', '.join(GPU_BACKENDS)}), not {', '.join(off)}")
     photo = load_image(options.image) if options.image else None  # a bad file stops us here
     if options.input_size:
         parse_size(options.input_size)
@@ -335,13 +402,20 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}},
                         weights)
     prof = profile_model(model)
+    cost = None
+    if options.energy:
+        from squeezedet.deployment.energy import model_cost
+
+        cost = dataclasses.asdict(model_cost(model))
     image = photo if photo is not None else render_images(model.input_size, 1)[0]
     image_file = work / "image.npy"
     np.save(image_file, image)
 
     from squeezedet import cpu
 
-    peak_detail = {p: matmul_peak_detail(p) for p in ("fp32", "bf16", "int8")}
+    # the CPU's matrix-product peaks (a GPU's are not measured: its rows get no %peak)
+    peak_detail = ({p: matmul_peak_detail(p) for p in ("fp32", "bf16", "int8")}
+                   if device == "cpu" else {p: {} for p in ("fp32", "bf16", "int8")})
     peaks = {p: (max(d.values()) if d else None) for p, d in peak_detail.items()}
     size_of = {"torch": prof.params * 4}
     results: list[dict[str, Any]] = []
@@ -364,7 +438,9 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         spec: dict[str, Any] = {"backend": backend, "precision": precision,
                                 "weights": str(weights), "image": str(image_file),
                                 "batch": options.batch, "threads": options.threads,
-                                "runs": options.runs, "warmup": options.warmup}
+                                "runs": options.runs, "warmup": options.warmup,
+                                "device": device, "energy": options.energy,
+                                "energy_seconds": options.energy_seconds, "cost": cost}
         file_bytes = size_of["torch"]
         if backend in ("onnxruntime", "openvino"):
             fmt = "onnx" if backend == "onnxruntime" else "openvino"
@@ -395,7 +471,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         computes = row.get("inference_precision")
         peak_prec = ("fp32" if row.get("emulated") or (computes == "f32" and precision == "bf16")
                      else precision)
-        peak = peaks.get(peak_prec) or peaks["fp32"]
+        peak = (peaks.get(peak_prec) or peaks["fp32"]) if device == "cpu" else None
         row["peak_fraction"] = row["gflops_per_s"] / peak if peak else None
         if row.get("emulated"):
             notes.append(f"{backend}:{precision} is emulated on this CPU (no AVX512-BF16 or AMX): "
@@ -408,7 +484,22 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
             timed = ", ".join(f"{n} {v:.1f} ms" for n, v in ac["median_ms"].items())
             notes.append(f"auto chose {ac['choice']} (" + ("cached choice" if ac["cached"] else
                                                           f"measured: {timed}") + ")")
+        if row.get("energy"):
+            e = row["energy"]
+            log(f"    energy: {e['joules_per_image']:.4g} J/image, {e['mean_watts']:.3g} W "
+                f"({'estimate' if e['estimated'] else 'measured, ' + e['method']})")
         results.append(row)
+    if options.energy:
+        energies = [r["energy"] for r in results if r.get("energy")]
+        methods = sorted({e["method"] for e in energies})
+        if any(e["estimated"] for e in energies):
+            notes.append("energy: estimated, not measured (no readable energy counter here: "
+                         f"{energies[0]['source']}); J/img is the network forward's arithmetic "
+                         "and DRAM energy on an idealised 45 nm chip, W that energy over the "
+                         "row's measured time")
+        elif energies:
+            notes.append(f"energy: measured ({', '.join(methods)}) over each row's whole call "
+                         f"(pre, forward, post): {energies[0]['source']}")
     baseline = next((r for r in results if f"{r['backend']}:{r['precision']}" == BASELINE), None)
     base_ms = baseline["total_ms_median"] if baseline else None
     for r in results:
@@ -416,6 +507,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = {
         "model": prof.name, "input_size": list(prof.input_size), "batch": options.batch,
+        "device": device,
         "threads": torch.get_num_threads(), "params": prof.params, "gflops": prof.gflops,
         "baseline": BASELINE, "baseline_ms": base_ms, "matmul_peak_gflops": peaks,
         "matmul_peak_detail": peak_detail, "cpu": cpu.cpu_identity(),
@@ -428,19 +520,31 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
 
 def row_note(r: dict[str, Any]) -> str:
     """The table's note for a row: ``emulated`` (bf16 without native support), ``runs f32``
-    (an OpenVINO bf16 model on a CPU without bf16), else empty."""
+    (an OpenVINO bf16 model on a CPU without bf16), ``energy est.`` (its energy is the
+    estimate, not a reading), comma-separated; else empty."""
+    notes = []
     if r.get("emulated"):
-        return "emulated"
-    if r.get("precision") == "bf16" and r.get("inference_precision") == "f32":
-        return "runs f32"
-    return ""
+        notes.append("emulated")
+    elif r.get("precision") == "bf16" and r.get("inference_precision") == "f32":
+        notes.append("runs f32")
+    if (r.get("energy") or {}).get("estimated"):
+        notes.append("energy est.")
+    return ", ".join(notes)
+
+
+def _energy_cells(e: dict[str, Any] | None) -> str:
+    if not e:
+        return f"{'-':>10}{'-':>7}"
+    star = "*" if e["estimated"] else ""
+    return f"{e['joules_per_image']:>9.4g}{star or ' '}{e['mean_watts']:>7.3g}"
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The results as a fixed-width text table (latencies in ms: median / p90 / min)."""
+    energy = any(r.get("energy") for r in rows)
     head = (f"{'backend':<12}{'prec':<6}{'pre ms':>18}{'forward ms':>21}{'post ms':>18}"
             f"{'total ms':>21}{'FPS':>7}{'ratio':>7}{'RSS MiB':>9}{'MB':>6}{'GF/s':>7}{'%peak':>7}"
-            f"  note")
+            + (f"{'J/img':>10}{'W':>7}" if energy else "") + "  note")
     lines = [head, "-" * len(head)]
 
     def trio(r: dict[str, Any], stage: str) -> str:
@@ -454,7 +558,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['backend']:<12}{r['precision']:<6}{trio(r, 'pre'):>18}{trio(r, 'forward'):>21}"
             f"{trio(r, 'post'):>18}{trio(r, 'total'):>21}{r['fps']:>7.1f}{ratio:>7}"
             f"{r['peak_rss_mib']:>9.0f}{r['model_mb']:>6.1f}{r['gflops_per_s']:>7.1f}{frac:>7}"
-            f"  {row_note(r)}".rstrip()
+            + (_energy_cells(r.get("energy")) if energy else "")
+            + f"  {row_note(r)}".rstrip()
         )
     return "\n".join(lines)
 
