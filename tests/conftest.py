@@ -4,9 +4,15 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
-torch.set_num_threads(2)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one of several test processes (pyproject's -n 2): one thread each, in this process and in
+    # the processes its tests start, so that the processes do not fight over the cores (OpenMP's
+    # spin-waiting made oversubscribed runs several times slower)
+    os.environ["OMP_NUM_THREADS"] = "1"
+import torch  # noqa: E402
+
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 # Narrowing this CPU to another's instruction sets (README, "Tests on any CPU"):
 # ONEDNN_MAX_CPU_ISA limits PyTorch's oneDNN and the oneDNN inside OpenVINO, but not OpenVINO's own

@@ -56,7 +56,7 @@ def test_benchmark_marks_emulated_bf16_and_leaves_it_out_of_the_defaults(
     out = tmp_path / "bench.json"
     with pytest.warns(UserWarning, match="bf16 is emulated"):
         assert main(["benchmark", "--input-size", "96x32", "--runs", "1", "--warmup", "0",
-                     "--threads", "1", "--backends", "torch:bf16", "--in-process",
+                     "--threads", "1", "--backends", "torch:bf16", "--in-process", "--no-peak",
                      "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -91,7 +91,7 @@ def test_benchmark_runs_a_checkpoint_at_another_size(tmp_path: Path,
     save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, weights)
     out = tmp_path / "bench.json"
     assert main(["benchmark", "--weights", str(weights), "--input-size", "192x64", "--runs", "1",
-                 "--warmup", "0", "--threads", "1", "--backends", "torch:fp32", "--in-process",
+                 "--warmup", "0", "--threads", "1", "--backends", "torch:fp32", "--in-process", "--no-peak",
                  "--json", str(out)]) == 0
     assert "measured at 192x64 (anchors scaled)" in capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -110,7 +110,7 @@ def test_benchmark_energy_estimate_is_labelled(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(energy, "find_meter", lambda device="cpu", *a, **k: (None, "no counter (test)"))
     out = tmp_path / "bench.json"
     assert main(["benchmark", "--input-size", "96x32", "--runs", "2", "--warmup", "0",
-                 "--threads", "1", "--backends", "torch:fp32", "--in-process", "--energy",
+                 "--threads", "1", "--backends", "torch:fp32", "--in-process", "--no-peak", "--energy",
                  "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "J/img" in printed and "energy est." in printed and "estimated, not measured" in printed
@@ -146,7 +146,7 @@ def test_benchmark_energy_measured_with_a_counter(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(energy, "find_meter", lambda device="cpu", *a, **k: (ConstantPower(), ""))
     out = tmp_path / "bench.json"
     assert main(["benchmark", "--input-size", "96x32", "--runs", "2", "--warmup", "0",
-                 "--threads", "1", "--backends", "", "--in-process", "--energy",
+                 "--threads", "1", "--backends", "", "--in-process", "--no-peak", "--energy",
                  "--energy-seconds", "0.3", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "energy est." not in printed and "measured (fake)" in printed

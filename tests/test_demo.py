@@ -1,6 +1,9 @@
 """`squeezedet demo` end to end at toy scale: every promised output is written."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from squeezedet.cli import main
 
@@ -85,3 +88,19 @@ def test_an_optimistic_projection_is_corrected_by_the_next_measurement():
     assert len(calls) == 3  # the second probe missed, the third fits
     assert probes[1].steps(16 * 60) < MIN_STEPS <= recipe.steps(16 * 60)
     assert recipe == probes[2]
+
+
+def test_demo_images_folder_of_folders_and_empty_folder(tmp_path: Path) -> None:
+    """--images on a folder whose photos are in sub-folders finds them; a folder without images
+    is an error, not an empty set of drawings."""
+    from squeezedet.demo import _gather_images
+    from squeezedet.errors import SqueezeDetError
+
+    (tmp_path / "samples" / "kitti").mkdir(parents=True)
+    (tmp_path / "samples" / "README.md").write_text("photos below")
+    for name in ("b.png", "a.jpg"):
+        (tmp_path / "samples" / "kitti" / name).write_bytes(b"x")
+    assert [p.name for p in _gather_images([str(tmp_path / "samples")])] == ["a.jpg", "b.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SqueezeDetError, match="no .*images in this folder"):
+        _gather_images([str(tmp_path / "empty")])

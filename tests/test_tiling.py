@@ -124,6 +124,7 @@ def write_aerial(root: Path, n: int = 2, size: tuple[int, int] = (128, 64)) -> P
     return root
 
 
+@pytest.mark.slow  # 11-14 s of training; the tiling geometry tests stay in the default run
 def test_training_on_a_tiled_two_image_data_set_overfits(tmp_path):
     from squeezedet.data.boxes import training_box_sizes
     from squeezedet.ops.kmeans import kmeans_anchors

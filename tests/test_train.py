@@ -57,6 +57,7 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # three training processes (17-20 s); the in-process resume tests stay in the default run
 def test_kill_and_resume_gives_identical_weights(tmp_path):
     """A real SIGKILL after a checkpoint, then --resume: same weights as an uninterrupted run."""
     root = make_tiny_kitti(tmp_path / "d", n=6)

@@ -109,7 +109,13 @@ def _gather_images(specs: list[str]) -> list[Path]:
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            # the folder's images, else those of its sub-folders
+            inside = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES) or sorted(
+                q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            if not inside:
+                raise SqueezeDetError(f"--images {spec}: no {'/'.join(IMAGE_SUFFIXES)} images in "
+                                      "this folder or its sub-folders")
+            found += inside
         elif p.is_file():
             found.append(p)
         else:
@@ -168,7 +174,7 @@ def run_demo(options: DemoOptions) -> float:
         print(f"[2/4] reusing the finished training run in {run_dir} (--retrain to train again)")
     else:
         resume = (run_dir / "last.pt").exists()
-        print(f"[2/4] training SqueezeDet from scratch for {cfg.time_limit_min:g} min on "
+        print(f"[2/4] training SqueezeDet from scratch for {cfg.time_limit_min:.1f} min on "
               f"{_device_name(cfg)} -> {run_dir}" + (" (resuming)" if resume else ""),
               flush=True)
         trained = train(cfg, data, run_dir, resume=resume, progress=progress)
@@ -233,7 +239,7 @@ def _adapted_config(cfg: TrainConfig, data: Path, size: tuple[int, int],
     print(f"      this machine is slower than the demo's reference (~{TARGET_STEPS:,} steps of "
           f"batch 8 at {size[0]}x{size[1]}): training at {recipe.size[0]}x{recipe.size[1]}, "
           f"batch {recipe.batch} instead (--fixed-recipe keeps the default)")
-    anchors = _kmeans_anchors(data, recipe.size, options.seed)
+    anchors = cfg.anchors if recipe.size == size else _kmeans_anchors(data, recipe.size, options.seed)
     adapted = demo_config(recipe.size, minutes, options.seed,
                           [*options.overrides, f"batch_size={recipe.batch}"], anchors)
     return replace(adapted, drift=cfg.drift)  # the drift is in the data's pixels, not the network's

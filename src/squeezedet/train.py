@@ -177,8 +177,8 @@ def init_from_checkpoint(model: SqueezeDet, path: str | Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 3,
-                         warmup: int = 1) -> float:
+def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 4,
+                         warmup: int = 2) -> float:
     """Median wall-clock seconds of one training step of ``cfg`` on this machine, now.
 
     Runs ``warmup`` + ``steps`` real steps (forward, targets, loss, backward, clipping, optimiser;

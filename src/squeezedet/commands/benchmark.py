@@ -29,7 +29,7 @@ weights at that size, anchors scaled. Without --image a synthetic 1242x375 drivi
 
 --energy adds joules per image and mean watts to every row (columns J/img and W, and "energy"
 in the JSON): read from the hardware's energy counter while the row's whole call repeats for
---energy-seconds, with the idle power (read over 2 s of sleep first) subtracted — RAPL/powercap
+--energy-seconds, with the idle power (read over up to 2 s of sleep first) subtracted — RAPL/powercap
 for the CPU (package and DRAM zones; often root-only, absent in most VMs), NVML for an NVIDIA
 GPU (pip install 'squeezedet[energy]'; the paper's 1.4 J/image on a TITAN X is this figure).
 Where no counter can be read the row shows an ESTIMATE, marked "*" and "energy est." (and
@@ -83,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--energy-seconds", type=float, default=3.0, metavar="S",
                         help="with --energy and a counter: seconds each row runs while it is "
                              "read (default 3)")
+    parser.add_argument("--no-peak", dest="peak", action="store_false",
+                        help="skip measuring the matrix-product peaks (~3 s; no %%peak column)")
     parser.add_argument("--json", dest="json_out", help="write the results as JSON here")
 
 

@@ -61,6 +61,8 @@ class BenchmarkOptions:
     energy: bool = False
     #: how long each row runs for the energy reading (with a counter; plus an idle reading)
     energy_seconds: float = 3.0
+    #: measure the matrix-product peaks (the ``%peak`` column); off for a quicker run
+    peak: bool = True
 
 
 def default_backends(device: str = "cpu") -> tuple[str, ...]:
@@ -294,6 +296,7 @@ def row_energy(once: Callable[[], object], spec: dict[str, Any], precision: str,
     meter = spec.get("meter", "auto")
     return measure_energy(once, int(spec["batch"]), device=device, meter=meter, estimate=cost,
                           precision=precision, min_seconds=float(spec.get("energy_seconds", 3.0)),
+                          idle_seconds=min(2.0, float(spec.get("energy_seconds", 3.0))),
                           seconds_per_batch=seconds_per_batch)
 
 
@@ -415,7 +418,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
 
     # the CPU's matrix-product peaks (a GPU's are not measured: its rows get no %peak)
     peak_detail = ({p: matmul_peak_detail(p) for p in ("fp32", "bf16", "int8")}
-                   if device == "cpu" else {p: {} for p in ("fp32", "bf16", "int8")})
+                   if device == "cpu" and options.peak else {p: {} for p in ("fp32", "bf16", "int8")})
     peaks = {p: (max(d.values()) if d else None) for p, d in peak_detail.items()}
     size_of = {"torch": prof.params * 4}
     results: list[dict[str, Any]] = []
