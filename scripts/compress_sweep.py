@@ -27,6 +27,7 @@ from squeezedet.compress import (
     compress_state,
     encode_checkpoint,
     finetune_shared,
+    parse_layer_bits,
     prunable,
     sparsity_of,
     validation_map,
@@ -44,6 +45,9 @@ def main() -> int:
     ap.add_argument("--share-steps", type=int, default=0,
                     help="fine-tuning steps of the shared values, per bit width")
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--layer-bits", default="none",
+                    help="per-layer widths as squeezedet compress takes them ('auto', 'none', "
+                         "or GLOB=BITS,...)")
     ap.add_argument("--save", metavar="DIR", help="also write each .sqz file here")
     ap.add_argument("--cache", metavar="DIR",
                     help="keep each sparsity's fine-tuned fp32 weights here and reuse them")
@@ -76,9 +80,12 @@ def main() -> int:
               f"pruned fp32 mAP_R40 {pruned_map[0]:.2f} ({pruned_map[0] - base[0]:+.2f})", flush=True)
         rows.append({"sparsity": s, "bits": 32, "bytes": None, "map_r40": pruned_map[0],
                      "map_r11": pruned_map[1], "steps": args.steps})
+        if s == 0 and args.steps == 0:
+            rows.pop()  # nothing pruned or trained: the uncompressed row
         for b in (int(v) for v in args.bits.split(",")):
             bit_settings = CompressSettings(sparsity=s, bits=b, steps=args.steps, lr=args.lr,
-                                            share_steps=args.share_steps, quantizer=args.quantizer)
+                                            share_steps=args.share_steps, quantizer=args.quantizer,
+                                            layer_bits=parse_layer_bits(args.layer_bits))
             shared = state
             if args.share_steps:
                 shared = finetune_shared(ckpt, state, args.data, bit_settings, progress=False)

@@ -237,3 +237,60 @@ def test_trained_weight_sharing_keeps_shared_values_and_zeros(tmp_path):
         one_shot = codec.quantize_state_dict({name: pruned[name]}, settings.codec_settings())[name]
         moved |= not torch.equal(state[name], one_shot)
     assert moved  # training moved the shared values
+
+
+def test_layer_bits_parse_and_match():
+    from squeezedet.compress import SENSITIVE_LAYER_BITS, parse_layer_bits
+
+    assert parse_layer_bits("auto") == SENSITIVE_LAYER_BITS
+    assert parse_layer_bits("none") == () and parse_layer_bits("") == ()
+    pairs = parse_layer_bits("convdet.*=6, *.squeeze.*=5")
+    assert pairs == (("convdet.*", 6), ("*.squeeze.*", 5))
+    with pytest.raises(SqueezeDetError, match="GLOB=BITS"):
+        parse_layer_bits("convdet.*")
+    with pytest.raises(SqueezeDetError, match="between 1 and 8"):
+        codec.CodecSettings(layer_bits=(("convdet.*", 9),))
+    settings = codec.CodecSettings(bits=4, layer_bits=(("convdet.*", 6), ("*.squeeze.*", 5),
+                                                       ("*squeeze*", 2)))
+    assert settings.bits_for("convdet.weight") == 6
+    assert settings.bits_for("backbone.features.3.squeeze.weight") == 5  # the first match counts
+    assert settings.bits_for("backbone.features.3.expand3x3.weight") == 4
+    assert settings.max_bits == 6
+
+
+@pytest.mark.parametrize("entropy", ["lzma", "none"])
+def test_layer_bits_round_trip(tmp_path, entropy):
+    """Tensors matched by layer_bits get their own number of shared values; the file decodes
+    bit for bit to the dequantised weights, also when the indices are packed (entropy none)."""
+    _, model = _checkpoint(tmp_path)
+    state = model.state_dict()
+    settings = codec.CodecSettings(bits=3, entropy=entropy, layer_bits=(("convdet.*", 6),))
+    data, _ = codec.encode_state_dict(state, settings)
+    decoded, _ = codec.decode(data)
+    expected = codec.quantize_state_dict(state, settings)
+    for name, t in decoded.items():
+        assert torch.equal(_bits(t), _bits(expected[name])), name
+    # random normal weights fill every level: 64 values in ConvDet, 8 in the 3-bit kernels
+    assert torch.unique(decoded["convdet.weight"]).numel() == 64
+    name = "backbone.features.3.expand3x3.weight"
+    assert torch.unique(decoded[name]).numel() == 8
+    assert json.loads(json.dumps(settings.layer_bits)) == [["convdet.*", 6]]
+
+
+def test_compress_cli_default_recipe(tmp_path, capsys):
+    """Without options: no pruning, 4-bit sharing with the sensitive layers wider, no fine-tuning
+    without data."""
+    path, _ = _checkpoint(tmp_path)
+    out = tmp_path / "d.sqz"
+    assert main(["compress", "--weights", str(path), "--out", str(out), "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    s = report["settings"]
+    assert s["sparsity"] == 0.0 and s["bits"] == 4 and s["steps"] == 0 and s["share_steps"] == 0
+    assert [tuple(p) for p in s["layer_bits"]] == [("backbone.features.0.*", 8), ("convdet.*", 6),
+                                                  ("*.squeeze.*", 5), ("*.expand1x1.*", 5)]
+    state = load_checkpoint(out)["model"]
+    assert torch.unique(state["convdet.weight"]).numel() == 64
+    assert torch.unique(state["backbone.features.3.squeeze.weight"]).numel() <= 32
+    assert torch.unique(state["backbone.features.3.expand3x3.weight"]).numel() == 16
+    assert main(["compress", "--weights", str(path), "--out", str(out), "--layer-bits", "x"]) == 2
+    assert "GLOB=BITS" in capsys.readouterr().err

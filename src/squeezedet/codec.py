@@ -27,6 +27,7 @@ NumPy and the standard library are needed to read it.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import lzma
 import struct
@@ -64,6 +65,9 @@ class CodecSettings:
         min_numel: floating-point tensors with at least two dimensions and at least this many
             elements are quantised; the rest (biases, small tensors) are stored exactly.
         kmeans_iters: Lloyd iterations at most.
+        layer_bits: ``(pattern, bits)`` pairs: a tensor whose name matches ``pattern`` (a shell
+            glob, :func:`fnmatch.fnmatchcase`) gets that index width instead of ``bits``; the
+            first matching pair counts.
     """
 
     bits: int = 5
@@ -72,10 +76,22 @@ class CodecSettings:
     positions: str = "auto"
     min_numel: int = 1024
     kmeans_iters: int = 30
+    layer_bits: tuple[tuple[str, int], ...] = ()
+
+    def bits_for(self, name: str) -> int:
+        """The index width of the tensor ``name``."""
+        return next((b for pattern, b in self.layer_bits if fnmatch.fnmatchcase(name, pattern)),
+                    self.bits)
+
+    @property
+    def max_bits(self) -> int:
+        """The widest index width any tensor can get."""
+        return max([self.bits, *(b for _, b in self.layer_bits)])
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 8:
-            raise SqueezeDetError(f"bits must be between 1 and 8, got {self.bits}")
+        for b in (self.bits, *(b for _, b in self.layer_bits)):
+            if not 1 <= b <= 8:
+                raise SqueezeDetError(f"bits must be between 1 and 8, got {b}")
         if self.quantizer not in QUANTIZERS:
             raise SqueezeDetError(f"unknown quantizer {self.quantizer!r}; choose from "
                                   f"{', '.join(QUANTIZERS)}")
@@ -180,7 +196,8 @@ def quantize_state_dict(state: dict[str, torch.Tensor],
     out = {}
     for name, t in state.items():
         if _quantized(t, settings):
-            mask, cb, idx = quantize_tensor(t, settings.bits, settings.quantizer, settings.kmeans_iters)
+            mask, cb, idx = quantize_tensor(t, settings.bits_for(name), settings.quantizer,
+                                            settings.kmeans_iters)
             out[name] = dequantize(mask, cb, idx, tuple(t.shape))
         else:
             out[name] = t.detach().cpu().clone()
@@ -284,7 +301,8 @@ def encode_state_dict(state: dict[str, torch.Tensor], settings: CodecSettings,
     for name, t in state.items():
         shape = list(t.shape)
         if _quantized(t, settings):
-            mask, cb, idx = quantize_tensor(t, settings.bits, settings.quantizer, settings.kmeans_iters)
+            mask, cb, idx = quantize_tensor(t, settings.bits_for(name), settings.quantizer,
+                                            settings.kmeans_iters)
             table.append({"name": name, "shape": shape, "kind": "shared", "nnz": int(idx.size),
                           "codebook": int(cb.size)})
             masks.append(mask)
@@ -297,7 +315,7 @@ def encode_state_dict(state: dict[str, torch.Tensor], settings: CodecSettings,
                           "dtype": str(arr.dtype).removeprefix("torch."), "bytes": len(raw)})
             values.append(raw)
     all_idx = np.concatenate(indices) if indices else np.zeros(0, np.uint8)
-    idx_bytes = (_pack_bits(all_idx, settings.bits) if settings.entropy == "none"
+    idx_bytes = (_pack_bits(all_idx, settings.max_bits) if settings.entropy == "none"
                  else all_idx.tobytes())
     common = {"indices": _compress(idx_bytes, settings.entropy),
               "values": _compress(b"".join(values), settings.entropy)}
@@ -315,8 +333,11 @@ def encode_state_dict(state: dict[str, torch.Tensor], settings: CodecSettings,
                    for e in table]
         streams = {"masks": _compress(b"".join(encoded), settings.entropy), **common}
         head = {
-            "codec": {"bits": settings.bits, "quantizer": settings.quantizer,
-                      "entropy": settings.entropy, "positions": mode},
+            # "bits": the width the indices are packed at (without entropy coding)
+            "codec": {"bits": settings.max_bits, "quantizer": settings.quantizer,
+                      "entropy": settings.entropy, "positions": mode,
+                      "default_bits": settings.bits,
+                      "layer_bits": [list(p) for p in settings.layer_bits]},
             "tensors": entries,
             "streams": {k: len(streams[k]) for k in _STREAMS},
             **(header or {}),
