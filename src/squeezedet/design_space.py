@@ -5,10 +5,12 @@ Per model (batch 1, one forward pass):
 
 - parameters; model size in MB (2^20 bytes): fp32, int8 (one byte per weight, biases included),
   and **compressed**: the actual size of a ``.sqz`` file (:mod:`squeezedet.codec`) of the model's
-  weights pruned to ``sparsity`` per kernel and weight-shared at ``bits`` bits — measured on
-  randomly initialised weights (no trained weights exist for every model; the size depends on the
-  counts of weights and zeros, and little on the values: the trained demo SqueezeDet packs within
-  a few per cent of it, see the README);
+  weights as ``squeezedet compress`` stores them by default (no pruning, k-means sharing at
+  ``bits`` bits with :data:`~squeezedet.compress.SENSITIVE_LAYER_BITS` for the sensitive
+  layers; ``sparsity`` prunes first) — measured on randomly initialised weights (no trained
+  weights exist for every model; random weights fill every shared value about equally often,
+  trained ones are peaked and pack smaller: the trained demo SqueezeDet by ~10 %, see the
+  README);
 - activation memory of one forward (:func:`squeezedet.models.memory.activation_profile`): the
   peak of the live activations, and the total bytes written;
 - GFLOPs (:func:`squeezedet.models.profile.profile_model`, multiply-add = 2);
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from squeezedet import codec
-from squeezedet.compress import prune_state_dict
+from squeezedet.compress import SENSITIVE_LAYER_BITS, prune_state_dict
 from squeezedet.deployment.energy import ESTIMATE_SOURCE, estimate_joules_per_image
 from squeezedet.models import create_model, list_models
 from squeezedet.models.memory import activation_profile
@@ -71,7 +73,7 @@ class DesignPoint:
 
 
 def design_point(name: str, input_size: tuple[int, int] | None = None, num_classes: int = 3,
-                 sparsity: float = 0.7, bits: int = 5, compressed: bool = True,
+                 sparsity: float = 0.0, bits: int = 4, compressed: bool = True,
                  seed: int = 0) -> DesignPoint:
     """The :class:`DesignPoint` of model ``name`` (see the module docstring)."""
     torch.manual_seed(seed)
@@ -80,10 +82,14 @@ def design_point(name: str, input_size: tuple[int, int] | None = None, num_class
     prof = profile_model(model, size)
     act = activation_profile(model, size)
     state = model.state_dict()
-    setting = f"pruned {sparsity:.0%} + {bits}-bit k-means + lzma (random weights)"
+    labels = {"backbone.features.0.*": "conv1", "convdet.*": "ConvDet", "*.squeeze.*": "squeeze",
+              "*.expand1x1.*": "expand1x1"}
+    widths = ", ".join(f"{labels.get(g, g)} {b}" for g, b in SENSITIVE_LAYER_BITS)
+    setting = ((f"pruned {sparsity:.0%} + " if sparsity else "") +
+               f"{bits}-bit k-means ({widths} bits) + lzma (random weights)")
     packed = None
     if compressed:
-        settings = codec.CodecSettings(bits=bits)
+        settings = codec.CodecSettings(bits=bits, layer_bits=SENSITIVE_LAYER_BITS)
         packed = len(codec.encode_state_dict(prune_state_dict(state, sparsity, settings.min_numel),
                                              settings, {"meta": model.metadata()})[0])
     return DesignPoint(
