@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -29,12 +30,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
     A crash mid-write leaves the previous checkpoint intact.
     """
+    write_atomic(path, lambda f: torch.save({"format_version": FORMAT_VERSION, **state}, f))
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` with a binary file that becomes ``path`` only once it is complete and on
+    disk (a temporary file in the same folder, flushed, synced, then renamed over ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -24,8 +24,6 @@ The result is a ``.sqz`` file that :func:`squeezedet.checkpoint.load_checkpoint`
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -36,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from squeezedet import codec
-from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint
+from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, write_atomic
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti import collate
 from squeezedet.engine import evaluate, loss_from_config, make_optimizer, resolve_device, train_step
@@ -415,24 +413,10 @@ def compress_checkpoint(weights: str | Path, out: str | Path, settings: Compress
     ckpt = load_checkpoint(weights, mmap=True)
     state, sparsity = compress_state(ckpt, settings, data_root, progress)
     data, size = encode_checkpoint(ckpt, state, settings, {"source": Path(weights).name})
-    _write_atomic(out, data)
+    write_atomic(out, lambda f: f.write(data))
     fp32 = sum(v.numel() * 4 for v in ckpt["model"].values() if v.is_floating_point())
     src = Path(weights).stat().st_size if Path(weights).is_file() else None
     return CompressResult(out, len(data), fp32, src, sparsity, size, settings)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def validation_map(weights: str | Path | dict[str, Any], data_root: str | Path,
