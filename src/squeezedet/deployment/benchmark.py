@@ -496,10 +496,9 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         energies = [r["energy"] for r in results if r.get("energy")]
         methods = sorted({e["method"] for e in energies})
         if any(e["estimated"] for e in energies):
-            notes.append("energy: estimated, not measured (no readable energy counter here: "
-                         f"{energies[0]['source']}); J/img is the network forward's arithmetic "
-                         "and DRAM energy on an idealised 45 nm chip, W that energy over the "
-                         "row's measured time")
+            notes.append(f"energy: {energies[0]['source']}. J/img (*) is the network forward's "
+                         "arithmetic and DRAM energy on an idealised 45 nm chip, W that energy "
+                         "over the row's measured time")
         elif energies:
             notes.append(f"energy: measured ({', '.join(methods)}) over each row's whole call "
                          f"(pre, forward, post): {energies[0]['source']}")
