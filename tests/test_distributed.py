@@ -218,6 +218,7 @@ def test_torchrun_train_sigterm_stops_every_rank_and_resumes(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
+    assert (run / "last.pt").exists(), (proc.returncode, out[-2000:], err[-4000:])
     ckpt = load_checkpoint(run / "last.pt")
     step = ckpt["step"]
     assert ckpt["world_size"] == 2 and len(ckpt["rng_ranks"]) == 2 and 2 <= step < 60

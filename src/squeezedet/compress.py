@@ -276,11 +276,13 @@ def finetune_pruned(ckpt: dict[str, Any], data_root: str | Path, settings: Compr
             target = s
             masks = magnitude_masks(params, s, names)
             apply_masks(params, masks)
-            apply_masks(ema_params, masks)
+            if ema_params:  # empty when the run keeps no moving average
+                apply_masks(ema_params, masks)
 
     def after(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
         apply_masks(params, masks)
-        apply_masks(ema_params, masks)
+        if ema_params:
+            apply_masks(ema_params, masks)
 
     state = _finetune(ckpt, data_root, cfg, settings.steps, before, after, progress, "pruning")
     # hold the target exactly even if the last tightening came a step short of it
@@ -318,11 +320,13 @@ def finetune_shared(ckpt: dict[str, Any], state: dict[str, torch.Tensor], data_r
     def before(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
         if step == 0:
             share(params)
-            share(ema_params)
+            if ema_params:  # empty when the run keeps no moving average
+                share(ema_params)
 
     def after(step: int, params: dict[str, torch.Tensor], ema_params: dict[str, torch.Tensor]) -> None:
         share(params)
-        share(ema_params)
+        if ema_params:
+            share(ema_params)
 
     start = {**ckpt, "model": state}
     return _finetune(start, data_root, cfg, settings.share_steps, before, after, progress,

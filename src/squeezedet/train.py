@@ -391,9 +391,10 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
     # both splits checked before the first step (squeezedet.data.check): bad samples stop the
     # run, listed together (or are left out with skip_bad); boxes left out are counted
     train_ds, val_ds, data_report = open_checked(cfg, data_root)
-    data_report.write(run_dir / "data_report.json")
-    if progress or data_report.noteworthy:
-        print(data_report.summary_line(), flush=True)
+    if main:  # the run folder is rank 0's (every rank checks the data it reads)
+        data_report.write(run_dir / "data_report.json")
+        if progress or data_report.noteworthy:
+            print(data_report.summary_line(), flush=True)
     if len(train_ds) == 0:
         raise SqueezeDetError(f"{data_root}: the training split has no images")
     if cfg.cache_images:
