@@ -293,10 +293,9 @@ def row_energy(once: Callable[[], object], spec: dict[str, Any], precision: str,
     from squeezedet.deployment.energy import ModelCost, measure_energy
 
     cost = ModelCost(**spec["cost"]) if spec.get("cost") else None
-    meter = spec.get("meter", "auto")
-    return measure_energy(once, int(spec["batch"]), device=device, meter=meter, estimate=cost,
-                          precision=precision, min_seconds=float(spec.get("energy_seconds", 3.0)),
-                          idle_seconds=min(2.0, float(spec.get("energy_seconds", 3.0))),
+    seconds = float(spec.get("energy_seconds", 3.0))
+    return measure_energy(once, int(spec["batch"]), device=device, estimate=cost,
+                          precision=precision, min_seconds=seconds, idle_seconds=min(2.0, seconds),
                           seconds_per_batch=seconds_per_batch)
 
 
