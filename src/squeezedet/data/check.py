@@ -48,7 +48,7 @@ from squeezedet.data.base import (
     fit_boxes_to_image,
     is_ignored,
 )
-from squeezedet.data.images import load_image
+from squeezedet.data.images import image_file_size, load_image
 from squeezedet.data.kitti_format import KittiObject
 from squeezedet.errors import DataError, SqueezeDetError
 
@@ -82,22 +82,13 @@ def inspect_image(path: str | Path) -> tuple[int, int]:
     naming the file when it is missing, empty, not an image, or truncated.
     """
     path = Path(path)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise DataError(path, "image file not found") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot read the image file ({exc})") from None
-    if not path.is_file():
-        raise DataError(path, "is not a file")
-    if stat.st_size == 0:
-        raise DataError(path, "image file is empty (0 bytes)")
+    size = image_file_size(path)
     try:
         with path.open("rb") as f:
             with Image.open(f) as img:
                 width, height = img.size
                 fmt = img.format
-            complete = _ends_completely(f, fmt, stat.st_size)
+            complete = _ends_completely(f, fmt, size)
     except UnidentifiedImageError:
         raise DataError(path, "not a readable image (unknown or corrupt format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

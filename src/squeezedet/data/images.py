@@ -46,16 +46,7 @@ def load_image(path: str | Path) -> np.ndarray:
     or otherwise undecodable.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(path, "image file not found") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot read the image file ({exc})") from None
-    if not path.is_file():
-        raise DataError(path, "is not a file")
-    if size == 0:
-        raise DataError(path, "image file is empty (0 bytes)")
+    image_file_size(path)
     try:
         with Image.open(path) as img:
             img.load()
@@ -67,6 +58,22 @@ def load_image(path: str | Path) -> np.ndarray:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise DataError(path, f"image has no pixels (size {array.shape[1]}x{array.shape[0]})")
     return array
+
+
+def image_file_size(path: Path) -> int:
+    """The size in bytes of the image file ``path``; raises :class:`DataError` naming the file
+    when it is missing, unreadable, not a regular file or empty."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read the image file ({exc})") from None
+    if not path.is_file():
+        raise DataError(path, "is not a file")
+    if size == 0:
+        raise DataError(path, "image file is empty (0 bytes)")
+    return size
 
 
 def _to_rgb8(img: Image.Image, path: Path) -> np.ndarray:
