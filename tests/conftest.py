@@ -35,6 +35,16 @@ def _private_choice_cache(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture
+def one_thread():
+    """In-process training runs on one thread, as the CLI's tiny test runs (faster so); the
+    thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def kitti_samples() -> Path:
     """The real KITTI photographs of ../shared/samples; skips when this checkout has none."""
     if not SAMPLES.is_dir():

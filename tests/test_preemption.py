@@ -44,15 +44,6 @@ def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def one_thread():
-    """In-process runs on one thread, as the CLI runs (the tiny steps are faster so)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return make_tiny_kitti(tmp_path_factory.mktemp("preempt") / "d", n=6)
