@@ -299,9 +299,10 @@ def finetune_shared(ckpt: dict[str, Any], state: dict[str, torch.Tensor], data_r
     most ``2^bits`` distinct non-zero values per kernel, which the codec stores exactly."""
     cfg = _finetune_config(ckpt, settings, settings.share_steps)
     names = prunable(state, settings.min_numel)
+    widths = settings.codec_settings()
     clusters: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
     for name in names:
-        mask, codebook, idx = codec.quantize_tensor(state[name], settings.codec_settings().bits_for(name),
+        mask, codebook, idx = codec.quantize_tensor(state[name], widths.bits_for(name),
                                                     settings.quantizer)
         positions = torch.from_numpy(mask).nonzero().flatten()
         clusters[name] = (positions, torch.from_numpy(idx.astype("int64")), int(codebook.size))
