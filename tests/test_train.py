@@ -201,3 +201,30 @@ def test_resume_with_ema_gives_the_same_averaged_weights(tmp_path):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
     # the averaged weights differ from the raw ones the optimiser produced
     assert not all(torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"])
+
+
+def test_training_on_crops_keeps_the_model_at_the_input_size(tmp_path):
+    from squeezedet.models import create_model
+    from squeezedet.ops.anchors import make_anchors
+
+    # the anchors of a crop are those of the crop's own grid, the same shapes
+    model = create_model("squeezedet", input_size=(128, 64), num_classes=3)
+    assert model.anchors_for((128, 64)) is model.anchors
+    crop_anchors = model.anchors_for((96, 48))
+    grid = (6, 3)  # SqueezeDet's stride 16: 96/16, 48/16
+    assert model.compute_grid_size((96, 48)) == grid
+    expected = make_anchors(grid, (96, 48), model.anchor_shapes, centers=model.anchor_centers)
+    torch.testing.assert_close(crop_anchors, expected, rtol=0, atol=0)
+    assert crop_anchors.shape == (grid[0] * grid[1] * 9, 4)
+
+    root = make_tiny_kitti(tmp_path / "d", n=4)
+    cfg = TrainConfig(steps=2, crop=(96, 48), **SMALL)
+    result = train(cfg, root, tmp_path / "run", progress=False)
+    assert result.step == 2
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["meta"]["input_size"] == [128, 64]  # validated and saved at the input size
+    assert ckpt["config"]["crop"] == [96, 48]
+    with pytest.raises(SqueezeDetError, match="crop 200x48 must fit in input_size 128x64"):
+        TrainConfig(crop=(200, 48), **SMALL)
+    with pytest.raises(SqueezeDetError, match="crop 1300x48 must fit in the input size 1248x384"):
+        train(TrainConfig(steps=1, crop=(1300, 48)), root, tmp_path / "run2", progress=False)

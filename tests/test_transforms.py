@@ -10,6 +10,7 @@ from squeezedet.data.transforms import (
     Compose,
     Drift,
     HorizontalFlip,
+    RandomCrop,
     Resize,
     build_transforms,
 )
@@ -221,6 +222,86 @@ def test_train_pipeline_is_reproducible_and_keeps_content_under_boxes() -> None:
         # the interior of the moved box (1 px margin for the bilinear edge) is red
         inner = out1[int(np.ceil(y1)) + 1:int(y2) - 1, int(np.ceil(x1)) + 1:int(x2) - 1]
         assert inner.size and (inner == RED).all()
+
+
+# --- RandomCrop ----------------------------------------------------------------------------------
+
+
+def test_crop_by_hand_moves_clips_and_drops_boxes() -> None:
+    # boxes: inside after clipping (5/6 visible), cut to a third (dropped), outside (dropped)
+    image, target = scene(100, 50, [(10, 10, 30, 40), (40, 5, 50, 20), (90, 0, 100, 10)])
+    out, t = RandomCrop((40, 30)).apply(image, target, x0=5, y0=5)
+    np.testing.assert_array_equal(out, image[5:35, 5:45])
+    # box 0: (10,10,30,40) - (5,5) = (5,5,25,35), clipped to height 30: 20x25 of 20x30 visible
+    # box 1: (35,0,45,15) clipped to (35,0,40,15): 5x15 of 10x15 = 0.5 visible -> kept (>= 0.5)
+    np.testing.assert_array_equal(t["boxes"], [[5, 5, 25, 30], [35, 0, 40, 15]])
+    np.testing.assert_array_equal(t["labels"], [0, 1])
+    _, t = RandomCrop((40, 30)).apply(image, target, x0=4, y0=5)
+    # box 1, (36,0,46,15), now keeps 4 of 10 columns (0.4 < 0.5): no longer a target
+    np.testing.assert_array_equal(t["boxes"], [[6, 5, 26, 30]])
+    np.testing.assert_array_equal(t["labels"], [0])
+
+
+def test_focused_crop_holds_the_object_whole_and_positions_vary() -> None:
+    image, target = scene(200, 60, [(150, 30, 170, 55)])
+    crop = RandomCrop((64, 40), focus=1.0)
+    starts = set()
+    for seed in range(200):
+        out, t = crop(image, target, np.random.default_rng(seed))
+        assert out.shape == (40, 64, 3)
+        assert len(t["boxes"]) == 1
+        x1, y1, x2, y2 = t["boxes"][0]
+        assert (x2 - x1, y2 - y1) == (20, 25)  # whole, not clipped
+        assert red_under_boxes(out, t["boxes"])
+        starts.add((150 - int(x1), 30 - int(y1)))
+    # every window start holding the box: x0 in [170-64, 150] = 45 values, y0 in [55-40, 20] = 6
+    assert all(106 <= x0 <= 150 and 15 <= y0 <= 20 for x0, y0 in starts)
+    assert len(starts) > 100
+
+
+def coordinates(width: int, height: int) -> np.ndarray:
+    """An image whose pixel (x, y) holds (x, y, 0): a crop's first pixel says where it starts."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[..., 0] = np.arange(width)[None, :]
+    image[..., 1] = np.arange(height)[:, None]
+    return image
+
+
+def test_unfocused_crop_reaches_every_window_start() -> None:
+    image = coordinates(50, 20)
+    target = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64)}
+    starts = set()
+    for seed in range(400):
+        out, t = RandomCrop((40, 16), focus=0.0)(image, target, np.random.default_rng(seed))
+        assert out.shape == (16, 40, 3) and len(t["boxes"]) == 0
+        starts.add((int(out[0, 0, 0]), int(out[0, 0, 1])))
+    assert starts == {(x, y) for x in range(11) for y in range(5)}
+
+
+def test_crop_smaller_than_its_object_holds_the_centre_and_bad_sizes() -> None:
+    image = coordinates(100, 40)
+    target = {"boxes": np.array([[0, 0, 100, 40]], np.float32), "labels": np.array([2])}
+    for seed in range(50):
+        out, t = RandomCrop((30, 20), focus=1.0)(image, target, np.random.default_rng(seed))
+        x0, y0 = int(out[0, 0, 0]), int(out[0, 0, 1])
+        assert x0 <= 50 <= x0 + 30 and y0 <= 20 <= y0 + 20  # the box centre (50, 20) inside
+        assert len(t["boxes"]) == 0 and len(t["labels"]) == 0  # 600 of 4000 px visible: dropped
+    with pytest.raises(ValueError):
+        RandomCrop((0, 10))
+    with pytest.raises(ValueError):
+        RandomCrop((10, 10), focus=2.0)
+    with pytest.raises(ValueError):
+        RandomCrop((120, 10))(image, target)
+
+
+def test_build_transforms_crops_only_in_training() -> None:
+    train = build_transforms((64, 32), train=True, crop=(48, 16))
+    assert [type(t) for t in train.transforms] == [Drift, HorizontalFlip, Resize, RandomCrop]
+    assert [type(t) for t in build_transforms((64, 32), train=False, crop=(48, 16)).transforms] \
+        == [Resize]
+    image, target = scene(128, 64, [(40, 20, 80, 50)])
+    out, t = train(image, target, np.random.default_rng(0))
+    assert out.shape == (16, 48, 3)
 
 
 def test_compose_passes_the_same_rng() -> None:

@@ -53,6 +53,9 @@ class TrainConfig:
     cache_images: bool = False  # decode each training image once and keep it in RAM (H·W·3 bytes each)
     tile: tuple[int, int] | None = None  # (W, H): train on overlapping windows of large images
     tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
+    # (W, H) <= input_size: train on random windows of the images resized to input_size (objects
+    # keep their scale, a step costs fewer pixels); validation and the model stay at input_size
+    crop: tuple[int, int] | None = None
     # optimisation (the original KITTI recipe)
     optimizer: str = "sgd"  # "sgd" (original) or "adamw"
     lr: float = 0.01
@@ -131,6 +134,14 @@ class TrainConfig:
                             "backbone weights) cannot both be set")
         if self.tile is not None and (len(self.tile) != 2 or min(self.tile) < 16):
             problems.append(f"tile must be (W, H), each at least 16 (got {self.tile})")
+        if self.crop is not None:
+            if len(self.crop) != 2 or min(self.crop) < 16:
+                problems.append(f"crop must be (W, H), each at least 16 (got {self.crop})")
+            elif self.input_size is not None and len(self.input_size) == 2 and (
+                    self.crop[0] > self.input_size[0] or self.crop[1] > self.input_size[1]):
+                problems.append(f"crop {self.crop[0]}x{self.crop[1]} must fit in input_size "
+                                f"{self.input_size[0]}x{self.input_size[1]} (the windows are cut "
+                                "from the images resized to it)")
         if not 0 <= self.tile_overlap < 1:
             problems.append(f"tile_overlap must be in [0, 1) (got {self.tile_overlap})")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 16):

@@ -177,7 +177,10 @@ def train_step(
         images = images.contiguous(memory_format=torch.channels_last)
     boxes = [t["boxes"].to(device) for t in targets]
     labels = [t["labels"].to(device) for t in targets]
-    dense = build_targets(boxes, labels, model.anchors)
+    # the anchors of this batch's size (a training crop may be smaller than the model's input)
+    size = (int(images.shape[-1]), int(images.shape[-2]))
+    anchors = model.anchors_for(size)
+    dense = build_targets(boxes, labels, anchors)
     share: dict[str, Any] = {}
     world = distributed.world_size() if ddp is not None else 1
     if world > 1:
@@ -186,7 +189,7 @@ def train_step(
                  "num_images": images.shape[0] * world}
     with autocast(device, cfg.amp, training=True):
         out = (ddp if ddp is not None else model)(images)
-    losses = loss_fn(model.split_head(out.float()), dense, model.anchors, model.input_size, **share)
+    losses = loss_fn(model.split_head(out.float()), dense, anchors, size, **share)
     total = losses["total"]
     values = {k: float(v.detach()) for k, v in losses.items()}
     if world > 1:  # the global batch's terms: the sum of the processes' shares

@@ -102,23 +102,11 @@ class TrainingStopped(Exception):  # noqa: N818 - a stop on request, not an erro
 
 
 def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
-    """Training (augmented) and validation data sets of ``root`` in ``cfg.data_format``."""
-    from squeezedet.data.kitti import DEFAULT_CLASSES, KittiDataset
+    """Training (augmented) and validation data sets of ``root`` in ``cfg.data_format``
+    (:func:`squeezedet.data.formats.open_dataset`)."""
+    from squeezedet.data.formats import open_dataset
 
-    if cfg.data_format != "kitti" or cfg.tile is not None:
-        from squeezedet.data.formats import open_dataset  # other formats (COCO, VOC, YOLO)
-
-        return open_dataset(cfg, root, need_val)
-    size = network_input_size(cfg.model, cfg.input_size)
-    classes = cfg.classes or DEFAULT_CLASSES
-    train = KittiDataset(root, cfg.train_split, classes, size, train=True,
-                         skip_bad=cfg.skip_bad, drift=cfg.drift, flip_prob=cfg.flip_prob,
-                         seed=cfg.seed)
-    val = None
-    if need_val:
-        val = KittiDataset(root, cfg.val_split, classes, size, train=False,
-                           skip_bad=cfg.skip_bad)
-    return train, val
+    return open_dataset(cfg, root, need_val)
 
 
 def build_model(cfg: TrainConfig, class_names: tuple[str, ...],

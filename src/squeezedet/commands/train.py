@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", metavar="WxH",
                         help="train on overlapping WxH windows of large images (aerial, "
                              "microscopy)")
+    parser.add_argument("--crop", metavar="WxH",
+                        help="train on random WxH windows of the images resized to the input "
+                             "size: objects keep their size, a step costs fewer pixels "
+                             "(validation and the model stay at the input size)")
     parser.add_argument("--overlap", type=float, metavar="P",
                         help="fraction of a tile shared with its neighbour (default 0.2)")
     parser.add_argument("--list-settings", action="store_true", help="print every setting and exit")
@@ -89,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     for key in ("model", "input_size", "batch_size", "steps", "epochs", "data_format", "classes",
-                "tile"):
+                "tile", "crop"):
         value = getattr(args, key, None)
         if value is not None:
             out.append(f"{key}={value}")

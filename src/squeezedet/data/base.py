@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import KittiObject
-from squeezedet.data.transforms import Compose, build_transforms
+from squeezedet.data.transforms import MIN_CLIPPED_SIZE, Compose, build_transforms
 from squeezedet.errors import DataError, SqueezeDetError
 
 log = logging.getLogger(__name__)
@@ -191,8 +191,6 @@ def is_ignored(obj: KittiObject) -> bool:
 #: Why a training box is left out (see :func:`fit_boxes_to_image`).
 OUTSIDE, ZERO_AREA, CLIPPED_AWAY = "outside the image", "zero area", "clipped to nothing"
 
-#: Least width and height, in pixels, of a box cut by the image border for it to stay a target.
-MIN_CLIPPED_SIZE = 1.0
 
 
 def fit_boxes_to_image(boxes: np.ndarray, size: tuple[int, int]
@@ -398,7 +396,7 @@ class DetectionDataset(SampleSet):
         classes: class names to train on, label index order (spelled as in the objects' ``type``).
         input_size: network input ``(W, H)``.
         train: apply the random augmentation (drift, flip) before the resize.
-        drift, flip_prob, seed: as for :class:`~squeezedet.data.kitti.KittiDataset`.
+        drift, flip_prob, seed, crop: as for :class:`~squeezedet.data.kitti.KittiDataset`.
         tile: ``(W, H)`` of the windows to cut every image into, or ``None`` for whole images.
         tile_overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
         skip_bad: leave out images that cannot be read (recorded in :attr:`skipped`).
@@ -425,6 +423,7 @@ class DetectionDataset(SampleSet):
         metric: str = "ap",
         name: str = "",
         skipped: Sequence[str] = (),
+        crop: tuple[int, int] | None = None,
     ) -> None:
         from squeezedet.data.tiling import tile_windows
 
@@ -438,7 +437,8 @@ class DetectionDataset(SampleSet):
         self.name = name
         self.tile = None if tile is None else (int(tile[0]), int(tile[1]))
         self.tile_overlap = float(tile_overlap)
-        self.transforms: Compose = build_transforms(self.input_size, self.train, drift, flip_prob)
+        self.transforms: Compose = build_transforms(self.input_size, self.train, drift, flip_prob,
+                                                     crop)
         self.skipped: list[str] = list(skipped)
         self._bad: set[int] = set()
         self._class_index = {c.lower(): i for i, c in enumerate(self.classes)}

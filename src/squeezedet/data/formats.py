@@ -133,6 +133,11 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
 
     root = Path(root)
     size = network_input_size(cfg.model, cfg.input_size)
+    crop = getattr(cfg, "crop", None)
+    if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
+        raise SqueezeDetError(f"crop {crop[0]}x{crop[1]} must fit in the input size "
+                              f"{size[0]}x{size[1]} (the windows are cut from the images "
+                              "resized to it); set input_size or a smaller crop")
     fmt = resolve_format(cfg.data_format, root)
     tile = getattr(cfg, "tile", None)
     overlap = float(getattr(cfg, "tile_overlap", 0.2))
@@ -140,7 +145,7 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
         classes = cfg.classes or DEFAULT_CLASSES
         train = KittiDataset(root, cfg.train_split, classes, size, train=True,
                              skip_bad=cfg.skip_bad, drift=cfg.drift, flip_prob=cfg.flip_prob,
-                             seed=cfg.seed)
+                             seed=cfg.seed, crop=crop)
         val = KittiDataset(root, cfg.val_split, classes, size, train=False,
                            skip_bad=cfg.skip_bad) if need_val else None
         return train, val
@@ -153,7 +158,7 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
         source.split(cfg.train_split), classes, size, train=True, drift=cfg.drift,
         flip_prob=cfg.flip_prob, seed=cfg.seed, tile=tile, tile_overlap=overlap,
         skip_bad=cfg.skip_bad, metric=source.metric, name=f"{root} ({fmt}, {cfg.train_split})",
-        skipped=source.skipped)
+        skipped=source.skipped, crop=crop)
     val_ds = None
     if need_val:
         val_ds = DetectionDataset(

@@ -164,6 +164,9 @@ class KittiDataset(SampleSet):
         skip_bad: leave out bad samples (recorded in :attr:`skipped`) instead of raising.
         drift: largest shift ``(dx, dy)`` in original-image pixels.
         flip_prob: probability of a horizontal flip.
+        crop: ``(W, H)``, at most ``input_size``: training samples are random windows of this
+            size cut from the image resized to ``input_size`` (objects keep their input-size
+            scale; :class:`~squeezedet.data.transforms.RandomCrop`); ``None``: whole images.
         seed: base seed of the augmentation; sample ``i`` of epoch ``e`` draws from a generator
             seeded with ``(seed, e, i)``, so results do not depend on the number of workers.
 
@@ -192,6 +195,7 @@ class KittiDataset(SampleSet):
         drift: tuple[int, int] = (150, 100),
         flip_prob: float = 0.5,
         seed: int = 0,
+        crop: tuple[int, int] | None = None,
     ) -> None:
         self.root, self.image_dir, self.label_dir = _layout(root)
         self.split = split
@@ -201,7 +205,8 @@ class KittiDataset(SampleSet):
         self.skip_bad = bool(skip_bad)
         self.seed = int(seed)
         self.epoch = 0
-        self.transforms: Compose = build_transforms(self.input_size, self.train, drift, flip_prob)
+        self.transforms: Compose = build_transforms(self.input_size, self.train, drift, flip_prob,
+                                                     crop)
         self.skipped: list[str] = []
         self._bad: set[int] = set()
         self._class_index = {c.lower(): i for i, c in enumerate(self.classes)}

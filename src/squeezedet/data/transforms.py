@@ -26,6 +26,9 @@ The training pipeline (:func:`build_transforms`) follows the original recipe:
 3. :class:`Resize` to the network input size, aspect ratio not kept, boxes scaled alike. Because the
    drifted image has a different size, this also jitters the scale by up to ``150 / W`` and
    ``100 / H`` (about 12 % and 27 % on KITTI), exactly as in the original.
+4. Only with a training crop (not in the original): :class:`RandomCrop` cuts a smaller window out
+   of the resized image, so that a step costs fewer pixels while objects keep the size they have
+   at the network input.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ Target = dict[str, Any]
 #: ImageNet mean colour in RGB, rounded to 8 bits: the original subtracts the BGR means
 #: (103.939, 116.779, 123.68) before padding with zeros, i.e. it pads with this colour.
 MEAN_RGB_UINT8 = (124, 117, 104)
+
+#: Least width and height, in pixels, of a box cut by the image border or a crop for it to stay a
+#: target.
+MIN_CLIPPED_SIZE = 1.0
 
 
 class Transform(Protocol):
@@ -213,6 +220,84 @@ class Resize:
         return image, {**target, "boxes": boxes}
 
 
+class RandomCrop:
+    """Cut a random ``size = (W, H)`` window out of the image (which must be at least that large);
+    boxes are moved into the window's pixels and clipped to it.
+
+    With probability ``focus`` (and when the image has boxes) the window is placed around a box
+    drawn at random: uniformly among the positions that contain the box whole, or its centre
+    when it is larger than the window; otherwise uniformly over the image. A clipped box that keeps
+    less than ``min_visible`` of its area, or less than :data:`MIN_CLIPPED_SIZE` pixels of width or
+    height, stops being a target (its visible part then counts as background, as for the objects
+    the data marks as ignored). Extra target keys with one entry per box (``labels``) are cut alike.
+    """
+
+    def __init__(self, size: tuple[int, int], focus: float = 0.75, min_visible: float = 0.5) -> None:
+        width, height = (int(v) for v in size)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"crop size must be positive (W, H), got {size}")
+        if not 0.0 <= focus <= 1.0:
+            raise ValueError(f"crop focus must be in [0, 1], got {focus}")
+        self.size = (width, height)
+        self.focus = float(focus)
+        self.min_visible = float(min_visible)
+        self._rng = np.random.default_rng()
+
+    @staticmethod
+    def _start(rng: np.random.Generator, length: int, window: int, lo: float, hi: float) -> int:
+        """A window start along one axis of ``length`` pixels whose window holds ``[lo, hi]``
+        (its centre when it does not fit), uniform among such starts."""
+        last = length - window
+        if hi - lo <= window:
+            first, final = math.ceil(hi - window), math.floor(lo)
+        else:
+            centre = (lo + hi) / 2
+            first, final = math.ceil(centre - window), math.floor(centre)
+        first, final = max(first, 0), min(final, last)
+        if first > final:  # cannot happen for a box inside the image; stay in range anyway
+            first, final = 0, last
+        return int(rng.integers(first, final, endpoint=True))
+
+    def __call__(
+        self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, Target]:
+        rng = rng if rng is not None else self._rng
+        h, w = image.shape[:2]
+        cw, ch = self.size
+        if cw > w or ch > h:
+            raise ValueError(f"crop {cw}x{ch} is larger than the {w}x{h} image")
+        boxes = _boxes(target)
+        if len(boxes) and rng.random() < self.focus:
+            x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
+            x0 = self._start(rng, w, cw, float(x1), float(x2))
+            y0 = self._start(rng, h, ch, float(y1), float(y2))
+        else:
+            x0 = int(rng.integers(0, w - cw, endpoint=True))
+            y0 = int(rng.integers(0, h - ch, endpoint=True))
+        return self.apply(image, target, x0, y0)
+
+    def apply(self, image: np.ndarray, target: Target, x0: int, y0: int
+              ) -> tuple[np.ndarray, Target]:
+        """Cut the window whose top-left corner is ``(x0, y0)``."""
+        cw, ch = self.size
+        out = np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw])
+        boxes = _boxes(target).astype(np.float64)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        moved = boxes - np.array([x0, y0, x0, y0], dtype=np.float64)
+        clipped = np.stack([np.clip(moved[:, 0], 0, cw), np.clip(moved[:, 1], 0, ch),
+                            np.clip(moved[:, 2], 0, cw), np.clip(moved[:, 3], 0, ch)], axis=1)
+        cw_, ch_ = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+        visible = np.where(area > 0, cw_ * ch_ / np.maximum(area, 1e-12), 0.0)
+        keep = ((cw_ >= MIN_CLIPPED_SIZE) & (ch_ >= MIN_CLIPPED_SIZE)
+                & (visible >= self.min_visible))
+        result = {**target, "boxes": clipped[keep].astype(np.float32)}
+        n = len(boxes)
+        for key, value in target.items():
+            if key != "boxes" and isinstance(value, np.ndarray) and value.shape[:1] == (n,):
+                result[key] = value[keep]
+        return out, result
+
+
 class Compose:
     """Apply transforms in order, passing the same generator to each."""
 
@@ -236,11 +321,14 @@ def build_transforms(
     train: bool,
     drift: tuple[int, int] = (150, 100),
     flip_prob: float = 0.5,
+    crop: tuple[int, int] | None = None,
 ) -> Compose:
-    """The pipeline for training (drift, flip, resize) or evaluation (resize only).
+    """The pipeline for training (drift, flip, resize, and a random crop when ``crop`` is given)
+    or evaluation (resize only).
 
     ``input_size = (W, H)`` of the network; ``drift = (max_dx, max_dy)`` in original-image pixels
-    (``(0, 0)`` turns it off); ``flip_prob`` 0 turns flipping off.
+    (``(0, 0)`` turns it off); ``flip_prob`` 0 turns flipping off; ``crop = (W, H)``, at most
+    ``input_size``: training windows cut from the resized image (:class:`RandomCrop`).
     """
     steps: list[Transform] = []
     if train:
@@ -249,4 +337,6 @@ def build_transforms(
         if flip_prob > 0:
             steps.append(HorizontalFlip(flip_prob))
     steps.append(Resize(input_size))
+    if train and crop is not None and tuple(crop) != tuple(input_size):
+        steps.append(RandomCrop(crop))
     return Compose(steps)

@@ -115,6 +115,21 @@ class SqueezeDet(nn.Module):
                                                    centers=anchor_centers),
                              persistent=False)
 
+    def anchors_for(self, size: tuple[int, int]) -> Tensor:
+        """The anchors ``[A, 4]`` of an input of ``size = (W, H)``: :attr:`anchors` at the
+        model's input size, else those of the grid ``size`` gives (e.g. a training crop; kept for
+        the next call)."""
+        size = (int(size[0]), int(size[1]))
+        if size == self.input_size:
+            return self.anchors
+        cache: dict[tuple[int, int], Tensor] = self.__dict__.setdefault("_anchors_by_size", {})
+        anchors = cache.get(size)
+        if anchors is None or anchors.device != self.anchors.device:
+            anchors = make_anchors(self.compute_grid_size(size), size, self.anchor_shapes,
+                                   centers=self.anchor_centers).to(self.anchors.device)
+            cache[size] = anchors
+        return anchors
+
     def compute_grid_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """Output grid ``(gw, gh)`` for an input ``(W, H)``.
 
