@@ -240,3 +240,26 @@ def test_export_cli(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert "max abs diff" in printed and out.is_file() and metadata_path(out).is_file()
     assert main(["export", "--weights", str(tmp_path / "none.pt"), "--format", "onnx"]) == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx not installed")
+def test_exported_graph_rectifies_before_the_first_pool_with_the_same_outputs() -> None:
+    import onnx
+
+    from squeezedet.deployment.graph import onnx_bytes, relu_before_first_pool
+
+    torch.manual_seed(0)
+    model = create_model("squeezedet", input_size=(96, 64), num_classes=3).eval()
+    names = [type(m).__name__ for m in model.backbone.features[:3]]
+    assert names == ["Conv2d", "MaxPool2d", "ReLU"]  # the training order
+    swapped = relu_before_first_pool(model)
+    assert [type(m).__name__ for m in swapped.backbone.features[:3]] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert [type(m).__name__ for m in model.backbone.features[:3]] == names  # the model untouched
+    x = torch.rand(2, 3, 64, 96) * 255
+    with torch.no_grad():
+        # max(relu(a), relu(b)) == relu(max(a, b)) exactly, so the outputs agree bit for bit
+        torch.testing.assert_close(swapped(x), model(x), rtol=0, atol=0)
+    ops = [n.op_type for n in onnx.load_from_string(onnx_bytes(model, relu_first=True)).graph.node]
+    assert ops.index("Conv") < ops.index("Relu") < ops.index("MaxPool")
+    ops = [n.op_type for n in onnx.load_from_string(onnx_bytes(model)).graph.node]
+    assert ops.index("Conv") < ops.index("MaxPool") < ops.index("Relu")

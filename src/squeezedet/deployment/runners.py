@@ -448,7 +448,7 @@ def _build_onnxruntime(conv: _Conversion, precision: str, threads: int | None) -
 
 def _build_openvino(conv: _Conversion, precision: str, threads: int | None) -> Runner:
     ov = require("openvino", "openvino")
-    ov_model = ov.Core().read_model(conv.proto, b"")
+    ov_model = ov.Core().read_model(conv.proto, b"")  # fp32/bf16: the ReLU order does not matter
     return OpenVinoRunner(ov_model, meta=conv.meta(precision), threads=threads, precision=precision)
 
 
