@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import zlib
 from pathlib import Path
@@ -304,6 +305,42 @@ def test_load_errors(tmp_path: Path) -> None:
     truncated.write_bytes(good.read_bytes()[:60])
     with pytest.raises(DataError, match=r"truncated\.png: "):
         load_image(truncated)
+
+
+def test_rgb_png_decodes_to_the_same_pixels_with_or_without_opencv(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    from squeezedet.data import images
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(pixels).save(path)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([pixels, pixels[..., :1]])).save(rgba)
+    # which files OpenCV may decode: complete 8-bit RGB PNGs only
+    size = path.stat().st_size
+    assert images._complete_rgb8_png(path, size)
+    assert not images._complete_rgb8_png(rgba, rgba.stat().st_size)  # colour type 6
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(path.read_bytes()[:-12])  # no IEND chunk: left to Pillow
+    assert not images._complete_rgb8_png(cut, size - 12)
+    np.testing.assert_array_equal(load_image(path), pixels)  # OpenCV when installed
+    np.testing.assert_array_equal(load_image(rgba), pixels)
+    np.testing.assert_array_equal(load_image(cut), pixels)
+    garbled = bytearray(path.read_bytes())
+    garbled[60:90] = bytes(30)  # inside the pixel data: the header and IEND still look right
+    bad = tmp_path / "garbled.png"
+    bad.write_bytes(bytes(garbled))
+    assert images._complete_rgb8_png(bad, len(garbled))
+    with pytest.raises(DataError, match=r"garbled\.png: corrupt"):
+        load_image(bad)
+    assert capfd.readouterr().err == ""  # no "libpng error" from OpenCV's decoder
+    monkeypatch.setattr(images, "_CV2", None)  # as without OpenCV: Pillow alone
+    np.testing.assert_array_equal(load_image(path), pixels)
+    if importlib.util.find_spec("cv2") is not None:
+        monkeypatch.setattr(images, "_CV2", False)
+        assert images.opencv() is not None
+        assert images._opencv_rgb8_png(path) is not None
 
 
 # --- reproducible augmentation ------------------------------------------------------------------

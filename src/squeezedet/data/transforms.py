@@ -40,6 +40,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from squeezedet.data.images import opencv as find_opencv
+
 Target = dict[str, Any]
 
 #: ImageNet mean colour in RGB, rounded to 8 bits: the original subtracts the BGR means
@@ -155,17 +157,6 @@ class HorizontalFlip:
         return image, {**target, "boxes": flipped.astype(np.float32)}
 
 
-def _opencv() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
-
-
-_CV2: Any = False  # not looked up yet
-
-
 def resize_image(image: np.ndarray, size: tuple[int, int], opencv: bool = True) -> np.ndarray:
     """``uint8 [H0, W0, 3]`` → ``uint8 [H, W, 3]`` for ``size = (W, H)``, bilinear.
 
@@ -175,24 +166,21 @@ def resize_image(image: np.ndarray, size: tuple[int, int], opencv: bool = True) 
     ~10× faster (0.5 ms instead of 4 ms here), and the two differ by at most one grey level.
     ``opencv=False`` always uses Pillow (OpenCV adds ~17 MiB of resident memory).
     """
-    global _CV2
     h0, w0 = image.shape[:2]
     width, height = size
     if (w0, h0) == (width, height):
         return image
-    enlarging = opencv and width >= w0 and height >= h0
-    if enlarging and _CV2 is False:
-        _CV2 = _opencv()  # imported only when needed: ~17 MiB of resident memory
-    if enlarging and _CV2 is not None:
+    cv2 = find_opencv() if opencv and width >= w0 and height >= h0 else None
+    if cv2 is not None:
         # on one thread: an OpenCV worker waiting for a core that an inference runtime's idle
         # thread spins on costs a 4 ms scheduler slice (seen in 1 of 3 benchmark runs)
-        threads = _CV2.getNumThreads()
-        _CV2.setNumThreads(1)
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
         try:
-            return _CV2.resize(np.ascontiguousarray(image), (width, height),
-                               interpolation=_CV2.INTER_LINEAR)
+            return cv2.resize(np.ascontiguousarray(image), (width, height),
+                              interpolation=cv2.INTER_LINEAR)
         finally:
-            _CV2.setNumThreads(threads)
+            cv2.setNumThreads(threads)
     resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
 

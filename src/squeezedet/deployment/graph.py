@@ -63,7 +63,8 @@ def relu_before_first_pool(model: SqueezeDet) -> SqueezeDet:
             and isinstance(features[1], nn.MaxPool2d) and isinstance(features[2], nn.ReLU)):
         return model
     model = copy.deepcopy(model)
-    features = model.backbone.features  # type: ignore[union-attr]
+    features = model.backbone.features
+    assert isinstance(features, nn.Sequential)
     features[1], features[2] = features[2], features[1]
     return model
 

@@ -173,7 +173,9 @@ class Detector:
         for start in range(0, len(arrays), self.batch_size):
             chunk = arrays[start:start + self.batch_size]
             sizes = [(int(a.shape[0]), int(a.shape[1])) for a in chunk]
-            dets = self.detect_batch(self.preprocess(chunk), sizes)
+            with light_torch_threads(self.runner):  # pre-processing too: see that function
+                batch = self.preprocess(chunk)
+            dets = self.detect_batch(batch, sizes)
             for i, (det, size) in enumerate(zip(dets, sizes, strict=True)):
                 j = start + i
                 results.append(Detections(
