@@ -63,9 +63,10 @@ def test_a_middling_machine_takes_the_first_recipe_projected_to_fit():
 
     measure, calls = _fake_machine(0.35)  # 2,742 steps: too few
     recipe, _ = choose_recipe(measure, 16 * 60)
-    # 624x192 batch 6 is projected at 3,657 steps (< 4,500); 528x160 batch 6 at 5,185
-    assert (recipe.size, recipe.batch) == ((528, 160), 6)
-    assert calls == [((624, 192), 8), ((528, 160), 6)]
+    # 624x192 batch 6 is projected at 0.35 * 6/8 = 0.2625 s, 3,657 steps (< 4,500); the small
+    # dense scenes (432x128 batch 4) at 0.35 * 432*128*4 / (624*192*8) = 0.0808 s, 11,882 steps
+    assert (recipe.size, recipe.batch, recipe.density) == ((432, 128), 4, 2.0)
+    assert calls == [((624, 192), 8), ((432, 128), 4)]
     assert recipe.steps(16 * 60) >= TARGET_STEPS
 
 
@@ -74,7 +75,7 @@ def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
 
     measure, calls = _fake_machine(1.28, overhead_s=0.05)  # an AVX2 CPU: 750 steps
     recipe, probes = choose_recipe(measure, 16 * 60)
-    assert (recipe.size, recipe.batch) == (LADDER[-1][:2], LADDER[-1][2])
+    assert (recipe.size, recipe.batch, recipe.density) == (LADDER[-1][:2], *LADDER[-1][2:])
     assert len(calls) == 2 and all(p.measured for p in probes)
     assert recipe.steps(16 * 60) < MIN_STEPS  # the best this machine can do, not the default
 
@@ -82,12 +83,54 @@ def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
 def test_an_optimistic_projection_is_corrected_by_the_next_measurement():
     from squeezedet.demo import MIN_STEPS, choose_recipe
 
+    ladder = ((624, 192, 8, 1.0), (624, 192, 6, 1.0), (528, 160, 6, 1.0), (528, 160, 4, 1.0),
+              (432, 128, 4, 1.0))
     # a large fixed cost per step: cheaper recipes gain less than pixels x batch promise
     measure, calls = _fake_machine(0.4, overhead_s=0.15)
-    recipe, probes = choose_recipe(measure, 16 * 60)
+    recipe, probes = choose_recipe(measure, 16 * 60, ladder)
     assert len(calls) == 3  # the second probe missed, the third fits
     assert probes[1].steps(16 * 60) < MIN_STEPS <= recipe.steps(16 * 60)
     assert recipe == probes[2]
+
+
+def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
+        tmp_path, capsys, monkeypatch):
+    """The whole demo on a fake slow machine (the step timer is replaced; nothing is timed): it
+    draws the small dense scenes, trains on them, records the recipe, and a second run reuses it
+    without timing anything."""
+    import squeezedet.train as train_module
+    from squeezedet.data.synth import MANIFEST
+
+    timed = []
+
+    def slow(cfg, data_root, **_):
+        timed.append((cfg.input_size, cfg.batch_size))
+        return 1.0 * cfg.input_size[0] * cfg.input_size[1] * cfg.batch_size / (624 * 192 * 8)
+
+    monkeypatch.setattr(train_module, "measure_step_seconds", slow)
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--minutes", "0.02", "--num-images", "8", "--quiet",
+            "workers=0", "val_max_images=2"]
+    assert main(args) == 0
+    assert timed == [((624, 192), 8), ((432, 128), 4)]
+    printed = capsys.readouterr().out
+    assert "training at 432x128, batch 4" in printed and "2x the objects" in printed
+    data = out / "data-432x128-x2"
+    manifest = json.loads((data / MANIFEST).read_text())
+    assert manifest["size"] == [432, 128] and manifest["density"] == 2.0
+    assert not (out / "data").exists() and not (out / "probe-scenes").exists()
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["size"] == [432, 128] and recipe["batch"] == 4 and recipe["density"] == 2.0
+    config = (out / "train" / "config.yaml").read_text()
+    assert "batch_size: 4" in config
+    from squeezedet.checkpoint import load_checkpoint
+
+    assert tuple(load_checkpoint(out / "train" / "last.pt")["meta"]["input_size"]) == (432, 128)
+    # the rerun reuses the finished run with its recipe: no timing, no default-size data
+    assert main(args) == 0
+    assert len(timed) == 2
+    assert "reusing the finished training run" in capsys.readouterr().out
+    assert not (out / "data").exists()
 
 
 def test_demo_images_folder_of_folders_and_empty_folder(tmp_path: Path) -> None:

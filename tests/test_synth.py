@@ -8,6 +8,7 @@ flat ground, so an object at depth z has its ground contact on row cy + fy * 1.6
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from squeezedet.data.kitti_format import read_kitti_file, write_kitti_file
 from squeezedet.data.synth import (
     SceneObject,
     generate_dataset,
+    is_current,
     occlusion_level,
     parse_size,
     render_objects,
@@ -310,3 +312,49 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["synth", "--out", str(tmp_path / "c"), "--images", "0", "-q"]) == 2
     assert not (tmp_path / "c").exists()
+
+
+# --- the scene density (the demo's slow-machine scenes) ---
+
+
+def test_density_one_is_the_standard_scene_and_denser_scenes_hold_more_objects() -> None:
+    """Density 1 draws the very scenes the generator always drew; density 2 doubles the expected
+    number of objects asked for (1-6 cars, Poisson 1.7 pedestrians, Poisson 1.3 cyclists: 6.5 on
+    average), of which overlapping placements are dropped, so well over 1.5x are labelled."""
+    from squeezedet.data.synth import SceneMix
+
+    img_a, labels_a = render_scene(5, (216, 64))
+    img_b, labels_b = render_scene(5, (216, 64), SceneMix(1.0))
+    assert np.array_equal(np.asarray(img_a), np.asarray(img_b)) and labels_a == labels_b
+
+    def objects(density: float) -> int:
+        return sum(len(render_scene([7, i], (216, 64), SceneMix(density))[1]) for i in range(30))
+
+    assert objects(2.0) > 1.5 * objects(1.0)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.2, 4.5, float("nan")])
+def test_an_impossible_density_is_refused_in_one_line(tmp_path, capsys, density) -> None:
+    from squeezedet.cli import main
+    from squeezedet.data.synth import SceneMix
+
+    with pytest.raises(SqueezeDetError, match=r"density must be in \[0.25, 4\]"):
+        SceneMix(density)
+    code = main(["synth", "--out", str(tmp_path / "d"), "--images", "2", "--size", "96x32",
+                 "--density", str(density)])
+    err = capsys.readouterr().err
+    assert code != 0 and "density must be in" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_manifest_records_a_density_other_than_one(tmp_path) -> None:
+    from squeezedet.data.synth import MANIFEST, SceneMix
+
+    standard = generate_dataset(tmp_path / "a", 2, 0, (96, 32), progress=False)
+    assert "density" not in json.loads((standard / MANIFEST).read_text())  # as it always was
+    dense = generate_dataset(tmp_path / "b", 2, 0, (96, 32), progress=False, scene=SceneMix(2))
+    assert json.loads((dense / MANIFEST).read_text())["density"] == 2
+    assert is_current(dense, 2, 0, (96, 32), scene=SceneMix(2))
+    assert not is_current(dense, 2, 0, (96, 32))  # a standard set is not this one
+    with pytest.raises(SqueezeDetError, match="different synthetic data set"):
+        generate_dataset(dense, 2, 0, (96, 32), progress=False)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from squeezedet.data.synth import parse_size
+from squeezedet.data.synth import SceneMix, parse_size
 from squeezedet.errors import SqueezeDetError, check_output_dir
 
 if TYPE_CHECKING:
@@ -26,26 +26,32 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TARGET_STEPS = 4500
 #: below this many projected steps the recipe adapts (loaded runs of the fast CPU took 4,210)
 MIN_STEPS = 3600
-#: cheaper recipes, in order: network input (W, H) and batch; the data stays at --size
-LADDER = ((624, 192, 8), (624, 192, 6), (528, 160, 6), (528, 160, 4), (432, 128, 4))
+#: the recipes, in order: network input (W, H), batch, and the scene density. The scenes are
+#: drawn at the network's input size; the last recipe, for slow machines, draws smaller scenes
+#: (so a step costs less than half) with twice the objects (more to learn from per step)
+LADDER = ((624, 192, 8, 1.0), (624, 192, 6, 1.0), (432, 128, 4, 2.0))
+#: scenes drawn to time the training steps before the data set is chosen
+PROBE_IMAGES = 12
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A training recipe the demo may pick: network input size, batch, and the step time measured
-    (``measured``) or projected from another recipe's by pixels × batch."""
+    """A training recipe the demo may pick: network input size (= the size the scenes are drawn
+    at), batch, scene density, and the step time measured (``measured``) or projected from
+    another recipe's by pixels × batch."""
 
     size: tuple[int, int]
     batch: int
     step_s: float
     measured: bool
+    density: float = 1.0
 
     def steps(self, seconds: float) -> int:
         return int(seconds / self.step_s)
 
 
 def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: float,
-                  ladder: Sequence[tuple[int, int, int]] = LADDER,
+                  ladder: Sequence[tuple[int, int, int, float]] = LADDER,
                   max_probes: int = 3) -> tuple[Recipe, list[Recipe]]:
     """The first recipe of ``ladder`` whose training steps fit :data:`MIN_STEPS` times into
     ``seconds``, and every recipe timed on the way.
@@ -56,19 +62,19 @@ def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: flo
     pixels × batch), the first projected to fit about :data:`TARGET_STEPS` is measured, and so on
     (at most ``max_probes`` measurements); the last measured recipe is taken when none fits.
     """
-    w0, h0, b0 = ladder[0]
-    probes = [Recipe((w0, h0), b0, measure((w0, h0), b0), True)]
+    w0, h0, b0, d0 = ladder[0]
+    probes = [Recipe((w0, h0), b0, measure((w0, h0), b0), True, d0)]
+    index = 0
     while probes[-1].steps(seconds) < MIN_STEPS and len(probes) < max_probes:
         last = probes[-1]
         cost = last.step_s / (last.size[0] * last.size[1] * last.batch)
-        index = next(i for i, (w, h, b) in enumerate(ladder)
-                     if (w, h) == last.size and b == last.batch)
         later = ladder[index + 1:]
         if not later:
             break
-        pick = next(((w, h, b) for w, h, b in later
+        pick = next(((w, h, b, d) for w, h, b, d in later
                      if seconds / (cost * w * h * b) >= TARGET_STEPS), later[-1])
-        probes.append(Recipe(pick[:2], pick[2], measure(pick[:2], pick[2]), True))
+        index = ladder.index(pick)
+        probes.append(Recipe(pick[:2], pick[2], measure(pick[:2], pick[2]), True, pick[3]))
     fitting = [r for r in probes if r.steps(seconds) >= MIN_STEPS]
     return (fitting[0] if fitting else probes[-1]), probes
 
@@ -145,19 +151,30 @@ def run_demo(options: DemoOptions) -> float:
     out.mkdir(parents=True, exist_ok=True)
     progress = not options.quiet
 
-    print(f"[1/4] synthetic data: {options.num_images} scenes of {size[0]}x{size[1]} "
-          f"-> {out / 'data'}", flush=True)
-    data = generate_dataset(out / "data", options.num_images, options.seed, size, progress=progress)
-
-    anchors = _kmeans_anchors(data, size, options.seed)
-    cfg = demo_config(size, options.minutes, options.seed, list(options.overrides), anchors)
     run_dir = out / "train"
-    adapt = (not options.fixed_recipe and size == (LADDER[0][0], LADDER[0][1])
-             and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
-                         for o in options.overrides)
-             and not (run_dir / "last.pt").exists())
-    if adapt:
-        cfg = _adapted_config(cfg, data, size, options)
+    print("[1/4] synthetic data", flush=True)
+    minutes = options.minutes
+    recipe = Recipe(size, 0, 0.0, False)  # the default recipe, its batch from the config
+    if (run_dir / "last.pt").exists() and not options.retrain:  # resume or reuse: same recipe
+        recipe, minutes = _saved_recipe(out) or (recipe, minutes)
+    elif (not options.fixed_recipe and size == LADDER[0][:2]
+          and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
+                      for o in options.overrides)):
+        start = time.monotonic()
+        recipe = _measured_recipe(out, size, options)
+        spent = time.monotonic() - start  # the probes come out of the training time
+        minutes = max(options.minutes - spent / 60, options.minutes / 2)
+    data = _data_dir(out, recipe, size)
+    scene = SceneMix(recipe.density)
+    more = f", {recipe.density:g}x the objects" if recipe.density != 1 else ""
+    print(f"      {options.num_images} scenes of {recipe.size[0]}x{recipe.size[1]}{more} -> {data}",
+          flush=True)
+    generate_dataset(data, options.num_images, options.seed, recipe.size, progress=progress,
+                     scene=scene)
+    anchors = _kmeans_anchors(data, recipe.size, options.seed)
+    batch = [f"batch_size={recipe.batch}"] if recipe.batch else []
+    cfg = demo_config(recipe.size, minutes, options.seed, [*options.overrides, *batch], anchors)
+    _save_recipe(out, replace(recipe, batch=cfg.batch_size), minutes)
     finished = False
     trained = None
     if (run_dir / "last.pt").exists():
@@ -217,32 +234,72 @@ def run_demo(options: DemoOptions) -> float:
     return sum(moderate) / len(moderate)
 
 
-def _adapted_config(cfg: TrainConfig, data: Path, size: tuple[int, int],
-                    options: DemoOptions) -> TrainConfig:
-    """``cfg`` with the recipe :func:`choose_recipe` picks for this machine (anchors refitted
-    to a new input size); prints what it measured."""
+def _measured_recipe(out: Path, size: tuple[int, int], options: DemoOptions) -> Recipe:
+    """The recipe :func:`choose_recipe` picks for this machine, timed on a few scenes drawn for
+    the purpose (then deleted); prints what it measured and chose."""
+    from squeezedet.data.synth import generate_dataset
     from squeezedet.train import measure_step_seconds
 
-    def measure(net: tuple[int, int], batch: int) -> float:
-        return measure_step_seconds(replace(cfg, input_size=net, batch_size=batch), data)
+    probe = out / "probe-scenes"
+    if probe.exists():
+        shutil.rmtree(probe)
+    generate_dataset(probe, PROBE_IMAGES, options.seed, size, progress=False)
+    base = demo_config(size, options.minutes, options.seed, list(options.overrides))
 
-    start = time.monotonic()
+    def measure(net: tuple[int, int], batch: int) -> float:
+        return measure_step_seconds(replace(base, input_size=net, batch_size=batch), probe)
+
     seconds = options.minutes * 60
-    recipe, probes = choose_recipe(measure, seconds)
-    spent = time.monotonic() - start  # the probes come out of the training time
-    minutes = max(options.minutes - spent / 60, options.minutes / 2)
+    try:
+        recipe, probes = choose_recipe(measure, seconds)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
     timed = "; ".join(f"{r.size[0]}x{r.size[1]} batch {r.batch}: {r.step_s:.2f} s a step, "
                       f"~{r.steps(seconds):,} steps" for r in probes)
     print(f"      speed: {timed}")
-    if recipe.size == size and recipe.batch == cfg.batch_size:
-        return replace(cfg, time_limit_min=minutes)
-    print(f"      this machine is slower than the demo's reference (~{TARGET_STEPS:,} steps of "
-          f"batch 8 at {size[0]}x{size[1]}): training at {recipe.size[0]}x{recipe.size[1]}, "
-          f"batch {recipe.batch} instead (--fixed-recipe keeps the default)")
-    anchors = cfg.anchors if recipe.size == size else _kmeans_anchors(data, recipe.size, options.seed)
-    adapted = demo_config(recipe.size, minutes, options.seed,
-                          [*options.overrides, f"batch_size={recipe.batch}"], anchors)
-    return replace(adapted, drift=cfg.drift)  # the drift is in the data's pixels, not the network's
+    if (recipe.size, recipe.batch, recipe.density) != (size, base.batch_size, 1.0):
+        denser = (f", with {recipe.density:g}x the objects in each scene"
+                  if recipe.density != 1 else "")
+        print(f"      this machine is slower than the demo's reference (~{TARGET_STEPS:,} steps "
+              f"of batch {base.batch_size} at {size[0]}x{size[1]}): training at "
+              f"{recipe.size[0]}x{recipe.size[1]}, batch {recipe.batch} on scenes drawn at that "
+              f"size{denser} (--fixed-recipe keeps the default)")
+    return recipe
+
+
+def _data_dir(out: Path, recipe: Recipe, size: tuple[int, int]) -> Path:
+    """``out/data`` for the default scenes, a folder named after the others' size and density."""
+    if recipe.size == size and recipe.density == 1:
+        return out / "data"
+    return out / f"data-{recipe.size[0]}x{recipe.size[1]}-x{recipe.density:g}"
+
+
+RECIPE_FILE = "recipe.json"
+
+
+def _save_recipe(out: Path, recipe: Recipe, minutes: float) -> None:
+    """Record the recipe of the run in ``out`` so that resuming or reusing it takes the same."""
+    text = json.dumps({"size": list(recipe.size), "batch": recipe.batch,
+                       "density": recipe.density, "minutes": minutes}, indent=2)
+    tmp = out / (RECIPE_FILE + ".tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(out / RECIPE_FILE)
+
+
+def _saved_recipe(out: Path) -> tuple[Recipe, float] | None:
+    """The recipe and training minutes :func:`_save_recipe` recorded, or ``None`` (a run of an
+    older version, which trained with the default recipe)."""
+    path = out / RECIPE_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        recipe = Recipe((int(saved["size"][0]), int(saved["size"][1])), int(saved["batch"]), 0.0,
+                        False, float(saved["density"]))
+        return recipe, float(saved["minutes"])
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise SqueezeDetError(f"{path}: unreadable ({exc}); delete it together with "
+                              f"{out / 'train'} to start the demo's training again") from None
 
 
 def _kmeans_anchors(data: Path, size: tuple[int, int], seed: int) -> tuple[tuple[float, float], ...]:

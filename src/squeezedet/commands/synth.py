@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random seed, >= 0 (default: 0)")
     parser.add_argument("--size", default="1242x375", metavar="WxH",
                         help="image size in pixels (default: 1242x375, KITTI's)")
+    parser.add_argument("--density", type=float, default=1.0, metavar="D",
+                        help="multiply the expected number of cars, pedestrians and cyclists in a "
+                             "scene by D, 0.25..4 (default: 1)")
     parser.add_argument("--val-fraction", type=float, default=0.25, metavar="F",
                         help="fraction of images in ImageSets/val.txt (default: 0.25)")
     parser.add_argument("--overwrite", action="store_true",
@@ -41,18 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the data set; returns the exit status."""
-    from squeezedet.data.synth import generate_dataset, is_current, parse_size, split_ids
+    from squeezedet.data.synth import SceneMix, generate_dataset, is_current, parse_size, split_ids
 
     size = parse_size(args.size)
+    scene = SceneMix(args.density)
     if not args.overwrite and is_current(args.out, args.images, args.seed, size,
-                                         args.val_fraction):
+                                         args.val_fraction, scene):
         if not args.quiet:
             print(f"{args.out} already holds this data set ({args.images} images, seed "
                   f"{args.seed}, {size[0]}x{size[1]}); nothing to do")
         return 0
     start = time.perf_counter()
     generate_dataset(args.out, args.images, args.seed, size, args.val_fraction,
-                     progress=not args.quiet, overwrite=args.overwrite)
+                     progress=not args.quiet, overwrite=args.overwrite, scene=scene)
     if not args.quiet:
         train, val = split_ids(args.images, args.seed, args.val_fraction)
         print(f"wrote {args.images} images of {size[0]}x{size[1]} to {args.out} "

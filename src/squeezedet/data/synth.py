@@ -15,8 +15,10 @@ are computed). Clutter shares the objects' colours and includes look-alikes that
 (crates and kiosks in car colours, lamp posts with a globe, parked bicycles without a rider), and
 lighting, blur and noise vary, so a detector has to learn shapes.
 
-Determinism: image ``i`` of the data set with seed ``S`` is ``render_scene([S, i], size)``, so the
-same seed gives byte-identical files and a data set of 10 images is the first 10 of one of 20.
+Determinism: image ``i`` of the data set with seed ``S`` is
+``render_scene([S, i], size, scene)``, so the same seed gives byte-identical files and a data set
+of 10 images is the first 10 of one of 20. ``density`` (:class:`SceneMix`) puts more or fewer
+objects in each scene; the manifest records it when it is not 1.
 The camera is KITTI's scaled to the image size, so object sizes scale with the image.
 """
 
@@ -31,6 +33,8 @@ from tqdm import tqdm
 
 from squeezedet.data.kitti_format import write_kitti_file
 from squeezedet.data.synth_scene import (
+    STANDARD_MIX,
+    SceneMix,
     label_objects,
     occlusion_level,
     render_objects,
@@ -41,7 +45,8 @@ from squeezedet.data.synth_shapes import DEFAULT_DIMENSIONS, Camera, SceneObject
 from squeezedet.errors import SqueezeDetError, check_output_dir
 
 __all__ = [
-    "DEFAULT_DIMENSIONS", "GENERATOR_VERSION", "MANIFEST", "Camera", "SceneObject",
+    "DEFAULT_DIMENSIONS", "GENERATOR_VERSION", "MANIFEST", "STANDARD_MIX", "Camera", "SceneMix",
+    "SceneObject",
     "generate_dataset", "is_current", "label_objects", "occlusion_level", "parse_size",
     "render_objects", "render_scene", "split_ids", "truncation",
 ]
@@ -89,8 +94,9 @@ def split_ids(n_images: int, seed: int, val_fraction: float) -> tuple[list[str],
     return train, [s for i, s in enumerate(ids) if i in val]
 
 
-def _params(n_images: int, seed: int, size: tuple[int, int], val_fraction: float) -> dict:
-    return {
+def _params(n_images: int, seed: int, size: tuple[int, int], val_fraction: float,
+            scene: SceneMix = STANDARD_MIX) -> dict:
+    params = {
         "generator": "squeezedet.data.synth",
         "version": GENERATOR_VERSION,
         "images": n_images,
@@ -98,6 +104,9 @@ def _params(n_images: int, seed: int, size: tuple[int, int], val_fraction: float
         "size": [size[0], size[1]],
         "val_fraction": val_fraction,
     }
+    if not scene.is_default:  # standard sets keep the manifest they always had
+        params["density"] = scene.density
+    return params
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -116,7 +125,7 @@ def _paths(out: Path, i: int) -> tuple[Path, Path]:
 
 def is_current(
     out: str | Path, n_images: int, seed: int, size: tuple[int, int] = (1242, 375),
-    val_fraction: float = 0.25,
+    val_fraction: float = 0.25, scene: SceneMix = STANDARD_MIX,
 ) -> bool:
     """Whether ``out`` already holds the complete data set these parameters would write."""
     out = Path(out)
@@ -124,7 +133,7 @@ def is_current(
     if manifest is None or not manifest.get("complete"):
         return False
     if {k: v for k, v in manifest.items() if k != "complete"} != _params(
-        n_images, seed, tuple(size), float(val_fraction)  # type: ignore[arg-type]
+        n_images, seed, tuple(size), float(val_fraction), scene  # type: ignore[arg-type]
     ):
         return False
     sets = out / "ImageSets"
@@ -141,6 +150,7 @@ def generate_dataset(
     val_fraction: float = 0.25,
     progress: bool = True,
     overwrite: bool = False,
+    scene: SceneMix = STANDARD_MIX,
 ) -> Path:
     """Write ``n_images`` synthetic scenes of ``size = (W, H)`` in KITTI's layout under ``out``.
 
@@ -148,7 +158,8 @@ def generate_dataset(
     written. Otherwise ``out`` must be missing, empty, or hold an unfinished run of the same
     parameters; with ``overwrite`` any content is allowed: the generator's own files are
     rewritten (numbered files of an earlier, larger synthetic set are removed) and other files
-    are never touched. Returns ``out``.
+    are never touched. ``scene`` sets how many objects a scene holds (:class:`SceneMix`; the
+    default draws the standard scenes). Returns ``out``.
     """
     out = Path(out)
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
@@ -162,10 +173,10 @@ def generate_dataset(
     size = (int(size[0]), int(size[1]))
     _check_size(size)
     n_images, seed, val_fraction = int(n_images), int(seed), float(val_fraction)
-    params = _params(n_images, seed, size, val_fraction)
+    params = _params(n_images, seed, size, val_fraction, scene)
 
     check_output_dir(out, "--out")
-    if is_current(out, n_images, seed, size, val_fraction) and not overwrite:
+    if is_current(out, n_images, seed, size, val_fraction, scene) and not overwrite:
         return out
     old = _read_manifest(out) if out.is_dir() else None
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -188,7 +199,7 @@ def generate_dataset(
 
     for i in tqdm(range(n_images), desc="synth", unit="img", disable=not progress,
                   dynamic_ncols=True):
-        img, labels = render_scene([seed, i], size)
+        img, labels = render_scene([seed, i], size, scene)
         img_path, label_path = _paths(out, i)
         img.save(img_path, format="PNG", compress_level=1)
         write_kitti_file(label_path, labels)

@@ -48,6 +48,7 @@ from squeezedet.data.synth_shapes import (
     prims_extent,
     shade,
 )
+from squeezedet.errors import SqueezeDetError
 
 DONTCARE_HEIGHT = 0.055  # fraction of the image height under which an object is DontCare
 MIN_VISIBLE = 0.10  # objects less visible than this are not labelled
@@ -505,6 +506,31 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class SceneMix:
+    """How many objects a scene holds; the default draws the standard scenes (byte for byte as
+    before this setting existed).
+
+    ``density`` multiplies the expected number of cars (1-6 by default), pedestrians (Poisson
+    1.7, at most 6) and cyclists (Poisson 1.3, at most 4) and their caps; placements that would
+    overlap another object's footprint are still dropped, so the scene fills up rather than
+    piling objects on each other.
+    """
+
+    density: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.25 <= self.density <= 4.0:  # also refuses NaN
+            raise SqueezeDetError(f"scene density must be in [0.25, 4], got {self.density}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == SceneMix()
+
+
+STANDARD_MIX = SceneMix()
+
+
 def _sample_depth(rng: np.random.Generator, h: float, cam: Camera) -> float:
     """Depth giving a relative box height ``r`` drawn mostly between 0.09 and 0.55."""
     r = _loguniform(rng, 0.03, 0.08) if rng.random() < 0.12 else _loguniform(rng, 0.09, 0.55)
@@ -583,9 +609,12 @@ def _sample_object(rng: np.random.Generator, kind: str, cam: Camera, road: _Road
                        phase=float(rng.uniform(0, 2 * math.pi)))
 
 
-def _sample_objects(rng: np.random.Generator, cam: Camera, road: _Road) -> list[SceneObject]:
-    kinds = (["Car"] * int(rng.integers(1, 7)) + ["Pedestrian"] * min(int(rng.poisson(1.7)), 6)
-             + ["Cyclist"] * min(int(rng.poisson(1.3)), 4))
+def _sample_objects(rng: np.random.Generator, cam: Camera, road: _Road,
+                    scene: SceneMix = STANDARD_MIX) -> list[SceneObject]:
+    d = scene.density
+    kinds = (["Car"] * int(rng.integers(1, 7) * d)
+             + ["Pedestrian"] * min(int(rng.poisson(1.7 * d)), int(6 * d))
+             + ["Cyclist"] * min(int(rng.poisson(1.3 * d)), int(4 * d)))
     placed: list[SceneObject] = []
     feet: list[np.ndarray] = []
     for kind in kinds:
@@ -706,11 +735,13 @@ def _as_rng(rng_or_seed: np.random.Generator | int | Sequence[int]) -> np.random
 
 
 def render_scene(
-    rng_or_seed: np.random.Generator | int | Sequence[int], size: tuple[int, int] = (1242, 375)
+    rng_or_seed: np.random.Generator | int | Sequence[int], size: tuple[int, int] = (1242, 375),
+    scene: SceneMix = STANDARD_MIX,
 ) -> tuple[Image.Image, list[KittiObject]]:
     """Draw one random driving scene of ``size = (W, H)`` pixels and return it with its labels.
 
-    The scene is a pure function of the seed (or of the generator's state) and the size.
+    The scene is a pure function of the seed (or of the generator's state), the size and the
+    object mix ``scene`` (:class:`SceneMix`).
     """
     rng = _as_rng(rng_or_seed)
     w, h = size
@@ -720,7 +751,7 @@ def render_scene(
     img = _background(rng, cam, style, road)
     factor = _texture(rng, cam, max(4, w // 60), 0.25)
 
-    objects = _sample_objects(rng, cam, road)
+    objects = _sample_objects(rng, cam, road, scene)
     items = _clutter(rng, cam, style, road)
     shadow = Image.new("L", (w, h), 255)
     sdraw = ImageDraw.Draw(shadow)
