@@ -59,15 +59,26 @@ def test_a_fast_machine_keeps_the_default_recipe():
 
 
 def test_a_middling_machine_takes_the_first_recipe_projected_to_fit():
-    from squeezedet.demo import TARGET_STEPS, choose_recipe
+    from squeezedet.demo import MIN_STEPS, choose_recipe
 
     measure, calls = _fake_machine(0.35)  # 2,742 steps: too few
     recipe, _ = choose_recipe(measure, 16 * 60)
-    # 624x192 batch 6 is projected at 0.35 * 6/8 = 0.2625 s, 3,657 steps (< 4,500); the small
-    # dense scenes (432x128 batch 4) at 0.35 * 432*128*4 / (624*192*8) = 0.0808 s, 11,882 steps
-    assert (recipe.size, recipe.batch, recipe.density) == ((432, 128), 4, 2.0)
+    # 624x192 batch 6 is projected at 0.35 * 6/8 = 0.2625 s a step, 3,657 steps (>= 3,600)
+    assert (recipe.size, recipe.batch, recipe.density) == ((624, 192), 6, 1.0)
+    assert calls == [((624, 192), 8), ((624, 192), 6)]
+    assert recipe.steps(16 * 60) == 3657 >= MIN_STEPS
+
+
+def test_a_machine_too_slow_for_batch_6_draws_small_dense_scenes():
+    from squeezedet.demo import MIN_STEPS, choose_recipe
+
+    measure, calls = _fake_machine(0.45)  # 2,133 steps
+    recipe, _ = choose_recipe(measure, 16 * 60)
+    # batch 6 is projected at 0.3375 s, 2,844 steps (< 3,600): skipped untimed; the small dense
+    # scenes at 0.45 * 432*128*4 / (624*192*8) = 0.1038 s, 9,244 steps
+    assert (recipe.size, recipe.batch, recipe.density, recipe.lr) == ((432, 128), 4, 2.0, 5e-4)
     assert calls == [((624, 192), 8), ((432, 128), 4)]
-    assert recipe.steps(16 * 60) >= TARGET_STEPS
+    assert recipe.steps(16 * 60) == 9244 >= MIN_STEPS
 
 
 def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
@@ -75,7 +86,7 @@ def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
 
     measure, calls = _fake_machine(1.28, overhead_s=0.05)  # an AVX2 CPU: 750 steps
     recipe, probes = choose_recipe(measure, 16 * 60)
-    assert (recipe.size, recipe.batch, recipe.density) == (LADDER[-1][:2], *LADDER[-1][2:])
+    assert (recipe.size, recipe.batch, recipe.density, recipe.lr) == (LADDER[-1][:2], *LADDER[-1][2:])
     assert len(calls) == 2 and all(p.measured for p in probes)
     assert recipe.steps(16 * 60) < MIN_STEPS  # the best this machine can do, not the default
 
@@ -83,8 +94,8 @@ def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
 def test_an_optimistic_projection_is_corrected_by_the_next_measurement():
     from squeezedet.demo import MIN_STEPS, choose_recipe
 
-    ladder = ((624, 192, 8, 1.0), (624, 192, 6, 1.0), (528, 160, 6, 1.0), (528, 160, 4, 1.0),
-              (432, 128, 4, 1.0))
+    ladder = ((624, 192, 8, 1.0, None), (624, 192, 6, 1.0, None), (528, 160, 6, 1.0, None),
+              (528, 160, 4, 1.0, None), (432, 128, 4, 1.0, None))
     # a large fixed cost per step: cheaper recipes gain less than pixels x batch promise
     measure, calls = _fake_machine(0.4, overhead_s=0.15)
     recipe, probes = choose_recipe(measure, 16 * 60, ladder)
@@ -114,15 +125,16 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
     assert main(args) == 0
     assert timed == [((624, 192), 8), ((432, 128), 4)]
     printed = capsys.readouterr().out
-    assert "training at 432x128, batch 4" in printed and "2x the objects" in printed
+    assert "training at 432x128, batch 4, lr 0.0005" in printed and "2x the objects" in printed
     data = out / "data-432x128-x2"
     manifest = json.loads((data / MANIFEST).read_text())
     assert manifest["size"] == [432, 128] and manifest["density"] == 2.0
     assert not (out / "data").exists() and not (out / "probe-scenes").exists()
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["size"] == [432, 128] and recipe["batch"] == 4 and recipe["density"] == 2.0
+    assert recipe["lr"] == 5e-4
     config = (out / "train" / "config.yaml").read_text()
-    assert "batch_size: 4" in config
+    assert "batch_size: 4" in config and "lr: 0.0005" in config
     from squeezedet.checkpoint import load_checkpoint
 
     assert tuple(load_checkpoint(out / "train" / "last.pt")["meta"]["input_size"]) == (432, 128)

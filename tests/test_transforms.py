@@ -13,6 +13,7 @@ from squeezedet.data.transforms import (
     RandomCrop,
     Resize,
     build_transforms,
+    resize_image,
 )
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
@@ -353,3 +354,27 @@ def test_shrinking_is_pillows_antialiased_bilinear():
     expected = np.asarray(Image.fromarray(image).resize((40, 20), Image.Resampling.BILINEAR))
     assert np.array_equal(got, expected)
     assert np.abs(got.astype(int) - 128).max() <= 40  # stripes average towards mid grey
+
+
+def test_opencv_runs_on_the_calling_thread_so_forked_workers_cannot_inherit_its_pool():
+    """OpenCV's thread pool does not survive a fork (a DataLoader worker hung inside OpenCV in a
+    demo run): the package sets it to run sequentially on first use, for which OpenCV reports
+    one thread, and a worker forked after the parent resized images still resizes."""
+    import multiprocessing
+
+    from squeezedet.data.images import opencv
+
+    cv2 = opencv()
+    if cv2 is None:
+        pytest.skip("OpenCV (the video extra) is not installed")
+    assert cv2.getNumThreads() == 1
+    image = np.random.default_rng(0).integers(0, 255, (64, 200, 3), dtype=np.uint8)
+    assert resize_image(image, (400, 128)).shape == (128, 400, 3)  # the parent uses OpenCV
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        shape = pool.apply_async(_resized_shape, (image,)).get(timeout=60)
+    assert shape == (128, 400, 3)
+
+
+def _resized_shape(image: np.ndarray) -> tuple[int, ...]:
+    return resize_image(image, (400, 128)).shape

@@ -24,12 +24,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: optimiser steps the default recipe (624x192, batch 8) took in 16 minutes on the project's
 #: AVX-512/bf16 CPU, where the demo reached mean moderate AP_R40 54-57 with 4,200-5,400 of them
 TARGET_STEPS = 4500
-#: below this many projected steps the recipe adapts (loaded runs of the fast CPU took 4,210)
+#: below this many steps in the time budget the recipe adapts (loaded runs of the fast CPU took
+#: 4,210)
 MIN_STEPS = 3600
-#: the recipes, in order: network input (W, H), batch, and the scene density. The scenes are
-#: drawn at the network's input size; the last recipe, for slow machines, draws smaller scenes
-#: (so a step costs less than half) with twice the objects (more to learn from per step)
-LADDER = ((624, 192, 8, 1.0), (624, 192, 6, 1.0), (432, 128, 4, 2.0))
+#: the recipes, in order: network input (W, H), batch, scene density and learning rate (None:
+#: the demo's 1e-3). The scenes are drawn at the network's input size; the last recipe, for slow
+#: machines, draws smaller scenes (a step costs about a quarter) with twice the objects (more to
+#: learn from per step), and halves the learning rate with the batch
+LADDER: tuple[tuple[int, int, int, float, float | None], ...] = (
+    (624, 192, 8, 1.0, None), (624, 192, 6, 1.0, None), (432, 128, 4, 2.0, 5e-4))
 #: scenes drawn to time the training steps before the data set is chosen
 PROBE_IMAGES = 12
 
@@ -37,21 +40,22 @@ PROBE_IMAGES = 12
 @dataclass(frozen=True)
 class Recipe:
     """A training recipe the demo may pick: network input size (= the size the scenes are drawn
-    at), batch, scene density, and the step time measured (``measured``) or projected from
-    another recipe's by pixels × batch."""
+    at), batch, scene density, learning rate (``None``: the configuration's), and the step time
+    measured (``measured``) or projected from another recipe's by pixels × batch."""
 
     size: tuple[int, int]
     batch: int
     step_s: float
     measured: bool
     density: float = 1.0
+    lr: float | None = None
 
     def steps(self, seconds: float) -> int:
         return int(seconds / self.step_s)
 
 
 def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: float,
-                  ladder: Sequence[tuple[int, int, int, float]] = LADDER,
+                  ladder: Sequence[tuple[int, int, int, float, float | None]] = LADDER,
                   max_probes: int = 3) -> tuple[Recipe, list[Recipe]]:
     """The first recipe of ``ladder`` whose training steps fit :data:`MIN_STEPS` times into
     ``seconds``, and every recipe timed on the way.
@@ -59,11 +63,12 @@ def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: flo
     ``measure(size, batch)`` times a step of a recipe on this machine. The first recipe is
     always measured; when it fits, it is the choice (a fast machine keeps the default). Otherwise
     the next candidates are projected from the last measurement (step time proportional to
-    pixels × batch), the first projected to fit about :data:`TARGET_STEPS` is measured, and so on
-    (at most ``max_probes`` measurements); the last measured recipe is taken when none fits.
+    pixels × batch), the first projected to fit :data:`MIN_STEPS` is measured, and so on (at most
+    ``max_probes`` measurements); the last measured recipe is taken when none fits. Taking the
+    first that fits keeps a machine on the default scenes whenever batch 6 fits.
     """
-    w0, h0, b0, d0 = ladder[0]
-    probes = [Recipe((w0, h0), b0, measure((w0, h0), b0), True, d0)]
+    w0, h0, b0, d0, lr0 = ladder[0]
+    probes = [Recipe((w0, h0), b0, measure((w0, h0), b0), True, d0, lr0)]
     index = 0
     while probes[-1].steps(seconds) < MIN_STEPS and len(probes) < max_probes:
         last = probes[-1]
@@ -71,10 +76,10 @@ def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: flo
         later = ladder[index + 1:]
         if not later:
             break
-        pick = next(((w, h, b, d) for w, h, b, d in later
-                     if seconds / (cost * w * h * b) >= TARGET_STEPS), later[-1])
+        pick = next((rung for rung in later
+                     if seconds / (cost * rung[0] * rung[1] * rung[2]) >= MIN_STEPS), later[-1])
         index = ladder.index(pick)
-        probes.append(Recipe(pick[:2], pick[2], measure(pick[:2], pick[2]), True, pick[3]))
+        probes.append(Recipe(pick[:2], pick[2], measure(pick[:2], pick[2]), True, *pick[3:]))
     fitting = [r for r in probes if r.steps(seconds) >= MIN_STEPS]
     return (fitting[0] if fitting else probes[-1]), probes
 
@@ -172,8 +177,9 @@ def run_demo(options: DemoOptions) -> float:
     generate_dataset(data, options.num_images, options.seed, recipe.size, progress=progress,
                      scene=scene)
     anchors = _kmeans_anchors(data, recipe.size, options.seed)
-    batch = [f"batch_size={recipe.batch}"] if recipe.batch else []
-    cfg = demo_config(recipe.size, minutes, options.seed, [*options.overrides, *batch], anchors)
+    chosen = ([f"batch_size={recipe.batch}"] if recipe.batch else []) + (
+        [f"lr={recipe.lr}"] if recipe.lr is not None else [])  # key=value given by the user wins
+    cfg = demo_config(recipe.size, minutes, options.seed, [*chosen, *options.overrides], anchors)
     _save_recipe(out, replace(recipe, batch=cfg.batch_size), minutes)
     finished = False
     trained = None
@@ -262,8 +268,9 @@ def _measured_recipe(out: Path, size: tuple[int, int], options: DemoOptions) -> 
                   if recipe.density != 1 else "")
         print(f"      this machine is slower than the demo's reference (~{TARGET_STEPS:,} steps "
               f"of batch {base.batch_size} at {size[0]}x{size[1]}): training at "
-              f"{recipe.size[0]}x{recipe.size[1]}, batch {recipe.batch} on scenes drawn at that "
-              f"size{denser} (--fixed-recipe keeps the default)")
+              f"{recipe.size[0]}x{recipe.size[1]}, batch {recipe.batch}"
+              + (f", lr {recipe.lr:g}" if recipe.lr is not None else "")
+              + f" on scenes drawn at that size{denser} (--fixed-recipe keeps the default)")
     return recipe
 
 
@@ -280,7 +287,7 @@ RECIPE_FILE = "recipe.json"
 def _save_recipe(out: Path, recipe: Recipe, minutes: float) -> None:
     """Record the recipe of the run in ``out`` so that resuming or reusing it takes the same."""
     text = json.dumps({"size": list(recipe.size), "batch": recipe.batch,
-                       "density": recipe.density, "minutes": minutes}, indent=2)
+                       "density": recipe.density, "lr": recipe.lr, "minutes": minutes}, indent=2)
     tmp = out / (RECIPE_FILE + ".tmp")
     tmp.write_text(text + "\n")
     tmp.replace(out / RECIPE_FILE)
@@ -294,8 +301,9 @@ def _saved_recipe(out: Path) -> tuple[Recipe, float] | None:
         return None
     try:
         saved = json.loads(path.read_text())
+        lr = saved["lr"]
         recipe = Recipe((int(saved["size"][0]), int(saved["size"][1])), int(saved["batch"]), 0.0,
-                        False, float(saved["density"]))
+                        False, float(saved["density"]), None if lr is None else float(lr))
         return recipe, float(saved["minutes"])
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise SqueezeDetError(f"{path}: unreadable ({exc}); delete it together with "

@@ -48,17 +48,18 @@ def run(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     scene = SceneMix(args.density)
+    dense = f", density {scene.density:g}" if not scene.is_default else ""
     if not args.overwrite and is_current(args.out, args.images, args.seed, size,
                                          args.val_fraction, scene):
         if not args.quiet:
             print(f"{args.out} already holds this data set ({args.images} images, seed "
-                  f"{args.seed}, {size[0]}x{size[1]}); nothing to do")
+                  f"{args.seed}, {size[0]}x{size[1]}{dense}); nothing to do")
         return 0
     start = time.perf_counter()
     generate_dataset(args.out, args.images, args.seed, size, args.val_fraction,
                      progress=not args.quiet, overwrite=args.overwrite, scene=scene)
     if not args.quiet:
         train, val = split_ids(args.images, args.seed, args.val_fraction)
-        print(f"wrote {args.images} images of {size[0]}x{size[1]} to {args.out} "
+        print(f"wrote {args.images} images of {size[0]}x{size[1]}{dense} to {args.out} "
               f"(train {len(train)}, val {len(val)}) in {time.perf_counter() - start:.1f} s")
     return 0

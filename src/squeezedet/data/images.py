@@ -51,13 +51,21 @@ _CV2: Any = False  # not looked up yet
 
 def opencv() -> Any:
     """The ``cv2`` module when OpenCV is installed, else ``None``; imported on first use only
-    (~17 MiB of resident memory)."""
+    (~17 MiB of resident memory).
+
+    OpenCV is set to run on the calling thread only (``cv2.setNumThreads(0)``, process-wide):
+    its thread pool does not survive a fork, and a DataLoader worker forked after the pool was
+    used hung for good inside OpenCV the first time it resized an image. The images here are
+    small, and the cores belong to torch or the inference runtime anyway.
+    """
     global _CV2
     if _CV2 is False:
         try:
             import cv2 as module
         except ImportError:
             module = None  # type: ignore[assignment]
+        if module is not None:
+            module.setNumThreads(0)
         _CV2 = module
     return _CV2
 

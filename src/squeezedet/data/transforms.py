@@ -171,16 +171,10 @@ def resize_image(image: np.ndarray, size: tuple[int, int], opencv: bool = True) 
     if (w0, h0) == (width, height):
         return image
     cv2 = find_opencv() if opencv and width >= w0 and height >= h0 else None
-    if cv2 is not None:
-        # on one thread: an OpenCV worker waiting for a core that an inference runtime's idle
-        # thread spins on costs a 4 ms scheduler slice (seen in 1 of 3 benchmark runs)
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            return cv2.resize(np.ascontiguousarray(image), (width, height),
-                              interpolation=cv2.INTER_LINEAR)
-        finally:
-            cv2.setNumThreads(threads)
+    if cv2 is not None:  # on the calling thread (see images.opencv): an OpenCV worker waiting
+        # for a core that an inference runtime's idle thread spins on cost a 4 ms scheduler slice
+        return cv2.resize(np.ascontiguousarray(image), (width, height),
+                          interpolation=cv2.INTER_LINEAR)
     resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
 
