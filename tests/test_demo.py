@@ -125,14 +125,14 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
     assert main(args) == 0
     assert timed == [((624, 192), 8), ((432, 128), 4)]
     printed = capsys.readouterr().out
-    assert "training at 432x128, batch 4, lr 0.0005" in printed and "2x the objects" in printed
+    assert "training at 432x128, batch 4 on scenes drawn at that size, with 2x the objects" in printed
+    assert "at 432x128, batch 4, lr 0.0005" in printed
     data = out / "data-432x128-x2"
     manifest = json.loads((data / MANIFEST).read_text())
     assert manifest["size"] == [432, 128] and manifest["density"] == 2.0
     assert not (out / "data").exists() and not (out / "probe-scenes").exists()
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["size"] == [432, 128] and recipe["batch"] == 4 and recipe["density"] == 2.0
-    assert recipe["lr"] == 5e-4
+    assert recipe == {"data": "data-432x128-x2", "size": [432, 128], "density": 2.0}
     config = (out / "train" / "config.yaml").read_text()
     assert "batch_size: 4" in config and "lr: 0.0005" in config
     from squeezedet.checkpoint import load_checkpoint
@@ -143,6 +143,19 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
     assert len(timed) == 2
     assert "reusing the finished training run" in capsys.readouterr().out
     assert not (out / "data").exists()
+
+
+def test_an_unreadable_recipe_file_is_a_one_line_error_naming_it(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "last.pt").write_bytes(b"")  # a run to resume; nothing is loaded before
+    (out / "train" / "config.yaml").write_text("batch_size: 4\n")
+    (out / "recipe.json").write_text('{"data": "data-432x128-x2", "size": [432, 128], '
+                                     '"density": 9}')
+    code = main(["demo", "--out", str(out), "--minutes", "0.02", "--quiet"])
+    err = capsys.readouterr().err
+    assert code != 0 and "recipe.json: unreadable" in err and "density" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_demo_images_folder_of_folders_and_empty_folder(tmp_path: Path) -> None:

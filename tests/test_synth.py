@@ -326,6 +326,20 @@ def test_density_one_is_the_standard_scene_and_denser_scenes_hold_more_objects()
     img_a, labels_a = render_scene(5, (216, 64))
     img_b, labels_b = render_scene(5, (216, 64), SceneMix(1.0))
     assert np.array_equal(np.asarray(img_a), np.asarray(img_b)) and labels_a == labels_b
+    # the labels the generator drew for these seeds before the density setting existed (commit
+    # b3c65ae), boxes rounded to whole pixels so that a last-bit difference in a CPU's maths
+    # cannot flip them
+    before = {
+        5: [("Car", [11, 26, 80, 63]), ("Car", [99, 32, 125, 52]), ("Car", [102, 31, 138, 44]),
+            ("Car", [80, 30, 96, 41]), ("Pedestrian", [131, 29, 134, 38]),
+            ("Car", [101, 30, 111, 38]), ("Pedestrian", [111, 29, 114, 35]),
+            ("DontCare", [117, 29, 119, 33])],
+        6: [("Cyclist", [54, 28, 72, 57]), ("Car", [87, 26, 131, 63]), ("Car", [57, 28, 84, 46]),
+            ("Car", [107, 27, 146, 43])],
+    }
+    for seed, expected in before.items():
+        labels = render_scene(seed, (216, 64), SceneMix(1.0))[1]
+        assert [(o.type, [round(v) for v in o.box]) for o in labels] == expected
 
     def objects(density: float) -> int:
         return sum(len(render_scene([7, i], (216, 64), SceneMix(density))[1]) for i in range(30))
@@ -338,12 +352,12 @@ def test_an_impossible_density_is_refused_in_one_line(tmp_path, capsys, density)
     from squeezedet.cli import main
     from squeezedet.data.synth import SceneMix
 
-    with pytest.raises(SqueezeDetError, match=r"density must be in \[0.25, 4\]"):
+    with pytest.raises(SqueezeDetError, match=r"density \(--density\) must be in \[0.25, 4\]"):
         SceneMix(density)
     code = main(["synth", "--out", str(tmp_path / "d"), "--images", "2", "--size", "96x32",
                  "--density", str(density)])
     err = capsys.readouterr().err
-    assert code != 0 and "density must be in" in err and "Traceback" not in err
+    assert code != 0 and "density (--density) must be in" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
 
 

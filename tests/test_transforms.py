@@ -368,13 +368,14 @@ def test_opencv_runs_on_the_calling_thread_so_forked_workers_cannot_inherit_its_
     if cv2 is None:
         pytest.skip("OpenCV (the video extra) is not installed")
     assert cv2.getNumThreads() == 1
-    image = np.random.default_rng(0).integers(0, 255, (64, 200, 3), dtype=np.uint8)
-    assert resize_image(image, (400, 128)).shape == (128, 400, 3)  # the parent uses OpenCV
+    # KITTI-sized, so that an OpenCV with threads would run the resize on its pool
+    image = np.random.default_rng(0).integers(0, 255, (375, 1242, 3), dtype=np.uint8)
+    assert resize_image(image, (1248, 384)).shape == (384, 1248, 3)  # the parent uses OpenCV
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:
         shape = pool.apply_async(_resized_shape, (image,)).get(timeout=60)
-    assert shape == (128, 400, 3)
+    assert shape == (384, 1248, 3)
 
 
 def _resized_shape(image: np.ndarray) -> tuple[int, ...]:
-    return resize_image(image, (400, 128)).shape
+    return resize_image(image, (1248, 384)).shape

@@ -158,29 +158,39 @@ def run_demo(options: DemoOptions) -> float:
 
     run_dir = out / "train"
     print("[1/4] synthetic data", flush=True)
-    minutes = options.minutes
-    recipe = Recipe(size, 0, 0.0, False)  # the default recipe, its batch from the config
-    if (run_dir / "last.pt").exists() and not options.retrain:  # resume or reuse: same recipe
-        recipe, minutes = _saved_recipe(out) or (recipe, minutes)
-    elif (not options.fixed_recipe and size == LADDER[0][:2]
-          and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
-                      for o in options.overrides)):
-        start = time.monotonic()
-        recipe = _measured_recipe(out, size, options)
-        spent = time.monotonic() - start  # the probes come out of the training time
-        minutes = max(options.minutes - spent / 60, options.minutes / 2)
-    data = _data_dir(out, recipe, size)
-    scene = SceneMix(recipe.density)
-    more = f", {recipe.density:g}x the objects" if recipe.density != 1 else ""
-    print(f"      {options.num_images} scenes of {recipe.size[0]}x{recipe.size[1]}{more} -> {data}",
+    recipe: Recipe | None = None  # chosen now, for a new run
+    if (run_dir / "last.pt").exists() and not options.retrain and (run_dir / "config.yaml").exists():
+        # resume or reuse: the run's own scenes and configuration (key=value given now on top)
+        from squeezedet.config import load_config
+
+        data, scenes = _saved_scenes(out, size)
+        cfg = load_config(run_dir / "config.yaml", list(options.overrides))
+        print(f"      the run in {run_dir} keeps its scenes and settings ({RECIPE_FILE}, "
+              "train/config.yaml; --retrain starts anew)")
+    else:
+        minutes = options.minutes
+        recipe = Recipe(size, 0, 0.0, False)  # the default recipe, its batch from the config
+        if (not options.fixed_recipe and size == LADDER[0][:2]
+                and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
+                            for o in options.overrides)):
+            start = time.monotonic()
+            recipe = _measured_recipe(out, size, options)
+            spent = time.monotonic() - start  # the probes come out of the training time
+            minutes = max(options.minutes - spent / 60, options.minutes / 2)
+        scenes = (recipe.size, recipe.density)
+        data = _data_dir(out, scenes, size)
+    more = f", {scenes[1]:g}x the objects" if scenes[1] != 1 else ""
+    print(f"      {options.num_images} scenes of {scenes[0][0]}x{scenes[0][1]}{more} -> {data}",
           flush=True)
-    generate_dataset(data, options.num_images, options.seed, recipe.size, progress=progress,
-                     scene=scene)
-    anchors = _kmeans_anchors(data, recipe.size, options.seed)
-    chosen = ([f"batch_size={recipe.batch}"] if recipe.batch else []) + (
-        [f"lr={recipe.lr}"] if recipe.lr is not None else [])  # key=value given by the user wins
-    cfg = demo_config(recipe.size, minutes, options.seed, [*chosen, *options.overrides], anchors)
-    _save_recipe(out, replace(recipe, batch=cfg.batch_size), minutes)
+    generate_dataset(data, options.num_images, options.seed, scenes[0], progress=progress,
+                     scene=SceneMix(scenes[1]))
+    if recipe is not None:
+        anchors = _kmeans_anchors(data, recipe.size, options.seed)
+        chosen = ([f"batch_size={recipe.batch}"] if recipe.batch else []) + (
+            [f"lr={recipe.lr}"] if recipe.lr is not None else [])  # key=value given now wins
+        cfg = demo_config(recipe.size, minutes, options.seed, [*chosen, *options.overrides],
+                          anchors)
+        _save_scenes(out, data, scenes)
     finished = False
     trained = None
     if (run_dir / "last.pt").exists():
@@ -197,9 +207,10 @@ def run_demo(options: DemoOptions) -> float:
         print(f"[2/4] reusing the finished training run in {run_dir} (--retrain to train again)")
     else:
         resume = (run_dir / "last.pt").exists()
+        w, h = cfg.input_size or scenes[0]
         print(f"[2/4] training SqueezeDet from scratch for {cfg.time_limit_min:.1f} min on "
-              f"{_device_name(cfg)} -> {run_dir}" + (" (resuming)" if resume else ""),
-              flush=True)
+              f"{_device_name(cfg)} at {w}x{h}, batch {cfg.batch_size}, lr {cfg.lr:g} -> "
+              f"{run_dir}" + (" (resuming)" if resume else ""), flush=True)
         trained = train(cfg, data, run_dir, resume=resume, progress=progress)
 
     print("[3/4] KITTI evaluation on the synthetic validation split", flush=True)
@@ -268,44 +279,49 @@ def _measured_recipe(out: Path, size: tuple[int, int], options: DemoOptions) -> 
                   if recipe.density != 1 else "")
         print(f"      this machine is slower than the demo's reference (~{TARGET_STEPS:,} steps "
               f"of batch {base.batch_size} at {size[0]}x{size[1]}): training at "
-              f"{recipe.size[0]}x{recipe.size[1]}, batch {recipe.batch}"
-              + (f", lr {recipe.lr:g}" if recipe.lr is not None else "")
-              + f" on scenes drawn at that size{denser} (--fixed-recipe keeps the default)")
+              f"{recipe.size[0]}x{recipe.size[1]}, batch {recipe.batch} on scenes drawn at "
+              f"that size{denser} (--fixed-recipe keeps the default)")
     return recipe
 
 
-def _data_dir(out: Path, recipe: Recipe, size: tuple[int, int]) -> Path:
-    """``out/data`` for the default scenes, a folder named after the others' size and density."""
-    if recipe.size == size and recipe.density == 1:
+def _data_dir(out: Path, scenes: tuple[tuple[int, int], float], size: tuple[int, int]) -> Path:
+    """``out/data`` for the default scenes (``--size``, density 1), a folder named after the
+    others' size and density."""
+    (w, h), density = scenes
+    if (w, h) == size and density == 1:
         return out / "data"
-    return out / f"data-{recipe.size[0]}x{recipe.size[1]}-x{recipe.density:g}"
+    return out / f"data-{w}x{h}-x{density:g}"
 
 
 RECIPE_FILE = "recipe.json"
 
 
-def _save_recipe(out: Path, recipe: Recipe, minutes: float) -> None:
-    """Record the recipe of the run in ``out`` so that resuming or reusing it takes the same."""
-    text = json.dumps({"size": list(recipe.size), "batch": recipe.batch,
-                       "density": recipe.density, "lr": recipe.lr, "minutes": minutes}, indent=2)
+def _save_scenes(out: Path, data: Path, scenes: tuple[tuple[int, int], float]) -> None:
+    """Record which scenes the run in ``out/train`` trains on (its settings are in its
+    ``config.yaml``), so that resuming or reusing it takes the same."""
+    text = json.dumps({"data": data.name, "size": list(scenes[0]), "density": scenes[1]},
+                      indent=2)
     tmp = out / (RECIPE_FILE + ".tmp")
     tmp.write_text(text + "\n")
     tmp.replace(out / RECIPE_FILE)
 
 
-def _saved_recipe(out: Path) -> tuple[Recipe, float] | None:
-    """The recipe and training minutes :func:`_save_recipe` recorded, or ``None`` (a run of an
-    older version, which trained with the default recipe)."""
+def _saved_scenes(out: Path, size: tuple[int, int]) -> tuple[Path, tuple[tuple[int, int], float]]:
+    """The data folder and ``((W, H), density)`` of the scenes :func:`_save_scenes` recorded;
+    for a run of a version that recorded none, ``out/data`` at ``size``, density 1 (those
+    always drew their scenes there)."""
     path = out / RECIPE_FILE
     if not path.exists():
-        return None
+        return out / "data", (size, 1.0)
     try:
         saved = json.loads(path.read_text())
-        lr = saved["lr"]
-        recipe = Recipe((int(saved["size"][0]), int(saved["size"][1])), int(saved["batch"]), 0.0,
-                        False, float(saved["density"]), None if lr is None else float(lr))
-        return recipe, float(saved["minutes"])
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        name = str(saved["data"])
+        if not name.startswith("data") or Path(name).name != name:
+            raise ValueError(f"data folder {name!r} is not a folder name beside it")
+        w, h = (int(v) for v in saved["size"])
+        mix = SceneMix(float(saved["density"]))
+        return out / name, ((w, h), mix.density)
+    except (OSError, ValueError, KeyError, TypeError, SqueezeDetError) as exc:
         raise SqueezeDetError(f"{path}: unreadable ({exc}); delete it together with "
                               f"{out / 'train'} to start the demo's training again") from None
 

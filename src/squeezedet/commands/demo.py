@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--fixed-recipe", action="store_true",
                         help="train with the default recipe (624x192, batch 8) even on a machine "
-                             "too slow for it to reach ~4,500 steps in the time budget")
+                             "too slow for it to fit 3,600 steps into the time budget")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="training settings to change (see `squeezedet train --list-settings`)")
 

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image size in pixels (default: 1242x375, KITTI's)")
     parser.add_argument("--density", type=float, default=1.0, metavar="D",
                         help="multiply the expected number of cars, pedestrians and cyclists in a "
-                             "scene by D, 0.25..4 (default: 1)")
+                             "scene by about D, 0.25..4 (default: 1)")
     parser.add_argument("--val-fraction", type=float, default=0.25, metavar="F",
                         help="fraction of images in ImageSets/val.txt (default: 0.25)")
     parser.add_argument("--overwrite", action="store_true",

@@ -511,17 +511,18 @@ class SceneMix:
     """How many objects a scene holds; the default draws the standard scenes (byte for byte as
     before this setting existed).
 
-    ``density`` multiplies the expected number of cars (1-6 by default), pedestrians (Poisson
-    1.7, at most 6) and cyclists (Poisson 1.3, at most 4) and their caps; placements that would
-    overlap another object's footprint are still dropped, so the scene fills up rather than
-    piling objects on each other.
+    ``density`` multiplies about the expected number of cars (1-6 by default), pedestrians
+    (Poisson 1.7, at most 6) and cyclists (Poisson 1.3, at most 4) and their caps (the car count
+    and the caps are rounded down); placements that would overlap another object's footprint are
+    still dropped, so the scene fills up rather than piling objects on each other.
     """
 
     density: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.density <= 4.0:  # also refuses NaN
-            raise SqueezeDetError(f"scene density must be in [0.25, 4], got {self.density}")
+            raise SqueezeDetError(f"scene density (--density) must be in [0.25, 4], got "
+                                  f"{self.density}")
 
     @property
     def is_default(self) -> bool:
