@@ -22,8 +22,8 @@ the time budget, batch 6 is tried, and on a machine too slow for that as well (a
 AVX-512/bf16: about 750 steps instead of 4,200-5,400) the demo draws its scenes at 432x128 with
 twice the objects in each and trains there at batch 4, lr 5e-4 (runs/demo/data-432x128-x2).
 Such a run is scored on those scenes, so its AP is not comparable with a default run's. The
-choice is printed and kept in runs/demo/recipe.json (a resumed run keeps it); --fixed-recipe (or
-setting input_size or batch_size) keeps the default.
+choice is printed; runs/demo/recipe.json records the scenes and train/config.yaml the settings, so
+a resumed run keeps both; --fixed-recipe (or setting input_size or batch_size) keeps the default.
 
 Demo recipe (differs from the paper's KITTI recipe, which needs ImageNet weights and a GPU):
 624x192 input, anchor shapes by k-means on the synthetic boxes, AdamW lr 1e-3 with 100 warm-up
