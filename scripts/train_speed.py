@@ -11,9 +11,11 @@ dropout 0.2, bf16 autocast only where the CPU has native bf16 unless --fp32), an
 median step, images/s and the share of the limit: training FLOPs (forward FLOPs × 3 − the first
 convolution's input gradient, which is not computed) over the fp32 matrix-product peak of
 ``squeezedet benchmark`` at this thread count. ``--layout nchw`` trains without channels-last for
-comparison. The process CPU time a step is printed too: with one thread it is the compute time
-even while other programs share the CPU (wall time then is not). ``--profile FILE`` writes
-torch.profiler's table of the timed steps (self CPU time per op, with input shapes).
+comparison; ``--system-malloc`` leaves glibc's malloc as it is (training keeps freed memory for
+reuse: :func:`squeezedet.cpu.keep_freed_memory`). The process CPU time a step is printed too:
+with one thread it is the compute time even while other programs share the CPU (wall time then
+is not). ``--profile FILE`` writes torch.profiler's table of the timed steps (self CPU time per
+op, with input shapes).
 """
 
 from __future__ import annotations
@@ -111,10 +113,14 @@ def main() -> None:
     parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast even if native")
     parser.add_argument("--profile", help="write the profiler table here")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (training keeps freed memory: "
+                             "squeezedet.cpu.keep_freed_memory)")
     parser.add_argument("--relu-before-pool", action="store_true",
                         help="SqueezeNet's original conv1 → ReLU → pool order (for an A/B)")
     args = parser.parse_args()
     size = parse_size(args.size)
+    kept = False if args.system_malloc else cpu.keep_freed_memory()
     torch.manual_seed(0)
     cfg = TrainConfig(input_size=size, optimizer="adamw", lr=1e-3, dropout=0.2, batch_size=args.batch,
                       amp=not args.fp32, warmup_steps=0)
@@ -159,7 +165,8 @@ def main() -> None:
     cpu_peak = cpu_clock_peak() if torch.get_num_threads() == 1 else None
     amp = mixed_precision(device, cfg.amp, training=True)
     print(f"cpu: {cpu.isa_summary()}; threads {torch.get_num_threads()}; layout {args.layout}; "
-          f"autocast {amp or 'none (fp32)'}")
+          f"autocast {amp or 'none (fp32)'}; "
+          f"freed memory {'kept' if kept else 'returned (glibc default)'}")
     print(f"{size[0]}x{size[1]} batch {args.batch}: step median {med:.3f} s (min {min(times):.3f}, "
           f"max {max(times):.3f}) = {args.batch / med:.2f} img/s; {train_gflop:.1f} GFLOP a step; "
           f"fp32 peak {peak:.0f} GFLOP/s -> limit {train_gflop / peak:.3f} s a step, "
