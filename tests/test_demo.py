@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from squeezedet import demo
 from squeezedet.cli import main
 
 
@@ -172,3 +173,12 @@ def test_demo_images_folder_of_folders_and_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(SqueezeDetError, match="no .*images in this folder"):
         _gather_images([str(tmp_path / "empty")])
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 0), (4, 1), (16, 1)])
+def test_data_workers_follow_the_cores(cores: int, workers: int,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # two cores or fewer: torch's threads occupy them all, so the batches load in-process
+    monkeypatch.setattr(demo, "usable_cores", lambda: cores)
+    assert demo.demo_config((624, 192), 16, 0, []).workers == workers
+    assert demo.demo_config((624, 192), 16, 0, ["workers=3"]).workers == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -100,6 +101,25 @@ class DemoOptions:
     overrides: list[str] = field(default_factory=list)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def data_workers() -> int:
+    """DataLoader worker processes for the demo's training: none on two cores or fewer, else one.
+
+    With two cores PyTorch's two threads already occupy both, and a worker's augmentation (about
+    28 ms of CPU for a 624x192 batch of 8) makes them wait for each other: loading in the
+    training process measured 5 % faster at 624x192/8 (41.7 against 39.7 img/s, AMX) and at
+    432x128/4 narrowed to AVX2 (31.0 against 29.4), the same batches either way.
+    """
+    return 0 if usable_cores() <= 2 else 1
+
+
 def demo_config(size: tuple[int, int], minutes: float, seed: int, overrides: list[str],
                 anchors: tuple[tuple[float, float], ...] | None = None):  # noqa: ANN201
     """The demo's training configuration (see the module docstring)."""
@@ -108,7 +128,8 @@ def demo_config(size: tuple[int, int], minutes: float, seed: int, overrides: lis
     base = TrainConfig(
         model="squeezedet", input_size=size, anchors=anchors, optimizer="adamw", lr=1e-3,
         warmup_steps=100, lr_schedule="cosine", ema_decay=0.995, cache_images=True,
-        lr_decay_steps=100_000, batch_size=8, dropout=0.2, workers=1, time_limit_min=minutes,
+        lr_decay_steps=100_000, batch_size=8, dropout=0.2, workers=data_workers(),
+        time_limit_min=minutes,
         checkpoint_every=100, log_every=10, val_every=0, seed=seed,
         drift=(int(150 * size[0] / 1242), int(100 * size[1] / 375)),
     )
