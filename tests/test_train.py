@@ -139,6 +139,36 @@ def test_weight_decay_only_on_kernels():
     assert all(p.ndim == 4 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
 
 
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_first_optimiser_step_by_hand(name):
+    """The optimiser make_optimizer builds (fused kernels on the CPU) takes the textbook first
+    step, clipping per tensor included."""
+    from squeezedet.engine import clip_per_tensor, make_optimizer
+
+    conv = torch.nn.Conv2d(1, 2, 1)  # kernel [2,1,1,1] (decayed), bias [2] (not decayed)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.5, 0.25]))
+    cfg = TrainConfig(optimizer=name, lr=0.1, weight_decay=0.01, momentum=0.9, grad_clip=1.0)
+    opt = make_optimizer(conv, cfg)
+    conv.weight.grad = torch.tensor([3.0, 4.0]).view(2, 1, 1, 1)  # norm 5: clipped to 0.6, 0.8
+    conv.bias.grad = torch.tensor([0.3, -0.4])  # norm 0.5: kept
+    clip_per_tensor(list(conv.parameters()), cfg.grad_clip)
+    assert conv.weight.grad.flatten().tolist() == pytest.approx([0.6, 0.8], rel=1e-5)
+    opt.step()
+    if name == "adamw":
+        # first Adam step: m̂ = g, v̂ = g², so the update is lr·g/(|g| + 1e-8) = ±lr; decoupled
+        # decay first multiplies the kernel by 1 − lr·wd
+        weight = [1.0 * (1 - 0.001) - 0.1, -2.0 * (1 - 0.001) - 0.1]
+        bias = [0.5 - 0.1, 0.25 + 0.1]
+    else:
+        # SGD: the first momentum buffer is the gradient (with L2 decay added to the kernel's)
+        weight = [1.0 - 0.1 * (0.6 + 0.01 * 1.0), -2.0 - 0.1 * (0.8 + 0.01 * -2.0)]
+        bias = [0.5 - 0.1 * 0.3, 0.25 + 0.1 * 0.4]
+    assert conv.weight.flatten().tolist() == pytest.approx(weight, rel=1e-5)
+    assert conv.bias.tolist() == pytest.approx(bias, rel=1e-5)
+
+
 def test_config_errors_and_overrides(tmp_path):
     with pytest.raises(SqueezeDetError, match="did you mean 'batch_size'"):
         load_config(overrides=["batchsize=3"])

@@ -108,10 +108,19 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     # SqueezeDet's parameters narrowed to AVX2: 1-2 % of a small-batch step); elsewhere foreach
     # (the single-tensor kernels are ~15x slower on channels-last parameters)
     on_cpu = all(p.device.type == "cpu" for p in decay + no_decay)
-    fused, foreach = (True, None) if on_cpu else (None, True)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=foreach, fused=fused)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=foreach, fused=fused)
+
+    def build(fused: bool) -> torch.optim.Optimizer:
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr, foreach=not fused, fused=fused)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=not fused,
+                               fused=fused)
+
+    if on_cpu:
+        try:
+            return build(fused=True)
+        except RuntimeError:  # a torch without this fused kernel on the CPU
+            pass
+    return build(fused=False)
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:
