@@ -85,6 +85,45 @@ def test_export_parity_and_runner(checkpoint: Path, tmp_path: Path, fmt: str, pr
     assert float((got - ref).abs().max()) <= tol
 
 
+@needs_ort
+def test_onnx_int8_quantises_convolutions_whose_zero_biases_the_exporter_shared(
+        checkpoint: Path, tmp_path: Path) -> None:
+    """The random checkpoint's biases are all zero: PyTorch's exporter stores equal ones once and
+    reaches the rest through Identity nodes, which ONNX Runtime's quantiser left in float (and
+    those convolutions unfused, in float). Every convolution but the first and ConvDet must get
+    quantised weights and a quantised bias."""
+    import onnx
+
+    out = tmp_path / "q.onnx"
+    export_model(checkpoint, "onnx", out, precision="int8", calib_images=2)
+    graph = onnx.load(str(out)).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == 32 and not any(n.op_type == "Identity" for n in graph.node)
+    for conv in convs[1:-1]:
+        assert [made_by.get(i) for i in conv.input] == ["DequantizeLinear"] * 3, conv.name
+
+
+def test_unshare_initializers_copies_what_identity_reached() -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    from squeezedet.deployment.quantize import unshare_initializers
+
+    zeros = numpy_helper.from_array(np.zeros(2, np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["b"], ["b2"]), helper.make_node("Add", ["x", "b"], ["y"]),
+         helper.make_node("Add", ["y", "b2"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [2])], [zeros])
+    model = helper.make_model(graph)
+    assert unshare_initializers(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add", "Add"]
+    copies = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert set(copies) == {"b", "b2"} and not copies["b2"].any()
+    onnx.checker.check_model(model)
+
+
 @needs_ov
 @pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
 def test_openvino_int8_quantises_every_convolution_with_nncf(checkpoint: Path, tmp_path: Path) -> None:
