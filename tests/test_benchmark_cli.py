@@ -169,3 +169,22 @@ def test_benchmark_device_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["benchmark", "--device", "tpu", "--input-size", "96x32"]) == 2
     assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
     assert main(["benchmark", "--energy-seconds", "0", "--input-size", "96x32"]) == 2
+
+
+@pytest.mark.parametrize(("calibration", "expected"), [
+    ({"quantizer": "nncf", "preset": "performance"}, None),
+    ({"quantizer": "nncf", "preset": "performance", "float_layers": ["convdet"]},
+     "NNCF with convdet in float"),
+    ({"quantizer": "onnxruntime", "method": "minmax", "float_layers": ["first", "convdet"]},
+     "ONNX Runtime's quantiser (conv1 and ConvDet in float)"),
+])
+def test_an_openvino_int8_fallback_is_named_in_the_table(tmp_path: Path, calibration: dict,
+                                                         expected: str | None) -> None:
+    from squeezedet.deployment.benchmark import _int8_fallback, row_note
+
+    meta = tmp_path / "model-int8.xml.json"
+    meta.write_text(json.dumps({"calibration": calibration}))
+    assert _int8_fallback(meta) == expected
+    row = {"precision": "int8", "int8_fallback": _int8_fallback(meta)}
+    assert ("int8 fallback" in row_note(row)) == (expected is not None)
+    assert _int8_fallback(tmp_path / "missing.json") is None
