@@ -125,3 +125,14 @@ def test_postprocess_top_k_threshold_and_per_class_nms():
     assert out["scores"].tolist() == pytest.approx([0.9, 0.7], abs=1e-5)
     out = PostProcess(top_k=2)(head, anchors, (100, 100))[0]
     assert out["scores"].tolist() == pytest.approx([0.9], abs=1e-5)
+
+
+def test_detection_score_by_hand():
+    # anchor 0: logits (0, ln 2, 0) -> p = (1/4, 2/4, 1/4), best class 1 with 0.5; confidence
+    # logit 0 -> 0.5; score 0.25. Anchor 1: logits (ln 3, 0, 0) -> 3/5 for class 0; confidence
+    # logit ln 4 -> 4/5; score 0.48
+    head = HeadOutput(class_logits=torch.tensor([[[0.0, math.log(2), 0.0], [math.log(3), 0.0, 0.0]]]),
+                      conf_logits=torch.tensor([[0.0, math.log(4)]]), deltas=torch.zeros(1, 2, 4))
+    scores, labels = PostProcess().scores(head)
+    assert labels.tolist() == [[1, 0]]
+    assert scores[0].tolist() == pytest.approx([0.25, 0.48], rel=1e-6)

@@ -41,9 +41,13 @@ class PostProcess:
 
     def scores(self, head: HeadOutput) -> tuple[Tensor, Tensor]:
         """Detection score ``[B, A]`` and best class ``[B, A]`` for every anchor."""
-        probs = torch.softmax(head.class_logits.float(), dim=-1)
+        # the largest softmax probability without the softmax: at the best logit m it is
+        # exp(0) / Σ_c exp(l_c − m) = 1 / Σ_c exp(l_c − m), the softmax's own arithmetic there.
+        # torch's softmax over 3 classes is slow per row: 1.07 of 2.2 ms for 16,848 anchors
+        logits = head.class_logits.float()
+        best, labels = logits.max(dim=-1)
+        best_p = torch.exp(logits - best[..., None]).sum(dim=-1).reciprocal_()
         conf = torch.sigmoid(head.conf_logits.float())
-        best_p, labels = probs.max(dim=-1)
         return best_p * conf, labels
 
     def __call__(self, head: HeadOutput, anchors: Tensor,
