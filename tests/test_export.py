@@ -144,6 +144,19 @@ def test_openvino_int8_quantises_every_convolution_with_nncf(checkpoint: Path, t
 
 @needs_ov
 @pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
+def test_openvino_int8_without_check_keeps_nncfs_all_int8_model(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the benchmark's random weights: a parity miss (forced here) must not swap the model
+    monkeypatch.setitem(PARITY_RTOL, "int8", 1e-9)
+    result = export_model(checkpoint, "openvino", tmp_path / "q.xml", precision="int8",
+                          calib_images=2, check=False)
+    calibration = json.loads(result.metadata_path.read_text())["calibration"]
+    assert calibration["quantizer"] == "nncf" and "float_layers" not in calibration
+    assert result.summary().endswith("parity not checked")
+
+
+@needs_ov
+@pytest.mark.skipif(not _has("nncf"), reason="needs NNCF (the 'openvino' extra)")
 def test_openvino_int8_keeps_convdet_float_when_all_int8_misses_parity(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import openvino as ov

@@ -24,7 +24,9 @@ models are calibrated on --calib-data (a KITTI root or image folder; rendered sy
 without it).
 
 Without --weights a randomly initialised model of --model is measured (speed does not depend on
-the weights; int8 accuracy does). --weights with another --input-size runs the checkpoint's
+the weights; int8 accuracy does: its int8 models are exported without the parity check, so that
+OpenVINO's is NNCF's all-int8 model, as a trained checkpoint gets, and not a fallback that
+random weights trigger now and then). --weights with another --input-size runs the checkpoint's
 weights at that size, anchors scaled. Without --image a synthetic 1242x375 driving scene is used.
 
 --energy adds joules per image and mean watts to every row (columns J/img and W, and "energy"
