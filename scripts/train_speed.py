@@ -21,6 +21,7 @@ op, with input shapes).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any
@@ -114,13 +115,14 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast even if native")
     parser.add_argument("--profile", help="write the profiler table here")
     parser.add_argument("--system-malloc", action="store_true",
-                        help="leave glibc's malloc as it is (training keeps freed memory: "
-                             "squeezedet.cpu.keep_freed_memory)")
+                        help="leave glibc's malloc as it is (a training step keeps freed "
+                             "memory: squeezedet.cpu.keep_freed_memory)")
     parser.add_argument("--relu-before-pool", action="store_true",
                         help="SqueezeNet's original conv1 → ReLU → pool order (for an A/B)")
     args = parser.parse_args()
     size = parse_size(args.size)
-    kept = False if args.system_malloc else cpu.keep_freed_memory()
+    if args.system_malloc:  # train_step would keep freed memory
+        os.environ[cpu.KEEP_FREED_MEMORY_VARIABLE] = "0"
     torch.manual_seed(0)
     cfg = TrainConfig(input_size=size, optimizer="adamw", lr=1e-3, dropout=0.2, batch_size=args.batch,
                       amp=not args.fp32, warmup_steps=0)
@@ -166,7 +168,7 @@ def main() -> None:
     amp = mixed_precision(device, cfg.amp, training=True)
     print(f"cpu: {cpu.isa_summary()}; threads {torch.get_num_threads()}; layout {args.layout}; "
           f"autocast {amp or 'none (fp32)'}; "
-          f"freed memory {'kept' if kept else 'returned (glibc default)'}")
+          f"freed memory {'kept' if cpu.keep_freed_memory() else 'returned (glibc default)'}")
     print(f"{size[0]}x{size[1]} batch {args.batch}: step median {med:.3f} s (min {min(times):.3f}, "
           f"max {max(times):.3f}) = {args.batch / med:.2f} img/s; {train_gflop:.1f} GFLOP a step; "
           f"fp32 peak {peak:.0f} GFLOP/s -> limit {train_gflop / peak:.3f} s a step, "

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from squeezedet import codec, cpu
+from squeezedet import codec
 from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, write_atomic
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti import collate
@@ -218,7 +218,6 @@ def _finetune(ckpt: dict[str, Any], data_root: str | Path, cfg: TrainConfig, ste
     model = model.to(device)
     if device.type == "cpu":
         model = with_memory_format(model, torch.channels_last)
-        cpu.keep_freed_memory()  # as training does
     params: dict[str, torch.Tensor] = dict(model.named_parameters())
     optimizer = make_optimizer(model, cfg)
     loss_fn = loss_from_config(cfg)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from squeezedet import cpu, distributed
+from squeezedet import distributed
 from squeezedet.checkpoint import load_checkpoint, save_checkpoint
 from squeezedet.config import TrainConfig, save_config
 from squeezedet.data.check import open_checked
@@ -192,7 +192,6 @@ def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 4
                             tuple(train_ds.classes)).to(device)
         if device.type == "cpu":
             model = with_memory_format(model, torch.channels_last)
-            cpu.keep_freed_memory()  # as training will run
         optimizer = make_optimizer(model, cfg)
         loss_fn = loss_from_config(cfg)
         times = []
@@ -394,8 +393,6 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
     model = build_model(cfg, tuple(train_ds.classes), init_weights=ckpt is None).to(device)
     if device.type == "cpu":
         model = with_memory_format(model, torch.channels_last)
-        # the step's large tensors reuse freed memory, not fresh pages from the kernel (~10 %)
-        cpu.keep_freed_memory()
     optimizer = make_optimizer(model, cfg)
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     loss_fn = loss_from_config(cfg)
