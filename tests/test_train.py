@@ -258,3 +258,73 @@ def test_training_on_crops_keeps_the_model_at_the_input_size(tmp_path):
         TrainConfig(crop=(200, 48), **SMALL)
     with pytest.raises(SqueezeDetError, match="crop 1300x48 must fit in the input size 1248x384"):
         train(TrainConfig(steps=1, crop=(1300, 48)), root, tmp_path / "run2", progress=False)
+
+
+def test_squeeze_bn_folds_into_the_convolution_by_hand():
+    from torch import nn
+
+    from squeezedet.models.layers import Fire, add_squeeze_bn, fold_squeeze_bn, has_squeeze_bn
+
+    fire = Fire(2, 2, 1, 1)
+    assert add_squeeze_bn(fire) == 1 and has_squeeze_bn(fire)
+    with torch.no_grad():
+        fire.squeeze.weight.copy_(torch.tensor([[1.0, 2.0], [-1.0, 0.5]]).view(2, 2, 1, 1))
+        fire.squeeze.bias.copy_(torch.tensor([0.5, -1.0]))
+        bn = fire.squeeze_bn
+        bn.running_mean.copy_(torch.tensor([1.5, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0 - bn.eps, 0.25 - bn.eps]))  # σ = 2 and 0.5
+        bn.weight.copy_(torch.tensor([3.0, -1.0]))
+        bn.bias.copy_(torch.tensor([0.25, 1.0]))
+    fold_squeeze_bn(fire)
+    assert fire.squeeze_bn is None and not has_squeeze_bn(fire)
+    # channel 0: scale 3/2 = 1.5: W = [1.5, 3], b = (0.5 − 1.5)·1.5 + 0.25 = −1.25
+    # channel 1: scale −1/0.5 = −2: W = [2, −1], b = (−1 − 2)·(−2) + 1 = 7
+    torch.testing.assert_close(fire.squeeze.weight.view(2, 2),
+                               torch.tensor([[1.5, 3.0], [2.0, -1.0]]))
+    torch.testing.assert_close(fire.squeeze.bias, torch.tensor([-1.25, 7.0]))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fire.modules())
+
+
+def test_folded_model_computes_what_the_eval_mode_model_did():
+    import copy
+
+    import squeezedet
+    from squeezedet.models.layers import add_squeeze_bn, fold_squeeze_bn
+
+    torch.manual_seed(0)
+    model = squeezedet.create_model("squeezedet", input_size=(128, 64), num_classes=3)
+    assert add_squeeze_bn(model) == 10  # fire2 … fire11
+    model.train()
+    x = torch.rand(4, 3, 64, 128) * 255
+    with torch.no_grad():
+        for _ in range(3):  # running statistics that are not the defaults
+            model(x)
+    model.eval()
+    folded = fold_squeeze_bn(copy.deepcopy(model))
+    with torch.no_grad():
+        a, b = model(x), folded(x)
+    # float32 rounding of two equal computations: relative ~1e-6 of the outputs' magnitude
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    assert set(folded.state_dict()) == set(
+        squeezedet.create_model("squeezedet", input_size=(128, 64), num_classes=3).state_dict())
+
+
+def test_squeeze_bn_run_saves_squeezedet_and_resumes_to_the_same_weights(tmp_path):
+    root = make_tiny_kitti(tmp_path / "d", n=6)
+    cfg = TrainConfig(steps=6, ema_decay=0.9, squeeze_bn=True, **SMALL)
+    train(cfg, root, tmp_path / "full", progress=False)
+    train(TrainConfig(steps=4, ema_decay=0.9, squeeze_bn=True, **SMALL), root,
+          tmp_path / "split", progress=False)
+    train(cfg, root, tmp_path / "split", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    for key in ("model", "train_model", "train_ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    # what is saved to predict with is SqueezeDet's architecture; the training state has the norms
+    assert not any("squeeze_bn" in k for k in a["model"])
+    assert any("squeeze_bn" in k for k in a["train_model"])
+    model = model_from_checkpoint(a)  # loads strictly: no key missing or left over
+    assert set(model.state_dict()) == set(a["model"])
+    with pytest.raises(SqueezeDetError, match="no Fire modules"):
+        train(TrainConfig(steps=1, model="vgg16_convdet", squeeze_bn=True, **SMALL), root,
+              tmp_path / "r50", progress=False)

@@ -128,7 +128,8 @@ def demo_config(size: tuple[int, int], minutes: float, seed: int, overrides: lis
     base = TrainConfig(
         model="squeezedet", input_size=size, anchors=anchors, optimizer="adamw", lr=1e-3,
         warmup_steps=100, lr_schedule="cosine", ema_decay=0.995, cache_images=True,
-        lr_decay_steps=100_000, batch_size=8, dropout=0.2, workers=data_workers(),
+        lr_decay_steps=100_000, batch_size=8, dropout=0.2, squeeze_bn=True,
+        workers=data_workers(),
         time_limit_min=minutes,
         checkpoint_every=100, log_every=10, val_every=0, seed=seed,
         drift=(int(150 * size[0] / 1242), int(100 * size[1] / 375)),

@@ -67,7 +67,12 @@ from squeezedet.engine import (
 )
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
-from squeezedet.models.layers import with_memory_format
+from squeezedet.models.layers import (
+    add_squeeze_bn,
+    fold_squeeze_bn,
+    has_squeeze_bn,
+    with_memory_format,
+)
 from squeezedet.models.registry import network_input_size
 from squeezedet.preemption import StopSignals, ignore_stop_signals, worker_batches
 
@@ -190,6 +195,8 @@ def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 4
         freeze = cfg.freeze_stem if cfg.freeze_stem is not None else bool(cfg.pretrained)
         model = build_model(replace(cfg, pretrained=None, freeze_stem=freeze),
                             tuple(train_ds.classes)).to(device)
+        if cfg.squeeze_bn:
+            add_squeeze_bn(model)
         if device.type == "cpu":
             model = with_memory_format(model, torch.channels_last)
         optimizer = make_optimizer(model, cfg)
@@ -230,6 +237,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _deploy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint's ``"model"`` holds: ``model``'s, with any squeeze batch norm
+    folded into its convolution (SqueezeDet's architecture; ``model`` itself is left as it is)."""
+    if not has_squeeze_bn(model):
+        return _cpu_state(model)
+    import copy
+
+    return _cpu_state(fold_squeeze_bn(copy.deepcopy(model)))
 
 
 class WeightEMA:
@@ -391,6 +408,9 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
 
     # resuming: the weights come from last.pt, not from cfg.weights again
     model = build_model(cfg, tuple(train_ds.classes), init_weights=ckpt is None).to(device)
+    if cfg.squeeze_bn and not add_squeeze_bn(model):
+        raise SqueezeDetError(f"squeeze_bn=true: {cfg.model} has no Fire modules (only the "
+                              "SqueezeNet models have them); leave squeeze_bn out")
     if device.type == "cpu":
         model = with_memory_format(model, torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -431,7 +451,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
     if ckpt is not None:
         model.load_state_dict(ckpt.get("train_model") or ckpt["model"])
         if ema is not None:
-            ema.model.load_state_dict(ckpt["model"])
+            ema.model.load_state_dict(ckpt.get("train_ema") or ckpt["model"])
         # a checkpoint from `squeezedet import-weights` has weights only: a fresh optimiser at
         # step 0 then
         if ckpt.get("optimizer"):
@@ -458,10 +478,12 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
 
     def snapshot(rng_ranks: list[dict[str, Any]] | None) -> dict[str, Any]:
         return {
-            # "model" holds the weights to predict with (the average when EMA is on); the raw
-            # weights the optimiser works on are kept under "train_model" for resuming
-            "model": _cpu_state(ema.model if ema is not None else model),
-            "train_model": _cpu_state(model) if ema is not None else None,
+            # "model" holds the weights to predict with (the average when EMA is on; squeeze
+            # batch norm folded in); the raw weights the optimiser works on are kept under
+            # "train_model" and the average as trained under "train_ema" for resuming
+            "model": _deploy_state(ema.model if ema is not None else model),
+            "train_model": _cpu_state(model) if ema is not None or cfg.squeeze_bn else None,
+            "train_ema": _cpu_state(ema.model) if ema is not None and cfg.squeeze_bn else None,
             "meta": model.metadata(),
             "config": cfg.to_dict(),
             "optimizer": optimizer.state_dict(),

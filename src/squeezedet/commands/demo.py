@@ -27,9 +27,11 @@ a resumed run keeps both; --fixed-recipe (or setting input_size or batch_size) k
 
 Demo recipe (differs from the paper's KITTI recipe, which needs ImageNet weights and a GPU):
 624x192 input, anchor shapes by k-means on the synthetic boxes, AdamW lr 1e-3 with 100 warm-up
-steps and a cosine decay over the time budget, batch 8, dropout 0.2, an exponential moving average
-of the weights (decay 0.995) for evaluation, decoded images cached in memory, bf16 autocast on CPUs
-with native bf16, 16 minutes of training. Override any of it with key=value, e.g. `lr=0.001`.
+steps and a cosine decay over the time budget, batch 8, dropout 0.2, batch norm after each Fire
+module's squeeze convolution while training (squeeze_bn; folded into the convolution in the saved
+model, which is SqueezeDet's architecture), an exponential moving average of the weights (decay
+0.995) for evaluation, decoded images cached in memory, bf16 autocast on CPUs with native bf16, 16
+minutes of training. Override any of it with key=value, e.g. `lr=0.001` or `squeeze_bn=false`.
 """
 
 from __future__ import annotations

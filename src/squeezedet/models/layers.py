@@ -37,9 +37,15 @@ class Fire(nn.Module):
         self.expand1x1 = nn.Conv2d(squeeze, e1, kernel_size=1)
         self.expand3x3 = nn.Conv2d(squeeze, e3, kernel_size=3, padding=1)
         self.out_channels = e1 + e3
+        #: batch norm between the squeeze convolution and its ReLU while training with
+        #: ``squeeze_bn`` (:func:`add_squeeze_bn`); folded away before a model is saved
+        self.squeeze_bn: nn.BatchNorm2d | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        s = self.squeeze(x).relu_()
+        s = self.squeeze(x)
+        if self.squeeze_bn is not None:
+            s = self.squeeze_bn(s)
+        s = s.relu_()
         if not torch.is_inference_mode_enabled():
             # ReLU in place on the concatenation: no separate rectified copies of the two halves
             return torch.cat((self.expand1x1(s), self.expand3x3(s)), dim=1).relu_()
@@ -55,6 +61,56 @@ class Fire(nn.Module):
         del e1
         torch.clamp_min(self.expand3x3(s), 0, out=out[:, c1:])
         return out
+
+
+def add_squeeze_bn(model: nn.Module) -> int:
+    """Put a fresh ``nn.BatchNorm2d`` between each Fire module's squeeze convolution and its ReLU
+    (training only: :func:`fold_squeeze_bn` takes it out again); returns how many were added.
+
+    Normalising the squeeze outputs lets a SqueezeNet trained from scratch learn much more per
+    step, for ~3 % more time a step: the squeeze outputs are the Fire modules' smallest tensors
+    (16–96 channels). Batch norm after the expand convolutions as well made a CPU step 1.75×
+    as long.
+    """
+    added = 0
+    for m in model.modules():
+        if isinstance(m, Fire) and m.squeeze_bn is None:
+            conv = m.squeeze
+            m.squeeze_bn = nn.BatchNorm2d(conv.out_channels).to(conv.weight.device)
+            added += 1
+    return added
+
+
+def has_squeeze_bn(model: nn.Module) -> bool:
+    """Whether any Fire module of ``model`` has a batch norm after its squeeze convolution."""
+    return any(isinstance(m, Fire) and m.squeeze_bn is not None for m in model.modules())
+
+
+@torch.no_grad()
+def fold_squeeze_bn(model: M) -> M:
+    """Fold each Fire module's squeeze batch norm (its running statistics and affine terms) into
+    the squeeze convolution and remove it, in place: ``W' = W·γ/√(σ² + ε)``,
+    ``b' = (b − μ)·γ/√(σ² + ε) + β``. The result is SqueezeNet's Fire module again and computes
+    what the model computed in eval mode. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, Fire) and m.squeeze_bn is not None:
+            bn, conv = m.squeeze_bn, m.squeeze
+            assert bn.running_mean is not None and bn.running_var is not None
+            scale = bn.running_var.double().add(bn.eps).rsqrt()
+            if bn.weight is not None:
+                scale = scale * bn.weight.double()
+            bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+            shift = (bias - bn.running_mean.double()) * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias.double()
+            weight = conv.weight.double() * scale.view(-1, 1, 1, 1)
+            conv.weight.copy_(weight)
+            if conv.bias is None:
+                conv.bias = nn.Parameter(shift.to(conv.weight.dtype))
+            else:
+                conv.bias.copy_(shift)
+            m.squeeze_bn = None
+    return model
 
 
 class FastDropout(nn.Module):
