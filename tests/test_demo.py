@@ -77,7 +77,7 @@ def test_a_machine_too_slow_for_batch_6_draws_small_dense_scenes():
     recipe, _ = choose_recipe(measure, 16 * 60)
     # batch 6 is projected at 0.3375 s, 2,844 steps (< 3,600): skipped untimed; the small dense
     # scenes at 0.45 * 432*128*4 / (624*192*8) = 0.1038 s, 9,244 steps
-    assert (recipe.size, recipe.batch, recipe.density, recipe.lr) == ((432, 128), 4, 2.0, 5e-4)
+    assert (recipe.size, recipe.batch, recipe.density, recipe.lr) == ((432, 128), 4, 2.0, None)
     assert calls == [((624, 192), 8), ((432, 128), 4)]
     assert recipe.steps(16 * 60) == 9244 >= MIN_STEPS
 
@@ -127,7 +127,7 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
     assert timed == [((624, 192), 8), ((432, 128), 4)]
     printed = capsys.readouterr().out
     assert "training at 432x128, batch 4 on scenes drawn at that size, with 2x the objects" in printed
-    assert "at 432x128, batch 4, lr 0.0005" in printed
+    assert "at 432x128, batch 4, lr 0.001" in printed
     data = out / "data-432x128-x2"
     manifest = json.loads((data / MANIFEST).read_text())
     assert manifest["size"] == [432, 128] and manifest["density"] == 2.0
@@ -135,7 +135,7 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe == {"data": "data-432x128-x2", "size": [432, 128], "density": 2.0}
     config = (out / "train" / "config.yaml").read_text()
-    assert "batch_size: 4" in config and "lr: 0.0005" in config
+    assert "batch_size: 4" in config and "lr: 0.001" in config and "squeeze_bn: true" in config
     from squeezedet.checkpoint import load_checkpoint
 
     assert tuple(load_checkpoint(out / "train" / "last.pt")["meta"]["input_size"]) == (432, 128)

@@ -20,7 +20,7 @@ The recipe adapts to the machine's speed: a few training steps are timed first (
 drawn for the purpose); where the default recipe would fit fewer than 3,600 optimiser steps into
 the time budget, batch 6 is tried, and on a machine too slow for that as well (a CPU without
 AVX-512/bf16: about 750 steps instead of 4,200-5,400) the demo draws its scenes at 432x128 with
-twice the objects in each and trains there at batch 4, lr 5e-4 (runs/demo/data-432x128-x2).
+twice the objects in each and trains there at batch 4 (runs/demo/data-432x128-x2).
 Such a run is scored on those scenes, so its AP is not comparable with a default run's. The
 choice is printed; runs/demo/recipe.json records the scenes and train/config.yaml the settings, so
 a resumed run keeps both; --fixed-recipe (or setting input_size or batch_size) keeps the default.
