@@ -39,6 +39,7 @@ after every step (an all-reduce), so every process stops after the same step.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -244,8 +245,6 @@ def _deploy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     folded into its convolution (SqueezeDet's architecture; ``model`` itself is left as it is)."""
     if not has_squeeze_bn(model):
         return _cpu_state(model)
-    import copy
-
     return _cpu_state(fold_squeeze_bn(copy.deepcopy(model)))
 
 
@@ -257,8 +256,6 @@ class WeightEMA:
     """
 
     def __init__(self, model: SqueezeDet, decay: float) -> None:
-        import copy
-
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
