@@ -325,6 +325,12 @@ def test_squeeze_bn_run_saves_squeezedet_and_resumes_to_the_same_weights(tmp_pat
     assert any("squeeze_bn" in k for k in a["train_model"])
     model = model_from_checkpoint(a)  # loads strictly: no key missing or left over
     assert set(model.state_dict()) == set(a["model"])
+    # resuming with the setting flipped: one line naming the file, not torch's missing keys
+    with pytest.raises(SqueezeDetError, match=r"last\.pt was trained with squeeze_bn=true, "
+                       r"this run has squeeze_bn=false"):
+        train(TrainConfig(steps=8, ema_decay=0.9, **SMALL), root, tmp_path / "split",
+              resume=True, progress=False)
+    assert "squeeze_bn: true" in (tmp_path / "split" / "config.yaml").read_text()  # kept
     with pytest.raises(SqueezeDetError, match="no Fire modules"):
         train(TrainConfig(steps=1, model="vgg16_convdet", squeeze_bn=True, **SMALL), root,
               tmp_path / "r50", progress=False)

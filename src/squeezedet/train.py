@@ -380,6 +380,14 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
             f"{run_dir / 'last.pt'} was written by a run of {saved} process(es), this one has "
             f"{world}: the data order and random states belong to that number; resume with {how}"
         )
+    if ckpt is not None:  # checked before config.yaml is written again
+        bn_saved = any(".squeeze_bn." in k for k in ckpt.get("train_model") or ckpt["model"])
+        if bn_saved != cfg.squeeze_bn:
+            flag = str(bn_saved).lower()
+            raise SqueezeDetError(
+                f"{run_dir / 'last.pt'} was trained with squeeze_bn={flag}, this run has "
+                f"squeeze_bn={str(cfg.squeeze_bn).lower()}: resume with squeeze_bn={flag} "
+                "(or start a new run in another --out folder)")
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
