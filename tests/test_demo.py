@@ -146,6 +146,35 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
     assert not (out / "data").exists()
 
 
+def test_the_training_time_is_what_the_budget_leaves():
+    from squeezedet.demo import FINISH_FIXED_S, finish_seconds, training_minutes
+
+    # 400 validation images at half a 0.2 s step per batch of 4: 20 s + 400 / 4 * 0.1 = 30 s
+    assert FINISH_FIXED_S == 20.0
+    assert finish_seconds(0.2, 4, 400) == pytest.approx(30.0)
+    assert finish_seconds(None, 8, 400) == 60.0  # no timed step: a minute
+    # 18.5 minutes = 1,110 s; 75 s spent on timing and scenes, 30 s kept: 1,005 s = 16.75 min
+    assert training_minutes(18.5, 75.0, 30.0) == pytest.approx(16.75)
+    # a budget already spent still trains for a quarter of it
+    assert training_minutes(2.0, 150.0, 30.0) == pytest.approx(0.5)
+
+
+def test_a_demo_without_minutes_trains_for_what_its_total_budget_leaves(
+        tmp_path, capsys, monkeypatch):
+    """--total-minutes alone: the training time comes from the budget; one too small for the
+    scenes and the end still trains, for a quarter of it (the step timer is faked)."""
+    import squeezedet.train as train_module
+
+    monkeypatch.setattr(train_module, "measure_step_seconds", lambda cfg, data_root, **_: 0.05)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--total-minutes", "0.1", "--num-images", "8",
+                 "--quiet", "workers=0", "val_max_images=2"]) == 0
+    printed = capsys.readouterr().out
+    # 6 s cannot hold the 20 s kept for the end: a quarter of 0.1 minutes
+    assert "for 0.0 min" in printed and "what is left of the 0.1-minute budget" in printed
+    assert "time_limit_min: 0.025\n" in (out / "train" / "config.yaml").read_text()
+
+
 def test_an_unreadable_recipe_file_is_a_one_line_error_naming_it(tmp_path, capsys):
     out = tmp_path / "demo"
     (out / "train").mkdir(parents=True)

@@ -66,6 +66,19 @@ def test_dataset_same_seed_same_bytes_and_prefix(tmp_path: Path) -> None:
     assert _files(again) == fa
 
 
+def test_processes_draw_the_same_bytes_as_one(tmp_path: Path) -> None:
+    from squeezedet.data.synth import CHUNK, SceneMix
+
+    n = 2 * CHUNK + 3  # three tasks, the last one short
+    one = generate_dataset(tmp_path / "one", n, seed=3, size=(96, 32), progress=False, workers=1,
+                           scene=SceneMix(2.0))
+    two = generate_dataset(tmp_path / "two", n, seed=3, size=(96, 32), progress=False, workers=2,
+                           scene=SceneMix(2.0))
+    files = _files(two)
+    assert len([f for f in files if f.startswith("training/image_2/")]) == n
+    assert files == _files(one)
+
+
 # ---------------------------------------------------------------------------------------------
 # labels
 
@@ -270,7 +283,7 @@ def test_existing_folder_policy(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"n_images": 0}, {"n_images": -3}, {"seed": -1}, {"size": (10, 10)},
-     {"val_fraction": 1.0}, {"val_fraction": -0.1}],
+     {"val_fraction": 1.0}, {"val_fraction": -0.1}, {"workers": 0}, {"workers": 1.5}],
 )
 def test_bad_arguments_raise(tmp_path: Path, kwargs: dict) -> None:
     args = {"n_images": 2, "seed": 0, "size": (96, 40), "val_fraction": 0.25, **kwargs}

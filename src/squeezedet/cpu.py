@@ -99,6 +99,14 @@ def native_bf16() -> bool:
     return True
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_name() -> str:
     """The CPU model as the system names it (``"Intel(R) Xeon(R) Platinum 8488C"``)."""
     info = _cpuinfo()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from squeezedet.cpu import usable_cores
 from squeezedet.data.synth import SceneMix, parse_size
 from squeezedet.errors import SqueezeDetError, check_output_dir
 
@@ -38,6 +38,33 @@ LADDER: tuple[tuple[int, int, int, float, float | None], ...] = (
     (624, 192, 8, 1.0, None), (624, 192, 6, 1.0, None), (432, 128, 4, 2.0, None))
 #: scenes drawn to time the training steps before the data set is chosen
 PROBE_IMAGES = 12
+#: the demo's whole time budget by default, minutes: it trains for what is left after timing
+#: the machine and drawing the scenes, less :func:`finish_seconds`, so that even a first
+#: ``make demo``, which installs the package before (about 1.5 minutes), ends within 20
+TOTAL_MINUTES = 18.5
+#: seconds the end of the demo takes besides validating (saving, plots, drawing detections)
+FINISH_FIXED_S = 20.0
+#: what a recipe choice assumes the scenes and the end will take, seconds (the recipe is chosen
+#: before the scenes are drawn; the training time is worked out after)
+CHOICE_ALLOWANCE_S = 90.0
+
+
+def finish_seconds(step_s: float | None, batch: int, val_images: int) -> float:
+    """What the demo reserves for its end after training, seconds: :data:`FINISH_FIXED_S` plus
+    validating ``val_images`` at half a training step's time per ``batch`` images (a forward
+    pass costs about a third of a step; decoding and NMS come on top: 400 images measured 8 s at
+    a 0.18 s step of batch 4, against the 9 s reserved). Without a measured step (``step_s``
+    None: the recipe was not timed) one minute."""
+    if step_s is None:
+        return 60.0
+    return FINISH_FIXED_S + val_images * step_s / batch / 2
+
+
+def training_minutes(total_min: float, elapsed_s: float, finish_s: float) -> float:
+    """Training minutes left in a ``total_min`` budget after ``elapsed_s`` seconds, keeping
+    ``finish_s`` for the end; at least a quarter of the budget (a budget already spent still
+    trains, and the demo then overruns it)."""
+    return max((total_min * 60 - elapsed_s - finish_s) / 60, total_min / 4)
 
 
 @dataclass(frozen=True)
@@ -93,7 +120,10 @@ class DemoOptions:
 
     out: str = "runs/demo"
     images: list[str] = field(default_factory=list)
-    minutes: float = 16.0
+    #: training minutes; ``None``: what :attr:`total_minutes` leaves (:func:`training_minutes`)
+    minutes: float | None = None
+    #: the whole demo's time budget, drawing the scenes and the final evaluation included
+    total_minutes: float = TOTAL_MINUTES
     num_images: int = 1600
     size: str = "624x192"
     seed: int = 0
@@ -101,14 +131,6 @@ class DemoOptions:
     quiet: bool = False
     fixed_recipe: bool = False
     overrides: list[str] = field(default_factory=list)
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def data_workers() -> int:
@@ -170,11 +192,13 @@ def run_demo(options: DemoOptions) -> float:
 
     t0 = time.monotonic()
     size = parse_size(options.size)
-    if not options.minutes > 0 or options.minutes == float("inf"):
-        raise SqueezeDetError(f"--minutes must be a positive number (got {options.minutes})")
+    for name, value in (("--minutes", options.minutes), ("--total-minutes", options.total_minutes)):
+        if value is not None and (not value > 0 or value == float("inf")):
+            raise SqueezeDetError(f"{name} must be a positive number (got {value})")
     if options.num_images < 1:
         raise SqueezeDetError(f"--num-images must be at least 1 (got {options.num_images})")
-    demo_config(size, options.minutes, options.seed, list(options.overrides))  # settings checked
+    demo_config(size, options.minutes or options.total_minutes, options.seed,
+                list(options.overrides))  # settings checked before anything is written
     photos = _gather_images(options.images)
     out = check_output_dir(options.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
@@ -192,15 +216,16 @@ def run_demo(options: DemoOptions) -> float:
         print(f"      the run in {run_dir} keeps its scenes and settings ({RECIPE_FILE}, "
               "train/config.yaml; --retrain starts anew)")
     else:
-        minutes = options.minutes
         recipe = Recipe(size, 0, 0.0, False)  # the default recipe, its batch from the config
+        probe_s = 0.0
         if (not options.fixed_recipe and size == LADDER[0][:2]
                 and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
                             for o in options.overrides)):
             start = time.monotonic()
-            recipe = _measured_recipe(out, size, options)
-            spent = time.monotonic() - start  # the probes come out of the training time
-            minutes = max(options.minutes - spent / 60, options.minutes / 2)
+            seconds = (options.minutes * 60 if options.minutes is not None else
+                       options.total_minutes * 60 - (start - t0) - CHOICE_ALLOWANCE_S)
+            recipe = _measured_recipe(out, size, options, max(seconds, 60.0))
+            probe_s = time.monotonic() - start
         scenes = (recipe.size, recipe.density)
         data = _data_dir(out, scenes, size)
     more = f", {scenes[1]:g}x the objects" if scenes[1] != 1 else ""
@@ -212,8 +237,18 @@ def run_demo(options: DemoOptions) -> float:
         anchors = _kmeans_anchors(data, recipe.size, options.seed)
         chosen = ([f"batch_size={recipe.batch}"] if recipe.batch else []) + (
             [f"lr={recipe.lr}"] if recipe.lr is not None else [])  # key=value given now wins
-        cfg = demo_config(recipe.size, minutes, options.seed, [*chosen, *options.overrides],
-                          anchors)
+        overrides = [*chosen, *options.overrides]
+        if options.minutes is not None:  # the probes come out of the training time
+            minutes = max(options.minutes - probe_s / 60, options.minutes / 2)
+        else:
+            settings = demo_config(recipe.size, 1.0, options.seed, overrides)
+            val_images = _val_images(data)
+            if settings.val_max_images is not None:
+                val_images = min(val_images, settings.val_max_images)
+            finish = finish_seconds(recipe.step_s if recipe.measured else None,
+                                    settings.batch_size, val_images)
+            minutes = training_minutes(options.total_minutes, time.monotonic() - t0, finish)
+        cfg = demo_config(recipe.size, minutes, options.seed, overrides, anchors)
         _save_scenes(out, data, scenes)
     finished = False
     trained = None
@@ -234,7 +269,9 @@ def run_demo(options: DemoOptions) -> float:
         w, h = cfg.input_size or scenes[0]
         print(f"[2/4] training SqueezeDet from scratch for {cfg.time_limit_min:.1f} min on "
               f"{_device_name(cfg)} at {w}x{h}, batch {cfg.batch_size}, lr {cfg.lr:g} -> "
-              f"{run_dir}" + (" (resuming)" if resume else ""), flush=True)
+              f"{run_dir}" + (" (resuming)" if resume else "") + (
+                  f"; what is left of the {options.total_minutes:g}-minute budget"
+                  if recipe is not None and options.minutes is None else ""), flush=True)
         trained = train(cfg, data, run_dir, resume=resume, progress=progress)
 
     print("[3/4] KITTI evaluation on the synthetic validation split", flush=True)
@@ -275,9 +312,10 @@ def run_demo(options: DemoOptions) -> float:
     return sum(moderate) / len(moderate)
 
 
-def _measured_recipe(out: Path, size: tuple[int, int], options: DemoOptions) -> Recipe:
-    """The recipe :func:`choose_recipe` picks for this machine, timed on a few scenes drawn for
-    the purpose (then deleted); prints what it measured and chose."""
+def _measured_recipe(out: Path, size: tuple[int, int], options: DemoOptions,
+                     seconds: float) -> Recipe:
+    """The recipe :func:`choose_recipe` picks for this machine and ``seconds`` of training, timed
+    on a few scenes drawn for the purpose (then deleted); prints what it measured and chose."""
     from squeezedet.data.synth import generate_dataset
     from squeezedet.train import measure_step_seconds
 
@@ -285,12 +323,11 @@ def _measured_recipe(out: Path, size: tuple[int, int], options: DemoOptions) -> 
     if probe.exists():
         shutil.rmtree(probe)
     generate_dataset(probe, PROBE_IMAGES, options.seed, size, progress=False)
-    base = demo_config(size, options.minutes, options.seed, list(options.overrides))
+    base = demo_config(size, seconds / 60, options.seed, list(options.overrides))
 
     def measure(net: tuple[int, int], batch: int) -> float:
         return measure_step_seconds(replace(base, input_size=net, batch_size=batch), probe)
 
-    seconds = options.minutes * 60
     try:
         recipe, probes = choose_recipe(measure, seconds)
     finally:
@@ -389,6 +426,13 @@ def _evaluate(run_dir: Path, data: Path, cfg, progress: bool):  # noqa: ANN001, 
     model = model.to(device)
     val = KittiDataset(data, cfg.val_split, model.class_names, model.input_size, train=False)
     return evaluate(model, val, cfg, device, run_dir / "val_results", progress=progress)
+
+
+def _val_images(data: Path) -> int:
+    """How many images the validation split of the demo's data set ``data`` holds."""
+    from squeezedet.data.kitti import read_split_file
+
+    return len(read_split_file(data / "ImageSets" / "val.txt"))
 
 
 def _plots(result, out_dir: Path) -> list[Path]:  # noqa: ANN001

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "scene by about D, 0.25..4 (default: 1)")
     parser.add_argument("--val-fraction", type=float, default=0.25, metavar="F",
                         help="fraction of images in ImageSets/val.txt (default: 0.25)")
+    parser.add_argument("--workers", type=int, default=None, metavar="P",
+                        help="processes drawing the scenes (default: one per usable core from 200 "
+                             "images on; the files are the same whatever P)")
     parser.add_argument("--overwrite", action="store_true",
                         help="rewrite the generator's files in a folder that holds other content")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     generate_dataset(args.out, args.images, args.seed, size, args.val_fraction,
-                     progress=not args.quiet, overwrite=args.overwrite, scene=scene)
+                     progress=not args.quiet, overwrite=args.overwrite, scene=scene,
+                     workers=args.workers)
     if not args.quiet:
         train, val = split_ids(args.images, args.seed, args.val_fraction)
         print(f"wrote {args.images} images of {size[0]}x{size[1]}{dense} to {args.out} "

@@ -25,12 +25,14 @@ The camera is KITTI's scaled to the image size, so object sizes scale with the i
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from squeezedet.cpu import usable_cores
 from squeezedet.data.kitti_format import write_kitti_file
 from squeezedet.data.synth_scene import (
     STANDARD_MIX,
@@ -118,6 +120,46 @@ def _read_manifest(out: Path) -> dict | None:
         else None
 
 
+#: image count from which :func:`generate_dataset` draws in one process per core by default
+PARALLEL_FROM = 200
+#: scenes a worker process draws per task
+CHUNK = 25
+
+
+def _draw_scenes(out: Path, seed: int, size: tuple[int, int], scene: SceneMix, start: int,
+                 stop: int) -> int:
+    """Draw and write scenes ``start .. stop - 1`` of the data set; returns how many."""
+    for i in range(start, stop):
+        img, labels = render_scene([seed, i], size, scene)
+        img_path, label_path = _paths(out, i)
+        img.save(img_path, format="PNG", compress_level=1)
+        write_kitti_file(label_path, labels)
+    return stop - start
+
+
+def _draw_in_processes(out: Path, seed: int, size: tuple[int, int], scene: SceneMix,
+                       n_images: int, workers: int, bar: tqdm) -> None:
+    """:func:`_draw_scenes` over all images in ``workers`` forked processes, :data:`CHUNK` at a
+    time. Forked as PyTorch's DataLoader forks its workers: the scenes need only NumPy and
+    Pillow, never the parent's thread pools, and a fork (unlike a spawn) does not re-run the
+    caller's script, which may lack an ``if __name__ == "__main__"`` guard."""
+    import warnings
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with warnings.catch_warnings():  # Python 3.12+ warns of forking a process with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            jobs = [pool.submit(_draw_scenes, out, seed, size, scene, start,
+                                min(start + CHUNK, n_images))
+                    for start in range(0, n_images, CHUNK)]
+            try:
+                for job in as_completed(jobs):
+                    bar.update(job.result())
+            except BaseException:  # an error or Ctrl-C: no more scenes; the manifest says unfinished
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+
 def _paths(out: Path, i: int) -> tuple[Path, Path]:
     return (out / "training" / "image_2" / f"{i:06d}.png",
             out / "training" / "label_2" / f"{i:06d}.txt")
@@ -151,6 +193,7 @@ def generate_dataset(
     progress: bool = True,
     overwrite: bool = False,
     scene: SceneMix = STANDARD_MIX,
+    workers: int | None = None,
 ) -> Path:
     """Write ``n_images`` synthetic scenes of ``size = (W, H)`` in KITTI's layout under ``out``.
 
@@ -159,7 +202,10 @@ def generate_dataset(
     parameters; with ``overwrite`` any content is allowed: the generator's own files are
     rewritten (numbered files of an earlier, larger synthetic set are removed) and other files
     are never touched. ``scene`` sets how many objects a scene holds (:class:`SceneMix`; the
-    default draws the standard scenes). Returns ``out``.
+    default draws the standard scenes). ``workers`` processes draw the scenes (``None``: one per
+    usable core for :data:`PARALLEL_FROM` images or more, else the calling process alone; forked,
+    so one process where the OS cannot fork); the files are the same byte for byte whatever
+    their number. Returns ``out``.
     """
     out = Path(out)
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
@@ -172,6 +218,9 @@ def generate_dataset(
         raise SqueezeDetError(f"the validation fraction must be in [0, 1), got {val_fraction}")
     size = (int(size[0]), int(size[1]))
     _check_size(size)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SqueezeDetError(f"workers must be a whole number >= 1, got {workers!r}")
     n_images, seed, val_fraction = int(n_images), int(seed), float(val_fraction)
     params = _params(n_images, seed, size, val_fraction, scene)
 
@@ -197,12 +246,18 @@ def generate_dataset(
             for p in _paths(out, i):
                 p.unlink(missing_ok=True)
 
-    for i in tqdm(range(n_images), desc="synth", unit="img", disable=not progress,
-                  dynamic_ncols=True):
-        img, labels = render_scene([seed, i], size, scene)
-        img_path, label_path = _paths(out, i)
-        img.save(img_path, format="PNG", compress_level=1)
-        write_kitti_file(label_path, labels)
+    if workers is None:
+        workers = usable_cores() if n_images >= PARALLEL_FROM else 1
+    if "fork" not in multiprocessing.get_all_start_methods():  # Windows: one process
+        workers = 1
+    workers = min(workers, -(-n_images // CHUNK))
+    with tqdm(total=n_images, desc="synth", unit="img", disable=not progress,
+              dynamic_ncols=True) as bar:
+        if workers == 1:
+            for i in range(n_images):
+                bar.update(_draw_scenes(out, seed, size, scene, i, i + 1))
+        else:
+            _draw_in_processes(out, seed, size, scene, n_images, workers, bar)
 
     train, val = split_ids(n_images, seed, val_fraction)
     (out / "ImageSets" / "train.txt").write_text("".join(s + "\n" for s in train))
