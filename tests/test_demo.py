@@ -167,12 +167,12 @@ def test_a_demo_without_minutes_trains_for_what_its_total_budget_leaves(
 
     monkeypatch.setattr(train_module, "measure_step_seconds", lambda cfg, data_root, **_: 0.05)
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--total-minutes", "0.1", "--num-images", "8",
+    assert main(["demo", "--out", str(out), "--total-minutes", "0.04", "--num-images", "8",
                  "--quiet", "workers=0", "val_max_images=2"]) == 0
     printed = capsys.readouterr().out
-    # 6 s cannot hold the 20 s kept for the end: a quarter of 0.1 minutes
-    assert "for 0.0 min" in printed and "what is left of the 0.1-minute budget" in printed
-    assert "time_limit_min: 0.025\n" in (out / "train" / "config.yaml").read_text()
+    # 2.4 s cannot hold the 20 s kept for the end: a quarter of 0.04 minutes
+    assert "for 0.0 min" in printed and "what is left of the 0.04-minute budget" in printed
+    assert "time_limit_min: 0.01\n" in (out / "train" / "config.yaml").read_text()
 
 
 def test_an_unreadable_recipe_file_is_a_one_line_error_naming_it(tmp_path, capsys):

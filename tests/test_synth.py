@@ -66,10 +66,13 @@ def test_dataset_same_seed_same_bytes_and_prefix(tmp_path: Path) -> None:
     assert _files(again) == fa
 
 
-def test_processes_draw_the_same_bytes_as_one(tmp_path: Path) -> None:
-    from squeezedet.data.synth import CHUNK, SceneMix
+def test_processes_draw_the_same_bytes_as_one(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from squeezedet.data import synth
+    from squeezedet.data.synth import SceneMix
 
-    n = 2 * CHUNK + 3  # three tasks, the last one short
+    monkeypatch.setattr(synth, "CHUNK", 4)
+    n = 2 * 4 + 3  # three tasks, the last one short
     one = generate_dataset(tmp_path / "one", n, seed=3, size=(96, 32), progress=False, workers=1,
                            scene=SceneMix(2.0))
     two = generate_dataset(tmp_path / "two", n, seed=3, size=(96, 32), progress=False, workers=2,

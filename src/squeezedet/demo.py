@@ -449,7 +449,7 @@ def _draw(run_dir: Path, data: Path, photos: list[Path], out_dir: Path, n_val: i
     from squeezedet.data.kitti import read_split_file
     from squeezedet.inference.detector import Detector
 
-    det = Detector.from_checkpoint(_best_checkpoint(run_dir), conf=0.4)
+    det = Detector.from_checkpoint(_best_checkpoint(run_dir), backend="torch", conf=0.4)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = [i for i, _ in read_split_file(data / "ImageSets" / "val.txt")][:n_val]
     paths = [data / "training" / "image_2" / f"{i}.png" for i in ids]
