@@ -35,10 +35,11 @@ Override any of it with key=value, e.g. `lr=0.001` or `squeeze_bn=false`.
 
 Time: the whole demo has --total-minutes (default 18.5). The scenes are drawn in one process
 per core; training gets what is left after timing the machine and drawing the scenes, less a
-reserve for the final validation and drawings (20 s plus the time of a training step per batch
-of validation images: ample). A faster machine therefore trains for longer rather than finishing
-early (about 17.5 minutes of training here), a slower one for less, and the total stays within
-the budget either way. --minutes M trains for M minutes instead.
+reserve for the final validation and drawings (20 s plus half a training step's time per batch
+of validation images: a forward pass costs about a third of a step). A faster machine therefore
+trains for longer rather than finishing early (about 17.5 minutes of training here), a slower one
+for less, and the total stays within the budget either way. --minutes M trains for M minutes
+instead.
 """
 
 from __future__ import annotations
