@@ -82,6 +82,26 @@ def test_processes_draw_the_same_bytes_as_one(tmp_path: Path,
     assert files == _files(one)
 
 
+def _draw_in_a_pool_worker(out: str) -> int:
+    generate_dataset(out, 3, seed=0, size=(96, 32), progress=False)  # workers by default
+    return len(list(Path(out, "training", "image_2").glob("*.png")))
+
+
+def test_a_pool_worker_draws_in_its_own_process(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemonic process (a multiprocessing pool's worker) may not start processes: it draws
+    the scenes itself instead of failing."""
+    import multiprocessing
+
+    from squeezedet.data import synth
+
+    monkeypatch.setattr(synth, "PARALLEL_FROM", 2)  # the forked worker inherits it
+    monkeypatch.setattr(synth, "CHUNK", 1)
+    monkeypatch.setattr(synth, "usable_cores", lambda: 2)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_draw_in_a_pool_worker, (str(tmp_path / "ds"),)) == 3
+
+
 # ---------------------------------------------------------------------------------------------
 # labels
 

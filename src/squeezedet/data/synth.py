@@ -204,8 +204,8 @@ def generate_dataset(
     are never touched. ``scene`` sets how many objects a scene holds (:class:`SceneMix`; the
     default draws the standard scenes). ``workers`` processes draw the scenes (``None``: one per
     usable core for :data:`PARALLEL_FROM` images or more, else the calling process alone; forked,
-    so one process where the OS cannot fork); the files are the same byte for byte whatever
-    their number. Returns ``out``.
+    so one process where the OS cannot fork or the caller is itself a pool's daemonic worker);
+    the files are the same byte for byte whatever their number. Returns ``out``.
     """
     out = Path(out)
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
@@ -248,7 +248,8 @@ def generate_dataset(
 
     if workers is None:
         workers = usable_cores() if n_images >= PARALLEL_FROM else 1
-    if "fork" not in multiprocessing.get_all_start_methods():  # Windows: one process
+    if ("fork" not in multiprocessing.get_all_start_methods()  # Windows
+            or multiprocessing.current_process().daemon):  # a pool's worker may not have children
         workers = 1
     workers = min(workers, -(-n_images // CHUNK))
     with tqdm(total=n_images, desc="synth", unit="img", disable=not progress,
