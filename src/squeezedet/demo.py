@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from squeezedet.cpu import usable_cores
-from squeezedet.data.synth import SceneMix, parse_size
 from squeezedet.errors import SqueezeDetError, check_output_dir
 
 if TYPE_CHECKING:
@@ -187,7 +186,7 @@ def run_demo(options: DemoOptions) -> float:
     """Run the demo (module docstring), printing its progress and closing report; returns the
     mean moderate AP_R40 over the classes."""
     from squeezedet.checkpoint import load_checkpoint
-    from squeezedet.data.synth import generate_dataset
+    from squeezedet.data.synth import SceneMix, generate_dataset, parse_size
     from squeezedet.train import train
 
     t0 = time.monotonic()
@@ -371,6 +370,8 @@ def _saved_scenes(out: Path, size: tuple[int, int]) -> tuple[Path, tuple[tuple[i
     """The data folder and ``((W, H), density)`` of the scenes :func:`_save_scenes` recorded;
     for a run of a version that recorded none, ``out/data`` at ``size``, density 1 (those
     always drew their scenes there)."""
+    from squeezedet.data.synth import SceneMix
+
     path = out / RECIPE_FILE
     if not path.exists():
         return out / "data", (size, 1.0)
