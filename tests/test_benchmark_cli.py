@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from squeezedet.cli import main
 
@@ -44,6 +46,13 @@ def test_benchmark_in_process_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert report["matmul_peak_gflops"]["fp32"] == max(detail.values())
     assert {"matmul 1024", "matmul 2048"} <= set(detail)
     assert report["cpu"]["native_bf16"] is native_bf16()
+    # what the measurement depends on besides the code: the CPU's flags and the libraries
+    from squeezedet.cpu import cpu_flags
+
+    assert report["cpu"]["flags"] == sorted(cpu_flags())
+    assert report["cpu"]["usable_cores"] >= 1
+    assert report["versions"]["torch"] == torch.__version__
+    assert report["versions"]["python"] == "{}.{}.{}".format(*sys.version_info[:3])
 
 
 def test_benchmark_marks_emulated_bf16_and_leaves_it_out_of_the_defaults(

@@ -80,6 +80,25 @@ def default_backends(device: str = "cpu") -> tuple[str, ...]:
 # measurements
 
 
+#: the distributions whose versions a report records (:func:`library_versions`)
+VERSIONED = ("squeezedet", "torch", "numpy", "onnxruntime", "openvino", "nncf", "opencv-python-headless")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python's and each :data:`VERSIONED` distribution's version (``None``: not installed) —
+    what a measured speed depends on besides the CPU."""
+    import platform
+    from importlib import metadata
+
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, MiB.
 
@@ -523,7 +542,10 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         "device": device,
         "threads": torch.get_num_threads(), "params": prof.params, "gflops": prof.gflops,
         "baseline": BASELINE, "baseline_ms": base_ms, "matmul_peak_gflops": peaks,
-        "matmul_peak_detail": peak_detail, "cpu": cpu.cpu_identity(),
+        "matmul_peak_detail": peak_detail,
+        "cpu": {**cpu.cpu_identity(), "flags": sorted(cpu.cpu_flags()),
+                "usable_cores": cpu.usable_cores()},
+        "versions": library_versions(),
         "image": options.image or "synthetic scene", "load_average": list(load) if load else None,
         "rows": results, "notes": notes,
     }
