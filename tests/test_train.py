@@ -201,7 +201,7 @@ def test_train_cli_bad_data_names_file_and_line(tmp_path, capsys):
 
 def test_weight_ema_by_hand():
     import squeezedet
-    from squeezedet.train import WeightEMA
+    from squeezedet.engine import WeightEMA
 
     model = squeezedet.create_model("squeezedet", input_size=(64, 32))
     with torch.no_grad():

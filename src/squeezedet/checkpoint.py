@@ -6,10 +6,14 @@ resolved training settings) and, for resuming, ``optimizer``, ``step``, ``rng`` 
 (a checkpoint written by ``squeezedet import-weights`` has no optimiser state: resuming from it
 starts at step 0 with a fresh optimiser). ``meta`` alone rebuilds the model, so
 prediction needs no configuration file.
+
+:func:`init_from_checkpoint` is the weight surgery of fine-tuning: a checkpoint's weights into a
+model of the same architecture, whose classes may be reordered or new.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,6 +25,9 @@ import torch
 from squeezedet import codec
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
+from squeezedet.models.detector import convdet_order_from_class_order
+
+log = logging.getLogger("squeezedet.checkpoint")
 
 FORMAT_VERSION = 1
 
@@ -107,3 +114,39 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> SqueezeDet:
             f"{len(unexpected)} unexpected tensors"
         )
     return model.eval()
+
+
+def init_from_checkpoint(model: SqueezeDet, path: str | Path) -> None:
+    """Fine-tuning: start ``model`` from the weights of a checkpoint (ours, or one written by
+    ``squeezedet import-weights``) of the same architecture.
+
+    With the same classes in another order, ConvDet's class channels are reordered; with other
+    classes or another anchor count, ConvDet keeps its fresh initialisation (a warning says so).
+    Backbone tensors must fit exactly.
+    """
+    ckpt = load_checkpoint(path, mmap=True)
+    meta = ckpt["meta"]
+    if meta["model"] != model.name:
+        raise SqueezeDetError(f"{path}: holds {meta['model']} weights, the configuration builds "
+                              f"{model.name} (set model={meta['model']})")
+    state = dict(ckpt["model"])
+    source = [str(c).lower() for c in meta["class_names"]]
+    ours = [c.lower() for c in model.class_names]
+    k = model.num_anchors
+    if len(meta["anchor_shapes"]) == k and sorted(source) == sorted(ours) and source != ours:
+        order = convdet_order_from_class_order(k, source, ours)
+        state["convdet.weight"] = state["convdet.weight"][order]
+        state["convdet.bias"] = state["convdet.bias"][order]
+    elif len(meta["anchor_shapes"]) != k or sorted(source) != sorted(ours):
+        log.warning("%s: its classes (%s) or anchor count (%d) differ from this run's (%s, %d); "
+                    "ConvDet starts afresh", path, ", ".join(meta["class_names"]),
+                    len(meta["anchor_shapes"]), ", ".join(model.class_names), k)
+        state = {n: v for n, v in state.items() if not n.startswith("convdet.")}
+    target = model.state_dict()
+    wrong = [n for n, v in state.items() if n in target and tuple(v.shape) != tuple(target[n].shape)]
+    missing = [n for n in target if n not in state and not n.startswith("convdet.")]
+    if wrong or missing:
+        raise SqueezeDetError(f"{path}: weights do not fit {model.name}: "
+                              f"{len(missing)} missing, {len(wrong)} of another shape "
+                              f"(first: {(missing + wrong)[0]})")
+    model.load_state_dict(state, strict=False)

@@ -37,10 +37,19 @@ from squeezedet import codec
 from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, write_atomic
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti import collate
-from squeezedet.engine import evaluate, loss_from_config, make_optimizer, resolve_device, train_step
+from squeezedet.engine import (
+    WeightEMA,
+    build_model,
+    epoch_batches,
+    evaluate,
+    loss_from_config,
+    make_optimizer,
+    resolve_device,
+    train_step,
+)
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models.layers import with_memory_format
-from squeezedet.train import WeightEMA, _epoch_batches, build_datasets, build_model
+from squeezedet.train import build_datasets
 
 log = logging.getLogger("squeezedet.compress")
 
@@ -232,7 +241,7 @@ def _finetune(ckpt: dict[str, Any], data_root: str | Path, cfg: TrainConfig, ste
     t0 = time.monotonic()
     while step < steps:
         train_ds.set_epoch(epoch)
-        batches = _epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
+        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
         loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=collate, generator=torch.Generator().manual_seed(epoch))
         for images, targets in loader:

@@ -1,5 +1,8 @@
-"""One training step and one evaluation pass, as plain functions.
+"""One training step and one evaluation pass, as plain functions, and the pieces they use.
 
+:func:`build_model`, :func:`make_optimizer` and :func:`loss_from_config` build what a
+configuration describes; :func:`epoch_batches` is the data order (the batch schedule) and
+:class:`WeightEMA` the moving average of the weights, both shared by training and compression.
 :func:`train_step` runs forward, target assignment, loss, backward, per-tensor gradient clipping
 and the optimiser step. :func:`predict_dataset` and :func:`evaluate` run the model over a data set,
 map boxes back to each image's original pixels, write KITTI result files and score them with the
@@ -9,6 +12,7 @@ KITTI evaluator.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -19,11 +23,13 @@ import torch
 from torch import Tensor
 
 from squeezedet import cpu, distributed
+from squeezedet.checkpoint import init_from_checkpoint
 from squeezedet.config import TrainConfig
 from squeezedet.data.kitti_format import KittiObject, write_kitti_file
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.loss import LossWeights, SqueezeDetLoss
-from squeezedet.models import SqueezeDet
+from squeezedet.models import SqueezeDet, create_model
+from squeezedet.models.registry import network_input_size
 from squeezedet.ops.matching import build_targets
 from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
 from squeezedet.preemption import ignore_stop_signals, worker_batches
@@ -121,6 +127,53 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         except RuntimeError:  # a torch without this fused kernel on the CPU
             pass
     return build(fused=False)
+
+
+def build_model(cfg: TrainConfig, class_names: tuple[str, ...],
+                init_weights: bool = True) -> SqueezeDet:
+    """The model ``cfg`` describes; with ``cfg.weights`` (and ``init_weights``) started from that
+    checkpoint's weights."""
+    pretrained: str | bool = False
+    if cfg.pretrained:
+        pretrained = True if cfg.pretrained == "download" else cfg.pretrained
+    model = create_model(cfg.model, class_names=class_names,
+                         input_size=network_input_size(cfg.model, cfg.input_size),
+                         anchor_shapes=cfg.anchors, pretrained=pretrained,
+                         freeze_stem=cfg.freeze_stem, dropout=cfg.dropout,
+                         normalization=cfg.normalization, anchor_centers=cfg.anchor_centers,
+                         padding=cfg.padding)
+    if cfg.weights and init_weights:
+        init_from_checkpoint(model, cfg.weights)
+    return model
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: a permutation fixed by (seed, epoch), last partial batch dropped."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    bs = min(batch_size, n)
+    return [perm[i : i + bs] for i in range(0, n - bs + 1, bs)]
+
+
+class WeightEMA:
+    """Exponential moving average of the weights, for steadier results from short runs.
+
+    ``ema = d·ema + (1 − d)·w`` after every step, with ``d = min(decay, (1 + t) / (10 + t))`` so
+    early steps are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: SqueezeDet, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: SqueezeDet, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        src = [t for t in model.state_dict().values() if t.is_floating_point()]
+        dst = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        torch._foreach_lerp_(dst, src, 1.0 - d)
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:

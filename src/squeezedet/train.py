@@ -59,7 +59,10 @@ from squeezedet.checkpoint import load_checkpoint, save_checkpoint
 from squeezedet.config import TrainConfig, save_config
 from squeezedet.data.check import open_checked
 from squeezedet.engine import (
+    WeightEMA,
+    build_model,
     configure_cuda,
+    epoch_batches,
     evaluate,
     loss_from_config,
     make_optimizer,
@@ -67,14 +70,12 @@ from squeezedet.engine import (
     train_step,
 )
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
-from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.layers import (
     add_squeeze_bn,
     fold_squeeze_bn,
     has_squeeze_bn,
     with_memory_format,
 )
-from squeezedet.models.registry import network_input_size
 from squeezedet.preemption import StopSignals, ignore_stop_signals, worker_batches
 
 log = logging.getLogger("squeezedet.train")
@@ -113,62 +114,6 @@ def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) ->
     from squeezedet.data.formats import open_dataset
 
     return open_dataset(cfg, root, need_val)
-
-
-def build_model(cfg: TrainConfig, class_names: tuple[str, ...],
-                init_weights: bool = True) -> SqueezeDet:
-    """The model ``cfg`` describes; with ``cfg.weights`` (and ``init_weights``) started from that
-    checkpoint's weights."""
-    pretrained: str | bool = False
-    if cfg.pretrained:
-        pretrained = True if cfg.pretrained == "download" else cfg.pretrained
-    model = create_model(cfg.model, class_names=class_names,
-                         input_size=network_input_size(cfg.model, cfg.input_size),
-                         anchor_shapes=cfg.anchors, pretrained=pretrained,
-                         freeze_stem=cfg.freeze_stem, dropout=cfg.dropout,
-                         normalization=cfg.normalization, anchor_centers=cfg.anchor_centers,
-                         padding=cfg.padding)
-    if cfg.weights and init_weights:
-        init_from_checkpoint(model, cfg.weights)
-    return model
-
-
-def init_from_checkpoint(model: SqueezeDet, path: str | Path) -> None:
-    """Fine-tuning: start ``model`` from the weights of a checkpoint (ours, or one written by
-    ``squeezedet import-weights``) of the same architecture.
-
-    With the same classes in another order, ConvDet's class channels are reordered; with other
-    classes or another anchor count, ConvDet keeps its fresh initialisation (a warning says so).
-    Backbone tensors must fit exactly.
-    """
-    ckpt = load_checkpoint(path, mmap=True)
-    meta = ckpt["meta"]
-    if meta["model"] != model.name:
-        raise SqueezeDetError(f"{path}: holds {meta['model']} weights, the configuration builds "
-                              f"{model.name} (set model={meta['model']})")
-    state = dict(ckpt["model"])
-    source = [str(c).lower() for c in meta["class_names"]]
-    ours = [c.lower() for c in model.class_names]
-    k = model.num_anchors
-    if len(meta["anchor_shapes"]) == k and sorted(source) == sorted(ours) and source != ours:
-        from squeezedet.interop.common import convdet_order_from_class_order
-
-        order = convdet_order_from_class_order(k, source, ours)
-        state["convdet.weight"] = state["convdet.weight"][order]
-        state["convdet.bias"] = state["convdet.bias"][order]
-    elif len(meta["anchor_shapes"]) != k or sorted(source) != sorted(ours):
-        log.warning("%s: its classes (%s) or anchor count (%d) differ from this run's (%s, %d); "
-                    "ConvDet starts afresh", path, ", ".join(meta["class_names"]),
-                    len(meta["anchor_shapes"]), ", ".join(model.class_names), k)
-        state = {n: v for n, v in state.items() if not n.startswith("convdet.")}
-    target = model.state_dict()
-    wrong = [n for n, v in state.items() if n in target and tuple(v.shape) != tuple(target[n].shape)]
-    missing = [n for n in target if n not in state and not n.startswith("convdet.")]
-    if wrong or missing:
-        raise SqueezeDetError(f"{path}: weights do not fit {model.name}: "
-                              f"{len(missing)} missing, {len(wrong)} of another shape "
-                              f"(first: {(missing + wrong)[0]})")
-    model.load_state_dict(state, strict=False)
 
 
 def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 4,
@@ -214,14 +159,6 @@ def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 4
         _set_rng_state(rng)
 
 
-def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches of one epoch: a permutation fixed by (seed, epoch), last partial batch dropped."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g).tolist()
-    bs = min(batch_size, n)
-    return [perm[i : i + bs] for i in range(0, n - bs + 1, bs)]
-
-
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
             "python": random.getstate(),
@@ -246,27 +183,6 @@ def _deploy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     if not has_squeeze_bn(model):
         return _cpu_state(model)
     return _cpu_state(fold_squeeze_bn(copy.deepcopy(model)))
-
-
-class WeightEMA:
-    """Exponential moving average of the weights, for steadier results from short runs.
-
-    ``ema = d·ema + (1 − d)·w`` after every step, with ``d = min(decay, (1 + t) / (10 + t))`` so
-    early steps are not dominated by the random initialisation.
-    """
-
-    def __init__(self, model: SqueezeDet, decay: float) -> None:
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: SqueezeDet, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        src = [t for t in model.state_dict().values() if t.is_floating_point()]
-        dst = [t for t in self.model.state_dict().values() if t.is_floating_point()]
-        torch._foreach_lerp_(dst, src, 1.0 - d)
 
 
 class _Logger:
@@ -442,7 +358,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
         print(f"distributed: {world} processes ({_dist_backend()}) × batch {cfg.batch_size} = "
               f"{global_batch} images a step; lr {step_cfg.lr:g} (lr_scaling={cfg.lr_scaling})",
               flush=True)
-    batches_per_epoch = len(_epoch_batches(len(train_ds), global_batch, cfg.seed, 0))
+    batches_per_epoch = len(epoch_batches(len(train_ds), global_batch, cfg.seed, 0))
     if cfg.steps is not None:
         total_steps = cfg.steps
     elif cfg.epochs is not None:
@@ -570,7 +486,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
             epoch, offset = divmod(step, batches_per_epoch)
             train_ds.set_epoch(epoch)
             batches = [b[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]  # this process's part
-                       for b in _epoch_batches(len(train_ds), global_batch, cfg.seed, epoch)[offset:]]
+                       for b in epoch_batches(len(train_ds), global_batch, cfg.seed, epoch)[offset:]]
             from squeezedet.data.kitti import collate
 
             loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,

@@ -11,7 +11,10 @@ import torch
 from torch import Tensor
 
 from squeezedet.errors import SqueezeDetError
-from squeezedet.models.detector import SqueezeDet
+from squeezedet.models.detector import (  # noqa: F401 - convdet_order_...: part of this API
+    SqueezeDet,
+    convdet_order_from_class_order,
+)
 from squeezedet.models.pretrained import squeezenet_layers  # noqa: F401 - part of this API
 
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -50,17 +53,6 @@ def convdet_order_from_anchor_major(num_anchors: int, num_classes: int) -> Tenso
     conf = [a * per + c for a in range(k)]
     deltas = [a * per + c + 1 + d for a in range(k) for d in range(4)]
     return torch.tensor(cls + conf + deltas, dtype=torch.long)
-
-
-def convdet_order_from_class_order(num_anchors: int, source_classes: Sequence[str],
-                                   classes: Sequence[str]) -> Tensor:
-    """Index ``i`` with ``ours = theirs[i]`` when both use the original's blocks but list the
-    classes in another order (the Keras port: cyclist, pedestrian, car)."""
-    k, c = num_anchors, len(classes)
-    lower = [s.lower() for s in source_classes]
-    perm = [lower.index(name.lower()) for name in classes]
-    cls = [a * c + perm[j] for a in range(k) for j in range(c)]
-    return torch.tensor(cls + list(range(k * c, k * (c + 5))), dtype=torch.long)
 
 
 def _names(items: Iterable[str], limit: int = 8) -> str:

@@ -234,6 +234,18 @@ def split_head(out: Tensor, num_anchors: int, num_classes: int) -> HeadOutput:
     )
 
 
+def convdet_order_from_class_order(num_anchors: int, source_classes: Sequence[str],
+                                   classes: Sequence[str]) -> Tensor:
+    """Index ``i`` with ``ours = theirs[i]`` over ConvDet's output channels when both use the
+    original's blocks but list the classes in another order (the Keras port: cyclist,
+    pedestrian, car; a fine-tuning checkpoint with its classes in another order)."""
+    k, c = num_anchors, len(classes)
+    lower = [s.lower() for s in source_classes]
+    perm = [lower.index(name.lower()) for name in classes]
+    cls = [a * c + perm[j] for a in range(k) for j in range(c)]
+    return torch.tensor(cls + list(range(k * c, k * (c + 5))), dtype=torch.long)
+
+
 def _meta_copy(module: nn.Module) -> nn.Module:
     """A structural copy of ``module`` on the meta device (no memory, no compute)."""
     import copy
