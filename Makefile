@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[all,dev]'
+	# TrackEval (evaluate --tracking) without its declared opencv-python, which would replace
+	# opencv-python-headless; its box metrics need only NumPy and SciPy
+	$(PY) -m pip install -q --no-deps 'trackeval>=1.3'
 	touch $(STAMP)
 
 demo: $(STAMP)

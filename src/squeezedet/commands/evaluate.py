@@ -7,9 +7,16 @@ and an error analysis (correct / localisation / class confusion / background / d
 counted on the top detections of each image). A label file without a result file counts as an image
 without detections (the devkit would abort; a warning says so).
 
-Example:
+With --tracking, multi-object tracking instead: GT_DIR is KITTI tracking's label_02 folder (or its
+parent), DET_DIR holds result files SEQ.txt of the same sequences (frame, track id, then a KITTI
+result line); prints HOTA, MOTA, IDF1, ID switches and the counts per class (Car, Pedestrian)
+through TrackEval (docs/tracking.md).
+
+Examples:
     squeezedet evaluate --labels data/kitti/training/label_2 --detections runs/val/data \\
         --json ap.json --plots runs/val/plots
+    squeezedet evaluate --tracking --labels data/kitti_tracking/training/label_02 \\
+        --detections runs/track/kitti_tracking
 """
 
 from __future__ import annotations
@@ -31,8 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plots", metavar="DIR", help="write precision-recall curves (PNG) here")
     parser.add_argument(
-        "--classes", default="Car,Pedestrian,Cyclist",
-        help="comma-separated classes to evaluate (default: Car,Pedestrian,Cyclist)",
+        "--classes", default=None,
+        help="comma-separated classes to evaluate (default: Car,Pedestrian,Cyclist; "
+             "with --tracking: Car,Pedestrian)",
+    )
+    parser.add_argument(
+        "--tracking", action="store_true",
+        help="evaluate KITTI tracking results (SEQ.txt files): HOTA, MOTA, IDF1, ID switches "
+             "(needs TrackEval: pip install --no-deps trackeval)",
     )
     parser.add_argument(
         "--devkit", choices=("2017", "2013"), default="2017",
@@ -67,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json")
     if args.plots:
         check_output_dir(args.plots, "--plots")
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if args.tracking:
+        return _run_tracking(args)
+    classes = [c.strip() for c in (args.classes or "Car,Pedestrian,Cyclist").split(",") if c.strip()]
     if not classes:
         raise SqueezeDetError("--classes is empty; give e.g. --classes Car,Pedestrian,Cyclist")
     image_ids = None
@@ -118,5 +133,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result, args.json)
         if args.json != "-":
+            print(f"wrote {args.json}", file=out)
+    return 0
+
+
+def _run_tracking(args: argparse.Namespace) -> int:
+    """``evaluate --tracking``: TrackEval's metrics of KITTI tracking result files."""
+    import json
+
+    from squeezedet.eval.tracking import evaluate_tracking_dirs
+
+    if args.plots or args.split or args.coco or args.devkit != "2017":
+        raise SqueezeDetError("--plots, --split, --coco and --devkit are for detection; "
+                              "--tracking takes --labels, --detections, --classes and --json")
+    classes = [c.strip() for c in (args.classes or "Car,Pedestrian").split(",") if c.strip()]
+    if not classes:
+        raise SqueezeDetError("--classes is empty; give e.g. --classes Car,Pedestrian")
+    result = evaluate_tracking_dirs(args.labels, args.detections, classes)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print(result.format_table(), file=out)
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    if args.json:
+        text = json.dumps(result.to_dict(), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            from pathlib import Path
+
+            Path(args.json).write_text(text + "\n")
             print(f"wrote {args.json}", file=out)
     return 0
