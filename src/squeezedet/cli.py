@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a detector on a KITTI-format (or other) data set"),
     "evaluate": ("evaluate", "KITTI AP (R40 and R11) of result files against labels"),
     "predict": ("predict", "detect objects in images, folders, globs, videos"),
+    "track": ("track", "track objects in a video, folder of frames, camera or stream"),
     "synth": ("synth", "write a synthetic KITTI-layout driving-scene data set"),
     "split": ("split", "write a deterministic train/val split of a KITTI data set"),
     "export": ("export", "export a trained model to ONNX / OpenVINO / TorchScript"),

@@ -25,6 +25,7 @@ Examples:
   squeezedet evaluate --labels data/kitti/training/label_2 --detections runs/val/kitti
   squeezedet predict --weights best.pt --source 'photos/*.jpg' --conf 0.3 --save-json
   squeezedet predict --weights model.onnx --backend onnxruntime --source drive.mp4
+  squeezedet predict --weights best.pt --source drive.mp4 --track     # as 'squeezedet track'
 """
 
 from __future__ import annotations
@@ -104,12 +105,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NMS (large images with small objects; images only)")
     parser.add_argument("--overlap", type=float, default=0.2, metavar="P",
                         help="fraction of a tile shared with its neighbour (default: 0.2)")
+    parser.add_argument("--track", action="store_true",
+                        help="track objects in a video, folder of frames, camera or stream: what "
+                             "'squeezedet track' does, with the flags below")
+    from squeezedet.commands.track import add_tracking_arguments
+
+    add_tracking_arguments(parser)
 
 def run(args: argparse.Namespace) -> int:
     """Run the detector over the source; return 0, or 1 when no image could be read. Under
     torchrun each process takes its share of the images and rank 0 prints one summary."""
     from squeezedet.inference.predict import PredictOptions, predict
 
+    if args.track:
+        from squeezedet.commands.track import run_tracking
+
+        return run_tracking(args.weights, args.source, args.out, args)
     options = PredictOptions(
         conf=args.conf, show_all=args.show_all, save_kitti=args.save_kitti,
         save_json=args.save_json, save_conf=args.save_conf, no_draw=args.no_draw,

@@ -5,6 +5,8 @@
 >>> d.boxes, d.scores, d.labels           # xyxy in the original image's pixels
 >>> d.plot().save("drawn.png")
 >>> ds = det(["a.png", "b.jpg"])          # a list -> a list, run in batches
+>>> for r in det.stream("drive.mp4", tracker=True):   # video, frames, camera "0", rtsp://...
+...     r.frame, r.timestamp, r.detections, r.track_ids
 
 Pipeline, per image: the input becomes a ``uint8 [H0, W0, 3]`` RGB array; it is resized to the
 network's ``(W, H)`` with the training :class:`~squeezedet.data.transforms.Resize` (Pillow bilinear,
@@ -42,6 +44,7 @@ from squeezedet.data.images import ChannelOrder, ImageInput, as_rgb_arrays
 from squeezedet.deployment.preprocess import runner_input
 from squeezedet.deployment.runners import Runner, light_torch_threads, load_runner
 from squeezedet.errors import SqueezeDetError
+from squeezedet.inference.stream import VideoStream
 from squeezedet.models.detector import split_head
 from squeezedet.ops.anchors import make_anchors
 from squeezedet.postprocess import Detections, PostProcess, to_original_pixels
@@ -110,6 +113,16 @@ class Detector:
             return results
         results, single = self._detect_inputs(images, channel_order)
         return results[0] if single else results
+
+    def stream(self, source: str | int, **options: Any) -> VideoStream:
+        """Detections (and tracks) frame by frame over a video file, folder of frames, camera
+        index or network stream: an iterator of
+        :class:`~squeezedet.inference.stream.StreamResult` with decoding, detection and tracking
+        overlapped and memory flat; ``options``: ``tracker``, ``realtime``, ``threaded``,
+        ``queue_size``, ``options`` (time-outs), ``keep_images``, ``after`` — see
+        :class:`~squeezedet.inference.stream.VideoStream`. Opening a source that cannot be opened
+        raises a one-line :class:`SqueezeDetError`."""
+        return VideoStream(self, source, **options)
 
     def _detect_inputs(self, images: ImageInput | Sequence[ImageInput],
                        channel_order: ChannelOrder) -> tuple[list[Detections], bool]:
