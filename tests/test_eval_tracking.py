@@ -143,7 +143,8 @@ def test_evaluate_tracking_command(tmp_path: Path, capsys: pytest.CaptureFixture
                  "--json", str(out_json)])
     captured = capsys.readouterr()
     assert code == 0
-    assert "HOTA" in captured.out and "Pedestrian" in captured.out
+    assert "HOTA" in captured.out and "2 sequences" in captured.out
+    assert "Pedestrian    no ground truth and no tracks" in captured.out
     assert "0009.txt: no result file" in captured.err
     data = json.loads(out_json.read_text())
     assert data["sequences"] == ["0000", "0009"]

@@ -62,9 +62,13 @@ class TrackingEvalResult:
         shown = ("HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDSW", "TP", "FN", "FP", "Frag")
         counts = {"IDSW", "TP", "FN", "FP", "Frag"}
         head = f"{'class':<12}" + "".join(f"{name:>8}" for name in shown)
-        lines = [f"KITTI tracking ({len(self.sequences)} sequences; TrackEval, percent)", head]
+        n = len(self.sequences)
+        lines = [f"KITTI tracking ({n} sequence{'s' if n != 1 else ''}; TrackEval, percent)", head]
         for cls in self.classes:
             row = self.metrics[cls]
+            if row["GT_IDs"] == 0 and row["IDs"] == 0:
+                lines.append(f"{cls:<12}  no ground truth and no tracks")
+                continue
             cells = [f"{int(row[n]):>8d}" if n in counts else f"{100 * row[n]:8.2f}" for n in shown]
             lines.append(f"{cls:<12}" + "".join(cells))
         return "\n".join(lines)
