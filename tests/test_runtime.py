@@ -116,7 +116,7 @@ def test_auto_falls_back_to_torch(checkpoint: Path, monkeypatch: pytest.MonkeyPa
 
 def test_auto_rejects_a_disagreeing_runtime(checkpoint: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import squeezedet.deployment.runners as rt
+    import squeezedet.deployment.runners.conversion as rt
 
     if not (_has("openvino") or _has("onnxruntime")):
         pytest.skip("needs an optional runtime")

@@ -11,6 +11,7 @@ import torch
 
 import squeezedet.cpu
 import squeezedet.deployment.runners as runners
+import squeezedet.deployment.runners.auto as runners_auto
 import squeezedet.deployment.tuning as tuning
 from squeezedet.checkpoint import save_checkpoint
 from squeezedet.deployment.runners import TorchRunner, auto_candidates, fastest_cpu_runner
@@ -158,7 +159,7 @@ def _fake_builders(monkeypatch: pytest.MonkeyPatch, clock: FakeClock,
                    costs: dict[str, float], built: list[str]) -> None:
     """Every backend "installed", each built as a fake runner wrapping eager PyTorch (so the
     parity check passes) that costs ``costs[backend:precision]`` on the fake clock."""
-    monkeypatch.setattr(runners, "installed", lambda module: True)
+    monkeypatch.setattr(runners_auto, "installed", lambda module: True)
 
     def builder(backend: str) -> Any:
         def build(conv: Any, precision: str, threads: int | None) -> FakeRunner:
@@ -198,8 +199,8 @@ def test_auto_never_takes_emulated_bf16(checkpoint: Path, monkeypatch: pytest.Mo
     _fake_builders(monkeypatch, clock, COSTS, built)
     monkeypatch.setattr(squeezedet.cpu, "native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="bf16 is emulated"):
-        assert auto_candidates("bf16") == [("torch", "fp32"), ("onnxruntime", "fp32"),
-                                           ("openvino", "fp32")]
+        assert auto_candidates("bf16") == [("torch", "fp32"), ("openvino", "fp32"),
+                                           ("onnxruntime", "fp32")]
     with pytest.warns(UserWarning, match="bf16 is emulated"):
         runner = fastest_cpu_runner(checkpoint, precision="bf16", clock=clock)
     assert runner.name == "onnxruntime:fp32"
