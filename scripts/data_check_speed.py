@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from squeezedet.config import TrainConfig
+from squeezedet.config import TrainConfig, parse_size
 from squeezedet.data.check import open_checked
 from squeezedet.data.images import load_image
 
@@ -62,9 +62,9 @@ def main() -> None:
     parser.add_argument("--size", default="1242x375")
     parser.add_argument("--decode", action="store_true", help="also time decoding every image")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = parse_size(args.size, "--size")
     t = time.perf_counter()
-    write(args.out, args.images, size)  # type: ignore[arg-type]
+    write(args.out, args.images, size)
     print(f"data set ready in {time.perf_counter() - t:.1f} s: {args.out}")
     for run in (1, 2):
         t = time.perf_counter()

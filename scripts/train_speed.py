@@ -29,8 +29,7 @@ from typing import Any
 import torch
 
 from squeezedet import cpu
-from squeezedet.config import TrainConfig
-from squeezedet.data.synth import parse_size
+from squeezedet.config import TrainConfig, parse_size
 from squeezedet.deployment.benchmark import matmul_peak_gflops
 from squeezedet.engine import loss_from_config, make_optimizer, mixed_precision, train_step
 from squeezedet.models import create_model
@@ -42,7 +41,7 @@ def synthetic_batches(size: tuple[int, int], batch: int, n: int) -> list[tuple[t
     """``n`` batches of synthetic driving scenes rendered at ``size`` with their boxes."""
     import numpy as np
 
-    from squeezedet.data.synth_scene import render_scene
+    from squeezedet.data.synth import render_scene
 
     classes = {"Car": 0, "Pedestrian": 1, "Cyclist": 2}
     out = []
@@ -120,7 +119,7 @@ def main() -> None:
     parser.add_argument("--relu-before-pool", action="store_true",
                         help="SqueezeNet's original conv1 → ReLU → pool order (for an A/B)")
     args = parser.parse_args()
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     if args.system_malloc:  # train_step would keep freed memory
         os.environ[cpu.KEEP_FREED_MEMORY_VARIABLE] = "0"
     torch.manual_seed(0)

@@ -19,10 +19,10 @@ from squeezedet.cli import main
 from squeezedet.data.kitti_format import read_kitti_file, write_kitti_file
 from squeezedet.data.synth import (
     SceneObject,
+    check_size,
     generate_dataset,
     is_current,
     occlusion_level,
-    parse_size,
     render_objects,
     render_scene,
     split_ids,
@@ -68,10 +68,9 @@ def test_dataset_same_seed_same_bytes_and_prefix(tmp_path: Path) -> None:
 
 def test_processes_draw_the_same_bytes_as_one(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from squeezedet.data import synth
-    from squeezedet.data.synth import SceneMix
+    from squeezedet.data.synth import SceneMix, dataset
 
-    monkeypatch.setattr(synth, "CHUNK", 4)
+    monkeypatch.setattr(dataset, "CHUNK", 4)
     n = 2 * 4 + 3  # three tasks, the last one short
     one = generate_dataset(tmp_path / "one", n, seed=3, size=(96, 32), progress=False, workers=1,
                            scene=SceneMix(2.0))
@@ -93,11 +92,11 @@ def test_a_pool_worker_draws_in_its_own_process(tmp_path: Path,
     the scenes itself instead of failing."""
     import multiprocessing
 
-    from squeezedet.data import synth
+    from squeezedet.data.synth import dataset
 
-    monkeypatch.setattr(synth, "PARALLEL_FROM", 2)  # the forked worker inherits it
-    monkeypatch.setattr(synth, "CHUNK", 1)
-    monkeypatch.setattr(synth, "usable_cores", lambda: 2)
+    monkeypatch.setattr(dataset, "PARALLEL_FROM", 2)  # the forked worker inherits it
+    monkeypatch.setattr(dataset, "CHUNK", 1)
+    monkeypatch.setattr(dataset, "usable_cores", lambda: 2)
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply(_draw_in_a_pool_worker, (str(tmp_path / "ds"),)) == 3
 
@@ -315,12 +314,13 @@ def test_bad_arguments_raise(tmp_path: Path, kwargs: dict) -> None:
     assert not (tmp_path / "ds").exists()
 
 
-def test_parse_size() -> None:
-    assert parse_size("624x192") == (624, 192)
-    assert parse_size("1242X375") == (1242, 375)
-    for bad in ("624", "624x", "x192", "624*192", "-624x192", "10x10", "abc"):
-        with pytest.raises(SqueezeDetError):
-            parse_size(bad)
+def test_check_size() -> None:
+    """The generator draws from 64x32 to 8192x8192 pixels, both ends included."""
+    check_size((64, 32))
+    check_size((8192, 8192))
+    for bad in ((63, 32), (64, 31), (8193, 375), (1242, 8193), (10, 10)):
+        with pytest.raises(SqueezeDetError, match="out of range"):
+            check_size(bad)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -319,13 +320,31 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     return value
 
 
+_SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
+
+
+def parse_size(text: str, what: str = "size", minimum: int = 1) -> tuple[int, int]:
+    """``"WxH"`` (e.g. ``"1248x384"`` or ``"1248X384"``) as ``(W, H)``, each at least ``minimum``.
+
+    The one parser of sizes written as text (command-line options, settings); a bad one is a
+    one-line :class:`SqueezeDetError` naming ``what`` (e.g. ``"--input-size"``).
+    """
+    m = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise SqueezeDetError(f"{what} must be WIDTHxHEIGHT, e.g. 1248x384 (got {text!r})")
+    w, h = int(m.group(1)), int(m.group(2))
+    if min(w, h) < minimum:
+        raise SqueezeDetError(f"{what} must be at least {minimum}x{minimum} (got {text!r})")
+    return w, h
+
+
 def _parse_sequence(text: str) -> Sequence[Any]:
     """``"624x192"``, ``"a,b,c"`` or a YAML list ``"[[1, 2], [3, 4]]"``."""
     text = text.strip()
     if text.startswith("["):
         return yaml.safe_load(text)
-    if "x" in text and "," not in text and all(p.strip().isdigit() for p in text.split("x")):
-        return [int(p) for p in text.split("x")]
+    if _SIZE.fullmatch(text):  # a pair (size, drift): zeros are the settings' own checks
+        return list(parse_size(text, minimum=0))
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
@@ -364,4 +383,4 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["TrainConfig", "load_config", "save_config"]
+__all__ = ["TrainConfig", "load_config", "parse_size", "save_config"]

@@ -186,11 +186,13 @@ def run_demo(options: DemoOptions) -> float:
     """Run the demo (module docstring), printing its progress and closing report; returns the
     mean moderate AP_R40 over the classes."""
     from squeezedet.checkpoint import load_checkpoint
-    from squeezedet.data.synth import SceneMix, generate_dataset, parse_size
+    from squeezedet.config import parse_size
+    from squeezedet.data.synth import SceneMix, check_size, generate_dataset
     from squeezedet.train import train
 
     t0 = time.monotonic()
-    size = parse_size(options.size)
+    size = parse_size(options.size, "--size")
+    check_size(size)
     for name, value in (("--minutes", options.minutes), ("--total-minutes", options.total_minutes)):
         if value is not None and (not value > 0 or value == float("inf")):
             raise SqueezeDetError(f"{name} must be a positive number (got {value})")

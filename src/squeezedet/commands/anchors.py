@@ -36,19 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write the shapes (default anchors.yaml)")
 
 
-def parse_size(text: str, what: str) -> tuple[int, int]:
-    """``"624x192"`` → ``(624, 192)``; a clear error otherwise."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SqueezeDetError(f"{what} must look like WxH, e.g. 624x192 (got {text!r})") from None
-    if w <= 0 or h <= 0:
-        raise SqueezeDetError(f"{what} must be positive (got {text!r})")
-    return w, h
-
-
 def run(args: argparse.Namespace) -> int:
     """Compute, print and write the anchor shapes."""
+    from squeezedet.config import parse_size
     from squeezedet.data.boxes import training_box_sizes
     from squeezedet.models import model_info
     from squeezedet.ops.anchors import scale_anchor_shapes, write_anchor_shapes

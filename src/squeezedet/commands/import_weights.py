@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from squeezedet.errors import SqueezeDetError, check_output_file
+from squeezedet.errors import check_output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,17 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from squeezedet.config import parse_size
     from squeezedet.interop import import_weights
 
     check_output_file(args.out, "--out")
-    size = None
-    if args.input_size:
-        try:
-            w, h = (int(v) for v in args.input_size.lower().split("x"))
-        except ValueError:
-            raise SqueezeDetError(f"--input-size must look like 1248x384, not "
-                                  f"{args.input_size!r}") from None
-        size = (w, h)
+    size = parse_size(args.input_size, "--input-size") if args.input_size else None
     ckpt = import_weights(args.source, args.file, model_name=args.model, out=args.out,
                           input_size=size)
     meta = ckpt["meta"]

@@ -12,20 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from squeezedet.config import parse_size
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import create_model, list_models
 from squeezedet.models.profile import profile_model
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1248x384"`` → ``(1248, 384)``; a one-line error for anything else."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SqueezeDetError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 1248x384") from None
-    if w < 16 or h < 16:
-        raise SqueezeDetError(f"size {text!r} is too small: both sides must be at least 16")
-    return w, h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.input_size) if args.input_size else None
+    size = parse_size(args.input_size, "--input-size", minimum=16) if args.input_size else None
     if args.num_classes < 1:
         raise SqueezeDetError("--num-classes must be at least 1")
     if args.all:

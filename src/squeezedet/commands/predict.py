@@ -45,13 +45,13 @@ def _score(text: str) -> float:
 
 
 def _size(text: str) -> tuple[int, int]:
+    from squeezedet.config import parse_size
+    from squeezedet.errors import SqueezeDetError
+
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size WxH, e.g. 512x512") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return w, h
+        return parse_size(text, "the size")
+    except SqueezeDetError as exc:  # argparse names the option and exits with status 2
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:

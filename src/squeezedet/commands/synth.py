@@ -47,9 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the data set; returns the exit status."""
-    from squeezedet.data.synth import SceneMix, generate_dataset, is_current, parse_size, split_ids
+    from squeezedet.config import parse_size
+    from squeezedet.data.synth import SceneMix, generate_dataset, is_current, split_ids
 
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     scene = SceneMix(args.density)
     dense = f", density {scene.density:g}" if not scene.is_default else ""
     if not args.overwrite and is_current(args.out, args.images, args.seed, size,

@@ -358,8 +358,9 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     import torch
 
     from squeezedet.checkpoint import model_from_checkpoint, save_checkpoint
+    from squeezedet.config import parse_size
     from squeezedet.data.images import load_image
-    from squeezedet.data.synth import parse_size
+    from squeezedet.data.synth import check_size
     from squeezedet.deployment.export import export_model
     from squeezedet.deployment.preprocess import render_images
     from squeezedet.models import create_model
@@ -393,7 +394,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
                                   f"({', '.join(GPU_BACKENDS)}), not {', '.join(off)}")
     photo = load_image(options.image) if options.image else None  # a bad file stops us here
     if options.input_size:
-        parse_size(options.input_size)
+        check_size(parse_size(options.input_size, "--input-size"))
     tmp = tempfile.TemporaryDirectory(prefix="squeezedet-bench-")
     work = Path(tmp.name)
     if options.weights:

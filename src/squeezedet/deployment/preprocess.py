@@ -30,7 +30,7 @@ def render_images(input_size: tuple[int, int], n: int, seed: int = 0) -> list[np
 
 @functools.lru_cache(maxsize=128)
 def _scene(seed: int) -> np.ndarray:
-    from squeezedet.data.synth_scene import render_scene
+    from squeezedet.data.synth import render_scene
 
     image = np.asarray(render_scene(seed, (1242, 375))[0].convert("RGB"))
     image.flags.writeable = False

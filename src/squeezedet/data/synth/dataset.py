@@ -1,32 +1,19 @@
-"""Synthetic KITTI-layout data sets of procedurally drawn driving scenes.
-
-:func:`render_scene` draws one road scene with its labels; :func:`generate_dataset` writes ``N``
-of them in KITTI's layout::
+"""Synthetic data sets in KITTI's layout: ``N`` scenes of :func:`render_scene` written as ::
 
     DIR/training/image_2/000000.png ...     RGB images
     DIR/training/label_2/000000.txt ...     KITTI labels (15 fields, DontCare included)
     DIR/ImageSets/train.txt, val.txt        a deterministic split of the image ids
     DIR/synth.json                          the generator's parameters (seed, size, count ...)
 
-Scenes hold a road in perspective with lanes and marks, sidewalks, buildings, trees, poles, signs,
-shadows and texture, and cars, pedestrians and cyclists of many sizes, colours and poses that
-overlap and are cut by the image border (see :mod:`squeezedet.data.synth_scene` for how the labels
-are computed). Clutter shares the objects' colours and includes look-alikes that are *not* objects
-(crates and kiosks in car colours, lamp posts with a globe, parked bicycles without a rider), and
-lighting, blur and noise vary, so a detector has to learn shapes.
-
-Determinism: image ``i`` of the data set with seed ``S`` is
-``render_scene([S, i], size, scene)``, so the same seed gives byte-identical files and a data set
-of 10 images is the first 10 of one of 20. ``density`` (:class:`SceneMix`) puts more or fewer
-objects in each scene; the manifest records it when it is not 1.
-The camera is KITTI's scaled to the image size, so object sizes scale with the image.
+Determinism: image ``i`` of the data set with seed ``S`` is ``render_scene([S, i], size, scene)``,
+so the same seed gives byte-identical files (however many processes draw them) and a data set
+of 10 images is the first 10 of one of 20.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-import re
 from pathlib import Path
 
 import numpy as np
@@ -34,43 +21,22 @@ from tqdm import tqdm
 
 from squeezedet.cpu import usable_cores
 from squeezedet.data.kitti_format import write_kitti_file
-from squeezedet.data.synth_scene import (
-    STANDARD_MIX,
-    SceneMix,
-    label_objects,
-    occlusion_level,
-    render_objects,
-    render_scene,
-    truncation,
-)
-from squeezedet.data.synth_shapes import DEFAULT_DIMENSIONS, Camera, SceneObject
+from squeezedet.data.synth.objects import STANDARD_MIX, SceneMix
+from squeezedet.data.synth.scene import render_scene
 from squeezedet.errors import SqueezeDetError, check_output_dir
-
-__all__ = [
-    "DEFAULT_DIMENSIONS", "GENERATOR_VERSION", "MANIFEST", "STANDARD_MIX", "Camera", "SceneMix",
-    "SceneObject",
-    "generate_dataset", "is_current", "label_objects", "occlusion_level", "parse_size",
-    "render_objects", "render_scene", "split_ids", "truncation",
-]
 
 GENERATOR_VERSION = 1
 MANIFEST = "synth.json"
 MIN_SIZE = (64, 32)
 MAX_SIZE = (8192, 8192)
 MAX_IMAGES = 999_999
+#: the manifest's ``generator``: the generator's name when manifests were first written, kept so
+#: that data sets written before stay current
+GENERATOR = "squeezedet.data.synth"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` (e.g. ``"624x192"``) as ``(W, H)`` pixels; a :class:`SqueezeDetError` if bad."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise SqueezeDetError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1242x375 or 624x192")
-    size = (int(m.group(1)), int(m.group(2)))
-    _check_size(size)
-    return size
-
-
-def _check_size(size: tuple[int, int]) -> None:
+def check_size(size: tuple[int, int]) -> None:
+    """A :class:`SqueezeDetError` unless ``size = (W, H)`` is within the generator's range."""
     w, h = size
     if not (MIN_SIZE[0] <= w <= MAX_SIZE[0] and MIN_SIZE[1] <= h <= MAX_SIZE[1]):
         raise SqueezeDetError(
@@ -99,7 +65,7 @@ def split_ids(n_images: int, seed: int, val_fraction: float) -> tuple[list[str],
 def _params(n_images: int, seed: int, size: tuple[int, int], val_fraction: float,
             scene: SceneMix = STANDARD_MIX) -> dict:
     params = {
-        "generator": "squeezedet.data.synth",
+        "generator": GENERATOR,
         "version": GENERATOR_VERSION,
         "images": n_images,
         "seed": seed,
@@ -116,7 +82,7 @@ def _read_manifest(out: Path) -> dict | None:
         data = json.loads((out / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("generator") == "squeezedet.data.synth" \
+    return data if isinstance(data, dict) and data.get("generator") == GENERATOR \
         else None
 
 
@@ -208,6 +174,27 @@ def generate_dataset(
     the files are the same byte for byte whatever their number. Returns ``out``.
     """
     out = Path(out)
+    _check_arguments(n_images, seed, size, val_fraction, workers)
+    size = (int(size[0]), int(size[1]))
+    n_images, seed, val_fraction = int(n_images), int(seed), float(val_fraction)
+    params = _params(n_images, seed, size, val_fraction, scene)
+
+    check_output_dir(out, "--out")
+    if is_current(out, n_images, seed, size, val_fraction, scene) and not overwrite:
+        return out
+    _start(out, params, overwrite)
+    _draw_all(out, seed, size, scene, n_images, workers, progress)
+    train, val = split_ids(n_images, seed, val_fraction)
+    (out / "ImageSets" / "train.txt").write_text("".join(s + "\n" for s in train))
+    (out / "ImageSets" / "val.txt").write_text("".join(s + "\n" for s in val))
+    (out / MANIFEST).write_text(json.dumps({**params, "complete": True}, indent=2) + "\n")
+    return out
+
+
+def _check_arguments(n_images: int, seed: int, size: tuple[int, int], val_fraction: float,
+                     workers: int | None) -> None:
+    """A :class:`SqueezeDetError` naming the first of :func:`generate_dataset`'s arguments that
+    is out of range."""
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
         raise SqueezeDetError(f"the number of images must be a whole number >= 1, got {n_images!r}")
     if n_images > MAX_IMAGES:
@@ -216,17 +203,16 @@ def generate_dataset(
         raise SqueezeDetError(f"the seed must be a whole number >= 0, got {seed!r}")
     if not (0.0 <= float(val_fraction) < 1.0):
         raise SqueezeDetError(f"the validation fraction must be in [0, 1), got {val_fraction}")
-    size = (int(size[0]), int(size[1]))
-    _check_size(size)
+    check_size((int(size[0]), int(size[1])))
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise SqueezeDetError(f"workers must be a whole number >= 1, got {workers!r}")
-    n_images, seed, val_fraction = int(n_images), int(seed), float(val_fraction)
-    params = _params(n_images, seed, size, val_fraction, scene)
 
-    check_output_dir(out, "--out")
-    if is_current(out, n_images, seed, size, val_fraction, scene) and not overwrite:
-        return out
+
+def _start(out: Path, params: dict, overwrite: bool) -> None:
+    """Make ``out`` ready for the data set of ``params``: refuse a folder holding other files or
+    another data set (unless ``overwrite``), write the manifest marked unfinished, and remove the
+    numbered files of an earlier, larger synthetic set."""
     old = _read_manifest(out) if out.is_dir() else None
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         same_run = old is not None and {k: v for k, v in old.items() if k != "complete"} == params
@@ -239,13 +225,16 @@ def generate_dataset(
 
     for sub in ("training/image_2", "training/label_2", "ImageSets"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    manifest = out / MANIFEST
-    manifest.write_text(json.dumps({**params, "complete": False}, indent=2) + "\n")
+    (out / MANIFEST).write_text(json.dumps({**params, "complete": False}, indent=2) + "\n")
     if old is not None and isinstance(old.get("images"), int):  # our older, larger set
-        for i in range(n_images, min(old["images"], MAX_IMAGES)):
+        for i in range(params["images"], min(old["images"], MAX_IMAGES)):
             for p in _paths(out, i):
                 p.unlink(missing_ok=True)
 
+
+def _draw_all(out: Path, seed: int, size: tuple[int, int], scene: SceneMix, n_images: int,
+              workers: int | None, progress: bool) -> None:
+    """Draw and write every scene, in this process or in ``workers`` forked ones."""
     if workers is None:
         workers = usable_cores() if n_images >= PARALLEL_FROM else 1
     if ("fork" not in multiprocessing.get_all_start_methods()  # Windows
@@ -259,9 +248,3 @@ def generate_dataset(
                 bar.update(_draw_scenes(out, seed, size, scene, i, i + 1))
         else:
             _draw_in_processes(out, seed, size, scene, n_images, workers, bar)
-
-    train, val = split_ids(n_images, seed, val_fraction)
-    (out / "ImageSets" / "train.txt").write_text("".join(s + "\n" for s in train))
-    (out / "ImageSets" / "val.txt").write_text("".join(s + "\n" for s in val))
-    manifest.write_text(json.dumps({**params, "complete": True}, indent=2) + "\n")
-    return out
