@@ -1013,6 +1013,55 @@ def _(t, w):
             "--device", "tpu9"], ["'tpu9'"]
 
 
+# --- track ---------------------------------------------------------------------------------------
+
+
+def track(weights: Path, source: Path | str, out: Path, *extra: str) -> list[str]:
+    return ["track", str(source), "--weights", str(weights), "--out", str(out), "--backend",
+            "torch", "--device", "cpu", "--no-progress", *extra]
+
+
+@case("track-source-missing", "track")
+def _(t, w):
+    return track(w.ckpt, t / "none.mp4", t / "o"), [str(t / "none.mp4"), "no such file"]
+
+
+@case("track-empty-folder", "track")
+def _(t, w):
+    (t / "in").mkdir()
+    return track(w.ckpt, t / "in", t / "o"), [str(t / "in"), "no image files"]
+
+
+@case("track-every-frame-corrupt", "track")
+def _(t, w):
+    (t / "0001").mkdir()
+    (t / "0001" / "000000.png").write_bytes(b"\x89PNG nope")
+    return track(w.ckpt, t / "0001", t / "o"), [str(t / "0001" / "000000.png"),
+                                                 "0001: no frame could be read ("]
+
+
+@case("track-weights-missing", "track")
+def _(t, w):
+    return track(t / "none.pt", w.images, t / "o"), [str(t / "none.pt"), "not found"]
+
+
+@case("track-low-above-high", "track")
+def _(t, w):
+    return track(w.ckpt, w.images, t / "o", "--low", "0.8", "--high", "0.5"), [
+        "tracker thresholds", "low_threshold (0.8) must not exceed high_threshold (0.5)"]
+
+
+@case("track-out-is-a-file", "track")
+def _(t, w):
+    (t / "o").write_text("")
+    return track(w.ckpt, w.images, t / "o"), ["--out", str(t / "o"), "is a file"]
+
+
+@case("track-max-frames-zero", "track")
+def _(t, w):
+    return track(w.ckpt, w.images, t / "o", "--max-frames", "0"), ["--max-frames"]
+
+
 # --- evaluate ------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 import squeezedet
 from squeezedet.checkpoint import save_checkpoint
 from squeezedet.cli import main
+from squeezedet.data.kitti_tracking import read_tracking_file
 from squeezedet.inference.track import TrackOptions, track
 from squeezedet.postprocess import Detections
 from squeezedet.video.paint import track_colour
@@ -80,12 +81,15 @@ def test_two_squares_tracked_into_kitti_mot_and_video(tmp_path: Path) -> None:
     green_id = 3 - red_id
     for f in range(12):
         (r1, r2, r3, r4), (g1, g2, g3, g4) = (box for _, box in _squares(f))
-        assert f"{f} {red_id} Car -1 -1 -10 {r1}.00 {r2}.00 {r3}.00 {r4}.00 -1 -1 -1 " \
-               f"-1000 -1000 -1000 -10 0.9000" in kitti
-        assert f"{f} {green_id} Cyclist -1 -1 -10 {g1}.00 {g2}.00 {g3}.00 {g4}.00 -1 -1 -1 " \
-               f"-1000 -1000 -1000 -10 0.8000" in kitti
+        assert f"{f} {red_id} Car -1.00 -1 -10.00 {r1}.00 {r2}.00 {r3}.00 {r4}.00 -1.00 -1.00 " \
+               f"-1.00 -1000.00 -1000.00 -1000.00 -10.00 0.900000" in kitti
+        assert f"{f} {green_id} Cyclist -1.00 -1 -10.00 {g1}.00 {g2}.00 {g3}.00 {g4}.00 -1.00 " \
+               f"-1.00 -1.00 -1000.00 -1000.00 -1000.00 -10.00 0.800000" in kitti
         assert f"{f + 1},{red_id},{r1}.00,{r2}.00,20.00,20.00,0.9000,-1,-1,-1" in mot
         assert f"{f + 1},{green_id},{g1}.00,{g2}.00,20.00,25.00,0.8000,-1,-1,-1" in mot
+    objects = read_tracking_file(tmp_path / "out" / "kitti_tracking" / "0007.txt")  # evaluate's reader
+    assert [(o.frame, o.track_id, o.object.box) for o in objects if o.object.type == "Car"] == [
+        (f, red_id, tuple(float(v) for v in _squares(f)[0][1])) for f in range(12)]
     capture = cv2.VideoCapture(str(tmp_path / "out" / "0007.mp4"))
     frames = []
     while True:
@@ -147,7 +151,7 @@ def test_track_command_on_a_static_scene(checkpoint: Path, tmp_path: Path,
     rows = _lines_are_whole(tmp_path / "o" / "kitti_tracking" / "clip.txt", 18, None)
     ids_by_frame = [{r[1] for r in rows if r[0] == str(f)} for f in range(6)]
     assert ids_by_frame[0] and all(ids == ids_by_frame[0] for ids in ids_by_frame)  # nothing moves
-    assert all(r[2] == "Cyclist" and r[-1] == "0.5872" for r in rows)
+    assert all(r[2] == "Cyclist" and r[-1] == "0.587198" for r in rows)
     assert len(_lines_are_whole(tmp_path / "o" / "mot" / "clip.txt", 10, ",")) == len(rows)
     rc = main(["predict", "--source", str(video), "--weights", str(checkpoint), "--track",
                "--out", str(tmp_path / "p"), "--sequential", "--no-draw", *CPU])

@@ -182,4 +182,5 @@ def _consume(stream: VideoStream, outputs: _Outputs, options: TrackOptions,
         finally:
             outputs.close()
     if result.frames == 0 and not result.interrupted:
-        raise SqueezeDetError(f"{stream.source.name}: no frame could be read")
+        why = f" ({stream.source.warnings[0]})" if stream.source.warnings else ""
+        raise SqueezeDetError(f"{stream.source.label}: no frame could be read{why}")

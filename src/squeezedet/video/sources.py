@@ -84,9 +84,11 @@ class ImageSequence:
 
     live = False
 
-    def __init__(self, paths: list[Path], name: str, fps: float = 10.0) -> None:
+    def __init__(self, paths: list[Path], name: str, fps: float = 10.0,
+                 label: str | None = None) -> None:
         self.paths = paths
         self.name = name
+        self.label = label or name
         self.fps: float | None = fps
         self.total: int | None = len(paths)
         self.warnings: list[str] = []
@@ -119,7 +121,7 @@ def image_sequence(source: str, fps: float = 10.0) -> ImageSequence:
         name = Path(source).parent.name or "sequence"
     if not files:
         raise SqueezeDetError(f"{source}: no image files ({' '.join(SEQUENCE_SUFFIXES)})")
-    return ImageSequence(sorted(files, key=_natural_key), name, fps)
+    return ImageSequence(sorted(files, key=_natural_key), name, fps, source)
 
 
 #: ``factory(target, params) -> capture``: a ``cv2.VideoCapture``-like object (``isOpened``,
@@ -286,5 +288,5 @@ def open_source(source: str | int, options: SourceOptions | None = None,
     if not path.exists():
         raise SqueezeDetError(f"{text}: no such file, folder, camera or URL")
     if path.suffix.lower() in SEQUENCE_SUFFIXES:
-        return ImageSequence([path], path.stem, options.fps)
+        return ImageSequence([path], path.stem, options.fps, text)
     return CaptureSource(str(path), "video", options, factory)

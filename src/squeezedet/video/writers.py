@@ -7,7 +7,8 @@
   - KITTI tracking, one object a line: ``frame track_id type truncated occluded alpha x1 y1 x2 y2
     h w l x y z rotation_y score`` — frame from 0, the 2-D box in pixels, and what a 2-D detector
     does not know as KITTI's "unknown" values: truncated and occluded ``-1``, alpha ``-10``,
-    dimensions ``-1 -1 -1``, location ``-1000 -1000 -1000``, rotation_y ``-10``;
+    dimensions ``-1 -1 -1``, location ``-1000 -1000 -1000``, rotation_y ``-10`` (formatted by
+    :mod:`squeezedet.data.kitti_tracking`, which reads them back);
   - MOTChallenge: ``frame,id,x,y,w,h,conf,-1,-1,-1`` — frame from 1 (MOTChallenge counts from 1),
     ``x, y`` the top-left corner, ``w, h`` the size in pixels.
 
@@ -24,23 +25,19 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.kitti_tracking import TrackedObject
 from squeezedet.errors import SqueezeDetError, require
-
-#: KITTI's values for what a 2-D tracker does not know (truncated, occluded, alpha, h w l,
-#: x y z, rotation_y).
-KITTI_UNKNOWN = "-1 -1 -10 {box} -1 -1 -1 -1000 -1000 -1000 -10"
 
 
 def kitti_tracking_lines(frame: int, track_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                          types: list[str]) -> list[str]:
     """KITTI tracking result lines of one frame: ``boxes`` ``[N, 4]`` xyxy pixels, ``types`` the
     class names (KITTI's ``Car``, ``Pedestrian``, ``Cyclist``)."""
-    lines = []
-    for tid, box, score, kind in zip(track_ids.tolist(), boxes.tolist(), scores.tolist(), types,
-                                     strict=True):
-        coords = " ".join(f"{v:.2f}" for v in box)
-        lines.append(f"{frame} {tid} {kind} {KITTI_UNKNOWN.format(box=coords)} {score:.4f}")
-    return lines
+    return [TrackedObject(frame, int(tid), KittiObject(kind, tuple(box), truncated=-1.0, occluded=-1,
+                                                       score=float(score))).to_line()
+            for tid, box, score, kind in zip(track_ids.tolist(), boxes.tolist(), scores.tolist(),
+                                             types, strict=True)]
 
 
 def mot_lines(frame: int, track_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[str]:
