@@ -228,3 +228,41 @@ def test_stream_gives_the_detectors_own_detections(tiny_checkpoint: Path, tmp_pa
         assert torch.equal(r.detections.scores, e.scores)
         assert np.array_equal(r.detections.image, images[r.frame])
         assert r.tracks is None and r.track_ids is None
+
+
+def test_a_stage_of_several_workers_keeps_the_order() -> None:
+    random.seed(1)
+    used: set[int] = set()
+
+    def worker(k: int) -> Any:
+        def fn(x: int) -> int:
+            used.add(k)
+            time.sleep(random.random() * 0.002)
+            return 10 * x
+        return fn
+
+    times = StageTimes()
+    out = list(run_stages(range(200), [("a", [worker(0), worker(1), worker(2)]),
+                                       ("b", lambda x: x + 1)], queue_size=2, times=times))
+    assert out == [10 * i + 1 for i in range(200)]
+    assert used == {0, 1, 2} and times.counts["a"] == 200
+    assert list(run_stages(range(3), [("a", [worker(5), worker(6)])], threaded=False)) == [0, 10, 20]
+    assert used == {0, 1, 2, 5}  # sequential: the first function only
+    time.sleep(0.2)
+    assert [t for t in threading.enumerate() if t.name.startswith("a")] == []
+
+
+def test_an_error_in_one_of_several_workers_reaches_the_caller_in_order() -> None:
+    def fail_at_7(x: int) -> int:
+        time.sleep(0.001)
+        if x == 7:
+            raise ValueError("bad frame 7")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="bad frame 7"):
+        for x in run_stages(range(50), [("a", [fail_at_7, fail_at_7])]):
+            got.append(x)
+    assert got == list(range(7))
+    time.sleep(0.2)
+    assert [t for t in threading.enumerate() if t.name.startswith("a")] == []

@@ -159,6 +159,11 @@ def test_track_command_on_a_static_scene(checkpoint: Path, tmp_path: Path,
     assert (tmp_path / "p" / "mot" / "clip.txt").read_text() == \
         (tmp_path / "o" / "mot" / "clip.txt").read_text()
     assert not (tmp_path / "p" / "clip.mp4").exists()
+    rc = main(["track", str(video), "--weights", str(checkpoint), "--out", str(tmp_path / "w"),
+               "--workers", "2", "--no-draw", *CPU])
+    assert rc == 0 and "(pipelined, 2 detectors; per frame" in capsys.readouterr().out
+    assert (tmp_path / "w" / "mot" / "clip.txt").read_text() == \
+        (tmp_path / "o" / "mot" / "clip.txt").read_text()
 
 
 def test_truncated_video_keeps_the_frames_before_the_cut(checkpoint: Path, tmp_path: Path,

@@ -82,7 +82,10 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--reconnect", type=int, default=3, metavar="N",
                    help="tries to reopen a live source that stopped (default: 3; 0: end)")
     g.add_argument("--threads", type=_positive, metavar="N",
-                   help="inference threads of ONNX Runtime / OpenVINO (default: torch's)")
+                   help="inference threads of ONNX Runtime / OpenVINO in all (default: torch's)")
+    g.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="detectors side by side, each with THREADS/N threads, frames in turn "
+                        "(default: 1; 2 on two cores: see docs/video.md)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +123,7 @@ def options_from(args: argparse.Namespace) -> Any:
     source = SourceOptions(open_timeout=args.open_timeout, read_timeout=args.read_timeout,
                            reconnect=max(0, args.reconnect), fps=args.fps)
     return TrackOptions(backend=args.backend, device=args.device, threads=args.threads,
+                        workers=args.workers,
                         tracker=config, source=source, realtime=args.realtime,
                         sequential=args.sequential, no_draw=args.no_draw, trail=args.trail,
                         max_frames=args.max_frames, no_progress=args.no_progress)

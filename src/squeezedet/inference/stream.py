@@ -14,6 +14,7 @@ should be the tracker's ``low_threshold`` (ByteTrack's second pass needs the low
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,7 +66,9 @@ class VideoStream:
     """An iterator of :class:`StreamResult` over ``source`` (see the module docstring).
 
     Args:
-        detector: a :class:`~squeezedet.inference.Detector` (anything with ``detect_arrays``).
+        detector: a :class:`~squeezedet.inference.Detector` (anything with ``detect_arrays``),
+            or a list of them: one detection thread each, frames taken in turn, order kept
+            (e.g. two OpenVINO detectors of one thread each on two cores).
         source: a source text or camera index for :func:`~squeezedet.video.open_source`.
         tracker: ``True`` (a default tracker), a :class:`~squeezedet.tracking.TrackerConfig`, a
             tracker object with ``update(boxes, scores, labels)`` (e.g.
@@ -88,7 +91,8 @@ class VideoStream:
                  realtime: bool = False, threaded: bool = True, queue_size: int = 4,
                  options: SourceOptions | None = None, keep_images: bool = True,
                  after: Sequence[Stage] = (), factory: Callable[..., Any] | None = None) -> None:
-        self.detector = detector
+        self.detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
+        self.detector = self.detectors[0]
         self.source = open_source(source, options, factory)
         self.tracker = make_tracker(tracker, self.source.fps)
         self.keep_images = keep_images
@@ -101,7 +105,8 @@ class VideoStream:
         self._started = 0.0
 
     def _start(self) -> Iterator[Any]:
-        stages: list[Stage] = [("detect", self._detect)]
+        detect = [functools.partial(self._detect, d) for d in self.detectors]
+        stages: list[Stage] = [("detect", detect[0] if len(detect) == 1 else detect)]
         if self.tracker is not None:
             stages.append(("track", self._track))
         self._started = time.perf_counter()
@@ -113,9 +118,9 @@ class VideoStream:
         """Frames dropped so far because detection lagged (``realtime``)."""
         return self.times.dropped
 
-    def _detect(self, frame: Frame) -> StreamResult:
-        det = self.detector.detect_arrays([frame.image], [f"{self.source.name}#{frame.index}"],
-                                          keep_images=self.keep_images)[0]
+    def _detect(self, detector: Any, frame: Frame) -> StreamResult:
+        det = detector.detect_arrays([frame.image], [f"{self.source.name}#{frame.index}"],
+                                     keep_images=self.keep_images)[0]
         return StreamResult(frame.index, frame.timestamp, frame.name, det)
 
     def _track(self, result: StreamResult) -> StreamResult:

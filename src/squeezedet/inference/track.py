@@ -19,11 +19,13 @@ text files holding every frame processed; :class:`TrackResult` says how it ended
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from squeezedet.deployment.runners import light_torch_threads
 from squeezedet.errors import SqueezeDetError, check_output_dir
 from squeezedet.inference.detector import Detector
 from squeezedet.inference.stream import StreamResult, VideoStream
@@ -35,7 +37,8 @@ from squeezedet.video.writers import TrackTextWriter, VideoOut
 @dataclass
 class TrackOptions:
     """How :func:`track` runs (the ``squeezedet track`` flags): the runtime (``backend``,
-    ``device``, ``threads``), the tracker's thresholds (``tracker``: a
+    ``device``, ``threads``: inference threads in all), ``workers`` (detectors side by side, each
+    with ``threads / workers`` threads; order kept), the tracker's thresholds (``tracker``: a
     :class:`~squeezedet.tracking.TrackerConfig`, default ByteTrack's), the source (``source``:
     time-outs, reconnection, a folder's frame rate), ``realtime`` (drop frames when detection lags),
     ``sequential`` (no overlap), ``queue_size``, ``no_draw`` (no video), ``trail`` (positions in
@@ -44,6 +47,7 @@ class TrackOptions:
     backend: str = "auto"
     device: str = "auto"
     threads: int | None = None
+    workers: int = 1
     tracker: Any = None
     source: SourceOptions = field(default_factory=SourceOptions)
     realtime: bool = False
@@ -120,6 +124,19 @@ class _Outputs:
                 closer.close()
 
 
+def _detectors(weights: str | Path, options: TrackOptions, conf: float) -> list[Detector]:
+    """``options.workers`` detectors of ``weights``, sharing ``options.threads`` between them."""
+    from squeezedet.deployment.runners import load_runner, threads_or_default
+    from squeezedet.engine import resolve_device
+
+    if options.workers < 1:
+        raise SqueezeDetError(f"workers must be at least 1, got {options.workers}")
+    threads = max(1, threads_or_default(options.threads) // options.workers)
+    device = str(resolve_device(options.device))
+    return [Detector(load_runner(weights, options.backend, device, threads=threads), conf=conf,
+                     batch_size=1) for _ in range(options.workers)]
+
+
 def _tracker_config(options: TrackOptions) -> Any:
     from squeezedet.tracking import TrackerConfig
 
@@ -129,26 +146,27 @@ def _tracker_config(options: TrackOptions) -> Any:
 def track(weights: str | Path, source: str | int, out: str | Path,
           options: TrackOptions | None = None, *, detector: Any = None) -> TrackResult:
     """Detect and track ``source`` with the model of ``weights``, writing into ``out`` (see the
-    module docstring). ``detector``: use this one instead of loading ``weights`` (tests,
+    module docstring). ``detector``: use this detector (or list of detectors, see
+    :class:`~squeezedet.inference.stream.VideoStream`) instead of loading ``weights`` (tests,
     benchmarks). A Ctrl-C ends the run early with every file complete (``result.interrupted``)."""
-    from squeezedet.engine import resolve_device
-
     options = options or TrackOptions()
     out = check_output_dir(out, "--out")
     config = _tracker_config(options)
     if detector is None:
-        detector = Detector.from_checkpoint(
-            weights, device=str(resolve_device(options.device)), backend=options.backend,
-            conf=float(config.low_threshold), batch_size=1)
+        detector = _detectors(weights, options, float(config.low_threshold))
     stream = VideoStream(detector, source, tracker=config, realtime=options.realtime,
                          threaded=not options.sequential, queue_size=options.queue_size,
                          options=options.source, keep_images=not options.no_draw)
-    outputs = _Outputs(out, stream.source.name, detector.class_names, stream.source.fps, options)
+    outputs = _Outputs(out, stream.source.name, stream.detector.class_names, stream.source.fps,
+                       options)
     if outputs.video is not None:
         stream.after += [("draw", outputs.draw), ("encode", outputs.encode)]
-    result = TrackResult(stream.source.name, times=stream.times, outputs=outputs.paths,
-                         mode="sequential" if options.sequential else "pipelined")
-    _consume(stream, outputs, options, result)
+    mode = "sequential" if options.sequential else (
+        "pipelined" + (f", {len(stream.detectors)} detectors" if len(stream.detectors) > 1 else ""))
+    result = TrackResult(stream.source.name, times=stream.times, outputs=outputs.paths, mode=mode)
+    with light_torch_threads(stream.detector.runner) if hasattr(stream.detector, "runner") \
+            else contextlib.nullcontext():  # pre- and post-processing: see that function
+        _consume(stream, outputs, options, result)
     result.warnings += stream.source.warnings
     return result
 

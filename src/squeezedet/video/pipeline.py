@@ -12,9 +12,15 @@ Python's GIL. One thread per stage and first-in-first-out queues keep the order.
 that the first stage has not taken by the time the next one is decoded is dropped (counted in
 :attr:`StageTimes.dropped`), so the results stay close to live when inference lags.
 
+A stage given several functions (``(name, [f1, f2])``) runs one worker thread per function, the
+workers taking items in turn, and puts their results back in the items' order: two detectors with
+one inference thread each can keep two cores busy where one detector with two threads waits at
+every layer's end for its slower half (measured in ``docs/video.md``).
+
 ``threaded=False`` runs the same stages one after the other in the caller's thread (the
-sequential loop the benchmark compares against). An exception in any stage (or the source) ends
-the run and is raised in the caller; closing the generator (``break``, Ctrl-C) stops every thread.
+sequential loop the benchmark compares against; a parallel stage uses its first function). An
+exception in any stage (or the source) ends the run and is raised in the caller; closing the
+generator (``break``, Ctrl-C) stops every thread.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
-#: A named stage: ``(name, function item -> item)``.
-Stage = tuple[str, Callable[[Any], Any]]
+#: A named stage: ``(name, function item -> item)``, or ``(name, [function, ...])`` for one worker
+#: thread per function taking items in turn, their results put back in order (e.g. one detector
+#: per worker, each with its own inference request).
+Stage = tuple[str, Union[Callable[[Any], Any], Sequence[Callable[[Any], Any]]]]  # noqa: UP007
 
 _END = object()
 _POLL = 0.05  # seconds between checks of the stop flag while a queue is full or empty
@@ -46,11 +54,13 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, seconds: float) -> None:
-        """Count one item of stage ``name`` that took ``seconds``."""
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.counts[name] = self.counts.get(name, 0) + 1
+        """Count one item of stage ``name`` that took ``seconds`` (any thread)."""
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.counts[name] = self.counts.get(name, 0) + 1
 
     def ms(self, name: str) -> float:
         """Mean milliseconds per item of stage ``name`` (0 when it ran none)."""
@@ -152,6 +162,86 @@ def _work(name: str, fn: Callable[[Any], Any], inp: Any, out: Any, stop: threadi
             return
 
 
+def _dispatch(inp: Any, work: Any, workers: int, stop: threading.Event) -> None:
+    """Number the items of ``inp`` for the workers of a parallel stage; one end marker each."""
+    seq = 0
+    while True:
+        item = _get(inp, stop)
+        if item is _END or isinstance(item, _Failure):
+            if isinstance(item, _Failure):
+                _put(work, (seq, item), stop)
+            for _ in range(workers):
+                _put(work, (None, _END), stop)
+            return
+        if not _put(work, (seq, item), stop):
+            return
+        seq += 1
+
+
+def _parallel_work(name: str, fn: Callable[[Any], Any], work: Any, done: Any,
+                   stop: threading.Event, times: StageTimes) -> None:
+    while True:
+        got = _get(work, stop)
+        if got is _END:  # told to stop
+            return
+        seq, item = got
+        if item is _END or isinstance(item, _Failure):
+            _put(done, (seq, item), stop)
+            if item is _END:
+                return
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = fn(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            _put(done, (seq, _Failure(exc)), stop)
+            return
+        times.add(name, time.perf_counter() - t0)
+        if not _put(done, (seq, result), stop):
+            return
+
+
+def _collect(done: Any, out: Any, workers: int, stop: threading.Event) -> None:
+    """The workers' results in their items' order; the end once every worker ended."""
+    waiting: dict[int, Any] = {}
+    ended, next_seq = 0, 0
+    while ended < workers:
+        got = _get(done, stop)
+        if got is _END:  # told to stop
+            return
+        seq, item = got
+        if item is _END and seq is None:
+            ended += 1
+            continue
+        waiting[seq] = item
+        while next_seq in waiting:
+            ready = waiting.pop(next_seq)
+            next_seq += 1
+            if not _put(out, ready, stop) or isinstance(ready, _Failure):
+                return
+    for seq in sorted(waiting):  # only a failure can be left (a worker stopped on it)
+        _put(out, waiting[seq], stop)
+    _put(out, _END, stop)
+
+
+def _stage_threads(i: int, name: str, fn: Any, queues: list[Any], stop: threading.Event,
+                   times: StageTimes) -> list[threading.Thread]:
+    """The thread of stage ``i`` (one function), or its dispatcher, workers and collector."""
+    if callable(fn):
+        return [threading.Thread(target=_work, name=name, daemon=True,
+                                 args=(name, fn, queues[i], queues[i + 1], stop, times))]
+    fns = list(fn)
+    work: Any = queue.Queue(len(fns))
+    done: Any = queue.Queue(len(fns) * 2)
+    threads = [threading.Thread(target=_dispatch, name=f"{name}-in", daemon=True,
+                                args=(queues[i], work, len(fns), stop)),
+               threading.Thread(target=_collect, name=f"{name}-out", daemon=True,
+                                args=(done, queues[i + 1], len(fns), stop))]
+    threads += [threading.Thread(target=_parallel_work, name=name, daemon=True,
+                                 args=(name, f, work, done, stop, times)) for f in fns]
+    return threads
+
+
 def _threaded(items: Iterable[Any], stages: Sequence[Stage], queue_size: int, drop: bool,
               times: StageTimes) -> Iterator[Any]:
     stop = threading.Event()
@@ -160,8 +250,7 @@ def _threaded(items: Iterable[Any], stages: Sequence[Stage], queue_size: int, dr
     threads = [threading.Thread(target=_produce, args=(items, first, stop, times),
                                 name="decode", daemon=True)]
     for i, (name, fn) in enumerate(stages):
-        threads.append(threading.Thread(target=_work, name=name, daemon=True,
-                                        args=(name, fn, queues[i], queues[i + 1], stop, times)))
+        threads += _stage_threads(i, name, fn, queues, stop, times)
     for thread in threads:
         thread.start()
     try:
@@ -192,7 +281,7 @@ def _sequential(items: Iterable[Any], stages: Sequence[Stage], times: StageTimes
             times.add("decode", time.perf_counter() - t0)
             for name, fn in stages:
                 t0 = time.perf_counter()
-                item = fn(item)
+                item = fn(item) if callable(fn) else fn[0](item)
                 times.add(name, time.perf_counter() - t0)
             yield item
     finally:
