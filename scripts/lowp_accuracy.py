@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from squeezedet.checkpoint import model_from_checkpoint
-from squeezedet.data.kitti import KittiDataset, collate
+from squeezedet.data.dataset import collate
+from squeezedet.data.kitti import KittiDataset
 from squeezedet.deployment.export import export_model
 from squeezedet.deployment.runners import OnnxRuntimeRunner, Runner, TorchRunner, load_runner
 from squeezedet.eval import evaluate_kitti

@@ -7,9 +7,9 @@ import pytest
 from own_data import OBJECTS, WRITERS
 
 from squeezedet.cli import main
-from squeezedet.data.base import IGNORE_OCCLUSION
 from squeezedet.data.formats import detect_format, load_source, write_source
 from squeezedet.data.kitti import KittiDataset
+from squeezedet.data.samples import IGNORE_OCCLUSION
 from squeezedet.errors import SqueezeDetError
 
 

@@ -18,7 +18,7 @@ from tiny_data import make_tiny_kitti
 
 import squeezedet.cli as cli
 from squeezedet.config import TrainConfig
-from squeezedet.data.base import CLIPPED_AWAY, OUTSIDE, ZERO_AREA, fit_boxes_to_image
+from squeezedet.data.box_fitting import CLIPPED_AWAY, OUTSIDE, ZERO_AREA, fit_boxes_to_image
 from squeezedet.data.check import DataCheckError, inspect_image, open_checked
 from squeezedet.data.formats import load_source
 from squeezedet.data.images import load_image

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from squeezedet.cli import main
+from squeezedet.data.dataset import collate
 from squeezedet.data.images import load_image
-from squeezedet.data.kitti import KittiDataset, collate, make_split
+from squeezedet.data.kitti import KittiDataset, make_split
 from squeezedet.errors import DataError, SqueezeDetError
 
 LINE15 = "{} 0.00 0 -1.58 {:.2f} {:.2f} {:.2f} {:.2f} 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from squeezedet.data.base import IGNORE_OCCLUSION
 from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.samples import IGNORE_OCCLUSION
 from squeezedet.eval.voc import average_precision, evaluate_ap
 
 

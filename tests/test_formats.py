@@ -12,9 +12,10 @@ import torch
 from own_data import CLASSES, OBJECTS, SIZES, WRITERS, expected
 
 from squeezedet.config import TrainConfig
-from squeezedet.data.base import IGNORE_OCCLUSION, DetectionDataset, select_classes
+from squeezedet.data.dataset import DetectionDataset, collate
 from squeezedet.data.formats import detect_format, load_source, open_dataset
-from squeezedet.data.kitti import KittiDataset, collate
+from squeezedet.data.kitti import KittiDataset
+from squeezedet.data.samples import IGNORE_OCCLUSION, select_classes
 from squeezedet.errors import DataError, SqueezeDetError
 
 FORMATS = ("kitti", "coco", "voc", "yolo")

@@ -8,7 +8,7 @@ import yaml
 from own_data import WRITERS
 
 from squeezedet.cli import main
-from squeezedet.data.boxes import training_box_sizes
+from squeezedet.data.box_statistics import training_box_sizes
 from squeezedet.errors import SqueezeDetError
 from squeezedet.ops.anchors import read_anchor_shapes
 from squeezedet.ops.kmeans import iou_wh, kmeans_anchors, mean_best_iou

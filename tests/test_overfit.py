@@ -19,7 +19,8 @@ import torch
 from tiny_data import make_tiny_kitti
 
 import squeezedet
-from squeezedet.data.kitti import KittiDataset, collate
+from squeezedet.data.dataset import collate
+from squeezedet.data.kitti import KittiDataset
 from squeezedet.loss import SqueezeDetLoss
 from squeezedet.ops.boxes import box_iou
 from squeezedet.ops.coder import decode

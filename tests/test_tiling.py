@@ -11,9 +11,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from squeezedet.config import TrainConfig
-from squeezedet.data.base import IGNORE_OCCLUSION, DetectionDataset, Sample, clip_objects_to_window
+from squeezedet.data.dataset import DetectionDataset
 from squeezedet.data.kitti_format import KittiObject
-from squeezedet.data.tiling import tile_origins, tile_windows
+from squeezedet.data.samples import IGNORE_OCCLUSION, Sample
+from squeezedet.data.tiling import clip_objects_to_window, tile_origins, tile_windows
 from squeezedet.errors import SqueezeDetError
 from squeezedet.inference.tiled import predict_tiled
 
@@ -126,7 +127,7 @@ def write_aerial(root: Path, n: int = 2, size: tuple[int, int] = (128, 64)) -> P
 
 @pytest.mark.slow  # 11-14 s of training; the tiling geometry tests stay in the default run
 def test_training_on_a_tiled_two_image_data_set_overfits(tmp_path):
-    from squeezedet.data.boxes import training_box_sizes
+    from squeezedet.data.box_statistics import training_box_sizes
     from squeezedet.ops.kmeans import kmeans_anchors
     from squeezedet.train import train
 

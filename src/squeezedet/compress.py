@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from squeezedet import codec
 from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, write_atomic
 from squeezedet.config import TrainConfig
-from squeezedet.data.kitti import collate
+from squeezedet.data.dataset import collate
 from squeezedet.engine import (
     WeightEMA,
     build_model,

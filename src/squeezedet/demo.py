@@ -392,7 +392,7 @@ def _saved_scenes(out: Path, size: tuple[int, int]) -> tuple[Path, tuple[tuple[i
 
 def _kmeans_anchors(data: Path, size: tuple[int, int], seed: int) -> tuple[tuple[float, float], ...]:
     """Nine anchor shapes fitted to the synthetic training boxes (k-means, 1 − IoU)."""
-    from squeezedet.data.boxes import training_box_sizes
+    from squeezedet.data.box_statistics import training_box_sizes
     from squeezedet.ops.anchors import KITTI_ANCHOR_INPUT_SIZE, KITTI_ANCHOR_SHAPES, scale_anchor_shapes
     from squeezedet.ops.kmeans import kmeans_anchors, mean_best_iou
 

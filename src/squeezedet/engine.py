@@ -332,7 +332,7 @@ def evaluate(
     """
     from torch.utils.data import DataLoader, Subset
 
-    from squeezedet.data.kitti import collate
+    from squeezedet.data.dataset import collate
     from squeezedet.eval import evaluate_kitti
 
     indices = list(range(len(dataset)))

@@ -133,7 +133,7 @@ def measure_step_seconds(cfg: TrainConfig, data_root: str | Path, steps: int = 4
         train_ds, _ = build_datasets(cfg, data_root, need_val=False)
         if len(train_ds) == 0:
             raise SqueezeDetError(f"{data_root}: the training split has no images")
-        from squeezedet.data.kitti import collate
+        from squeezedet.data.dataset import collate
 
         images, targets = collate([train_ds[i % len(train_ds)] for i in range(cfg.batch_size)])
         # random weights (speed does not depend on them; nothing is read or downloaded), the
@@ -487,7 +487,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
             train_ds.set_epoch(epoch)
             batches = [b[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]  # this process's part
                        for b in epoch_batches(len(train_ds), global_batch, cfg.seed, epoch)[offset:]]
-            from squeezedet.data.kitti import collate
+            from squeezedet.data.dataset import collate
 
             loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,
                                 collate_fn=collate, persistent_workers=False,

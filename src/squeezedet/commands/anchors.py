@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute, print and write the anchor shapes."""
     from squeezedet.config import parse_size
-    from squeezedet.data.boxes import training_box_sizes
+    from squeezedet.data.box_statistics import training_box_sizes
     from squeezedet.models import model_info
     from squeezedet.ops.anchors import scale_anchor_shapes, write_anchor_shapes
     from squeezedet.ops.kmeans import kmeans_anchors, mean_best_iou

@@ -9,7 +9,7 @@ instead of hours later, and so that nothing is left out without a word:
   a PNG must end with its ``IEND`` chunk and a JPEG with its end-of-image marker, else the image
   is decoded to find out whether it is truncated; an image whose size differs from the size its
   annotation states (VOC ``<size>``, COCO ``width``/``height``) is an error too;
-- every training box is fitted to its image (:func:`~squeezedet.data.base.fit_boxes_to_image`):
+- every training box is fitted to its image (:func:`~squeezedet.data.box_fitting.fit_boxes_to_image`):
   boxes cut by the border are clipped and counted; boxes outside the image, of zero area or
   clipped to nothing are left out and counted, per file; objects of classes not trained on are
   counted per class;
@@ -39,17 +39,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from squeezedet.data.base import (
-    CLIPPED_AWAY,
-    OUTSIDE,
-    ZERO_AREA,
-    DetectionDataset,
-    SampleSet,
-    fit_boxes_to_image,
-    is_ignored,
-)
+from squeezedet.data.box_fitting import CLIPPED_AWAY, OUTSIDE, ZERO_AREA, fit_boxes_to_image
+from squeezedet.data.dataset import DetectionDataset, SampleSet
 from squeezedet.data.images import image_file_size, load_image
 from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.samples import is_ignored
 from squeezedet.errors import DataError, SqueezeDetError
 
 #: Bad samples listed in a :class:`DataCheckError` before the rest are only counted.

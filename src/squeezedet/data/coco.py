@@ -4,7 +4,7 @@ folder of images.
 Files: every ``*.json`` in ``ROOT/annotations/`` or ``ROOT/`` with those three keys. When one file
 name contains ``train`` and another ``val`` (e.g. ``instances_train2017.json`` and
 ``instances_val2017.json``), they are the splits; with a single file, the deterministic split of
-:func:`squeezedet.data.base.resolve_splits` is used.
+:func:`squeezedet.data.splits.resolve_splits` is used.
 
 Images: ``file_name`` is looked up relative to, in order, ``ROOT/<part>/``, ``ROOT/images/<part>/``,
 ``ROOT/images/``, ``ROOT/`` and the JSON file's folder, where ``<part>`` is the JSON's stem without
@@ -12,7 +12,7 @@ Images: ``file_name`` is looked up relative to, in order, ``ROOT/<part>/``, ``RO
 with ``_``).
 
 Boxes: ``bbox = [x, y, w, h]`` in continuous pixels → ``(x, y, x + w, y + h)``. ``iscrowd`` objects
-are kept as ignored objects (see :mod:`squeezedet.data.base`). Class names: the categories, by id.
+are kept as ignored objects (see :mod:`squeezedet.data.samples`). Class names: the categories, by id.
 Images without annotations are kept (as background images).
 """
 
@@ -23,19 +23,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from squeezedet.data.base import (
-    IGNORE_OCCLUSION,
-    DataSource,
-    Sample,
-    check_box,
-    copy_image,
-    image_size,
-    is_ignored,
-    raise_or_skip,
-    resolve_splits,
-    safe_id,
-)
+from squeezedet.data.files import check_box, copy_image, image_size, raise_or_skip, safe_id
 from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.samples import IGNORE_OCCLUSION, DataSource, Sample, is_ignored
+from squeezedet.data.splits import resolve_splits
 from squeezedet.errors import DataError, SqueezeDetError
 
 

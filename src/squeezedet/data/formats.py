@@ -8,7 +8,7 @@
 - ``yolo``: ``ROOT/labels/``, a ``*.yaml`` with ``names``, a class-names file (``classes.txt``,
   ``obj.names``) or ``train.txt``.
 
-:func:`load_source` reads a folder into a :class:`~squeezedet.data.base.DataSource` (the format
+:func:`load_source` reads a folder into a :class:`~squeezedet.data.samples.DataSource` (the format
 modules :mod:`~squeezedet.data.voc`, :mod:`~squeezedet.data.coco`, :mod:`~squeezedet.data.yolo`
 document their layouts, quirks and split rules; KITTI's split is ``ImageSets/{train,val}.txt``,
 else the deterministic split). :func:`open_dataset` builds the training and validation data sets
@@ -26,16 +26,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from squeezedet.data.base import (
-    DataSource,
-    DetectionDataset,
-    Sample,
-    copy_image,
-    raise_or_skip,
-    resolve_splits,
-    select_classes,
-)
+from squeezedet.data.dataset import DetectionDataset
+from squeezedet.data.files import copy_image, raise_or_skip
 from squeezedet.data.kitti_format import KITTI_TYPES, read_kitti_file, write_kitti_file
+from squeezedet.data.samples import DataSource, Sample, select_classes
+from squeezedet.data.splits import resolve_splits
 from squeezedet.errors import DataError, SqueezeDetError, check_output_dir
 
 FORMATS = ("kitti", "coco", "voc", "yolo")
@@ -125,7 +120,7 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
     :class:`~squeezedet.config.TrainConfig` (``data_format``, ``classes``, ``tile`` ...).
 
     An untiled KITTI data set gives :class:`~squeezedet.data.kitti.KittiDataset` objects, exactly as
-    before; everything else a :class:`~squeezedet.data.base.DetectionDataset`. Splits are named by
+    before; everything else a :class:`~squeezedet.data.dataset.DetectionDataset`. Splits are named by
     ``cfg.train_split`` / ``cfg.val_split`` (``"train"``, ``"val"`` or ``"all"``).
     """
     from squeezedet.data.kitti import DEFAULT_CLASSES, KittiDataset

@@ -21,23 +21,17 @@ for the evaluator.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
-
-from squeezedet.data.base import SampleSet
-from squeezedet.data.images import IMAGE_EXTENSIONS, load_image
+from squeezedet.data.dataset import SampleSet
+from squeezedet.data.files import raise_or_skip
+from squeezedet.data.images import IMAGE_EXTENSIONS
 from squeezedet.data.kitti_format import KITTI_TYPES, KittiObject, read_kitti_file
 from squeezedet.data.splits import make_split
 from squeezedet.data.transforms import Compose, build_transforms
 from squeezedet.errors import DataError, SqueezeDetError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("Car", "Pedestrian", "Cyclist")
 
@@ -240,15 +234,7 @@ class KittiDataset(SampleSet):
             self.ids.append(image_id)
             self._image_paths.append(images[image_id])
             self._objects.append(objects)
-        if errors and not self.skip_bad:
-            first = errors[0]
-            if len(errors) == 1:
-                raise first
-            raise first.extended(f" (and {len(errors) - 1} more bad samples; fix them or skip "
-                                 "them with skip_bad / --skip-bad)")
-        for error in errors:
-            self.skipped.append(str(error))
-            log.warning("skipping bad sample: %s", error)
+        self.skipped += raise_or_skip(errors, self.skip_bad)
         self._targets = [self._filter(objects) for objects in self._objects]
 
     def _listed_ids(self) -> list[tuple[str, tuple[Path, int] | None]]:
@@ -274,23 +260,6 @@ class KittiDataset(SampleSet):
         """Path of sample ``i``'s label file."""
         return self.label_dir / f"{self.ids[self._index(i)]}.txt"
 
-    def load(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
-        """Sample ``i`` before the transforms: image ``uint8 [H0, W0, 3]`` RGB and a target with
-        NumPy ``boxes`` (original pixels) and ``labels``.
-
-        Raises :class:`DataError` on a bad image.
-        """
-        i = self._index(i)
-        image = load_image(self._image_paths[i])
-        boxes, labels = self._targets[i]
-        target = {
-            "boxes": boxes.copy(),
-            "labels": labels.copy(),
-            "image_id": self.ids[i],
-            "orig_size": (int(image.shape[0]), int(image.shape[1])),
-        }
-        return image, target
-
     def _describe(self) -> str:
         return f"{self.root} (split {self.split})"
 
@@ -300,10 +269,3 @@ class KittiDataset(SampleSet):
             f"classes={self.classes}, input_size={self.input_size}, train={self.train})"
         )
 
-
-def collate(
-    batch: Sequence[tuple[torch.Tensor, dict[str, Any]]],
-) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """Stack images to ``uint8 [B, 3, H, W]``; targets stay a list (their box counts differ)."""
-    images = torch.stack([image for image, _ in batch])
-    return images, [target for _, target in batch]

@@ -14,10 +14,10 @@ image); float coordinates (``"123.5"``); ``difficult``/``truncated`` given as ``
 Coordinates: VOC boxes are 1-based inclusive pixel indices, so ``(xmin, ymin, xmax, ymax)`` becomes
 the continuous box ``(xmin - 1, ymin - 1, xmax, ymax)`` (as in Detectron2), clamped at 0 for files
 that wrote 0-based values; the writer does the inverse. ``difficult`` objects are kept as ignored
-objects (see :mod:`squeezedet.data.base`). Class names: the object names, sorted.
+objects (see :mod:`squeezedet.data.samples`). Class names: the object names, sorted.
 
 Split: ``ImageSets/Main/train.txt`` and ``val.txt`` when both exist, else the deterministic split of
-:func:`squeezedet.data.base.resolve_splits`.
+:func:`squeezedet.data.splits.resolve_splits`.
 """
 
 from __future__ import annotations
@@ -28,20 +28,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from squeezedet.data.base import (
-    IGNORE_OCCLUSION,
-    DataSource,
-    Sample,
-    check_box,
-    copy_image,
-    find_image_by_stem,
-    image_size,
-    is_ignored,
-    raise_or_skip,
-    resolve_splits,
-)
+from squeezedet.data.files import check_box, copy_image, find_image_by_stem, image_size, raise_or_skip
 from squeezedet.data.kitti import read_split_file
 from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.samples import IGNORE_OCCLUSION, DataSource, Sample, is_ignored
+from squeezedet.data.splits import resolve_splits
 from squeezedet.errors import DataError
 
 

@@ -13,7 +13,7 @@ Images and split, first that applies: ``train``/``val`` entries of that YAML fil
 ``.txt`` list of image paths, relative to its ``path`` entry or to the YAML's folder);
 ``ROOT/images/train`` and ``ROOT/images/val`` (or ``valid``); ``ROOT/train.txt`` and
 ``ROOT/val.txt`` lists; else every image in ``ROOT/images`` (recursively), ``ROOT/obj`` or ``ROOT``
-and the deterministic split of :func:`squeezedet.data.base.resolve_splits`.
+and the deterministic split of :func:`squeezedet.data.splits.resolve_splits`.
 
 The label file of ``.../images/.../a.jpg`` is ``.../labels/.../a.txt`` (the last ``images`` folder
 replaced, as Ultralytics does), else ``a.txt`` next to the image. Sample ids are the image stems
@@ -28,18 +28,17 @@ from pathlib import Path
 
 import yaml
 
-from squeezedet.data.base import (
+from squeezedet.data.files import (
     ANY_IMAGE_EXTENSIONS,
-    DataSource,
-    Sample,
     check_box,
     copy_image,
     image_size,
     raise_or_skip,
-    resolve_splits,
     safe_id,
 )
 from squeezedet.data.kitti_format import KittiObject
+from squeezedet.data.samples import DataSource, Sample
+from squeezedet.data.splits import resolve_splits
 from squeezedet.errors import DataError, SqueezeDetError
 
 log = logging.getLogger(__name__)

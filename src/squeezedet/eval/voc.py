@@ -8,7 +8,7 @@ where that is installed). The rules, per class and IoU threshold ``t`` in 0.50, 
   only the first ``max_dets`` (100) are kept;
 - each detection in turn takes the unmatched ground-truth box of the class with the highest IoU
   ``>= t``, preferring a regular box over an ignored one. Ignored boxes (VOC ``difficult``, COCO
-  ``iscrowd``, objects cut by a tile border; see :data:`squeezedet.data.base.IGNORE_OCCLUSION`)
+  ``iscrowd``, objects cut by a tile border; see :data:`squeezedet.data.samples.IGNORE_OCCLUSION`)
   may take any number of detections, and a detection they take is neither a true nor a false
   positive; an unmatched detection is a false positive;
 - over all images, detections are ranked by score; precision is made non-increasing from the
@@ -169,7 +169,7 @@ def average_precision(scores: np.ndarray, matched: np.ndarray, ignored: np.ndarr
 
 
 def _is_ignored(obj: KittiObject) -> bool:
-    from squeezedet.data.base import is_ignored
+    from squeezedet.data.samples import is_ignored
 
     return is_ignored(obj)
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.data.base import DetectionDataset, fit_boxes_to_image, image_size, select_classes
+from squeezedet.data.box_fitting import fit_boxes_to_image
+from squeezedet.data.dataset import DetectionDataset
+from squeezedet.data.files import image_size
 from squeezedet.data.formats import load_source
+from squeezedet.data.samples import select_classes
 from squeezedet.errors import SqueezeDetError
 
 log = logging.getLogger(__name__)
@@ -23,7 +26,7 @@ def training_box_sizes(root: str | Path, input_size: tuple[int, int], *,
 
     Each box is scaled by ``input_size`` over the size of its image (its tile with ``tile``);
     ignored objects (difficult, crowd, mostly cut off by a tile) are left out, and boxes are
-    fitted to their image as in training (:func:`~squeezedet.data.base.fit_boxes_to_image`).
+    fitted to their image as in training (:func:`~squeezedet.data.box_fitting.fit_boxes_to_image`).
     """
     source = load_source(root, data_format)
     chosen = select_classes(classes, source.classes, root)
