@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny_data import make_tiny_kitti
 
-from squeezedet import codec
+from squeezedet import codec, weight_sharing
 from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from squeezedet.cli import main
 from squeezedet.compress import (
@@ -43,12 +43,12 @@ def test_runs_encode_by_hand():
 
 def test_kmeans_small_cases_by_hand():
     # three distinct values and room for four: stored exactly
-    assert codec.kmeans_1d(np.array([0.5, -1.0, 0.5, 2.0]), 4).tolist() == [-1.0, 0.5, 2.0]
+    assert weight_sharing.kmeans_1d(np.array([0.5, -1.0, 0.5, 2.0]), 4).tolist() == [-1.0, 0.5, 2.0]
     # two clear clusters: the centroids are their means
     v = np.array([1.0, 1.2, 1.4, 10.0, 10.5, 11.0])
-    assert codec.kmeans_1d(v, 2) == pytest.approx([1.2, 10.5])
+    assert weight_sharing.kmeans_1d(v, 2) == pytest.approx([1.2, 10.5])
     # uniform: evenly spaced from min to max
-    assert codec.uniform_levels(np.array([-1.0, 0.1, 0.2, 3.0]), 3).tolist() == [-1.0, 1.0, 3.0]
+    assert weight_sharing.uniform_levels(np.array([-1.0, 0.1, 0.2, 3.0]), 3).tolist() == [-1.0, 1.0, 3.0]
 
 
 def _random_state(seed: int = 0) -> dict[str, torch.Tensor]:

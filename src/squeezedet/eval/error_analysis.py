@@ -47,44 +47,13 @@ def analyze_errors(
     "duplicate", "objects", "missed"}}`` (integers). Images are those of ``ground_truth``; see the
     module docstring for the definitions.
     """
-
     classes = tuple(classes)
-    code = {c.lower(): i for i, c in enumerate(classes)}
-    names = list(ground_truth)
-    gt_rows, det_rows = [], []
-    for i, k in enumerate(names):
-        for o in ground_truth[k]:
-            c = code.get(o.type.lower())
-            if c is not None:
-                gt_rows.append((i, c, *o.box))
-        for j, o in enumerate(detections.get(k, ())):
-            c = code.get(o.type.lower())
-            if c is not None:
-                det_rows.append((i, c, j, -float(o.score or 0.0), *o.box))
-    gt = np.array(gt_rows, dtype=np.float64).reshape(-1, 6)
-    det = np.array(det_rows, dtype=np.float64).reshape(-1, 8)
-    n_images = len(names)
-    gt_img, gt_cls = gt[:, 0].astype(np.int64), gt[:, 1].astype(np.int64)
-    gt_count = np.bincount(gt_img, minlength=n_images).astype(np.int64)
-
-    # Top-k detections per image, k = number of objects in the image.
-    order = np.lexsort((det[:, 2], det[:, 3], det[:, 0]))
-    det = det[order]
-    det_img = det[:, 0].astype(np.int64)
-    rank = np.arange(len(det)) - np.searchsorted(det_img, det_img, side="left")
-    det = det[rank < gt_count[det_img]]
-    det_img, det_cls = det[:, 0].astype(np.int64), det[:, 1].astype(np.int64)
-    det_count = np.bincount(det_img, minlength=n_images).astype(np.int64)
-
-    # Best object of each analysed detection (every analysed detection's image has objects).
-    pd, pg = cross_pairs(
-        np.cumsum(det_count) - det_count, det_count, np.cumsum(gt_count) - gt_count, gt_count
-    )
-    iou = box_overlap(det[pd, 4:8], gt[pg, 2:6], union=True)
-    by_best = np.lexsort((pg, -iou, pd))
-    _, first = np.unique(pd[by_best], return_index=True)
-    best_gt = pg[by_best][first]
-    best_iou = iou[by_best][first]
+    gt, det = _rows(ground_truth, detections, classes)
+    n_images = len(ground_truth)
+    gt_count = np.bincount(gt[:, 0].astype(np.int64), minlength=n_images).astype(np.int64)
+    det = _top_k(det, gt_count)
+    best_gt, best_iou = _best_objects(gt, det, gt_count, n_images)
+    gt_cls, det_cls = gt[:, 1].astype(np.int64), det[:, 1].astype(np.int64)
 
     background = best_iou <= bg_iou
     same = gt_cls[best_gt] == det_cls
@@ -116,6 +85,55 @@ def analyze_errors(
         "missed": per_class(~claimed, gt_cls),
     }
     return {c: {k: int(v[i]) for k, v in counts.items()} for i, c in enumerate(classes)}
+
+
+def _rows(
+    ground_truth: Mapping[str, Sequence[KittiObject]],
+    detections: Mapping[str, Sequence[KittiObject]],
+    classes: tuple[str, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The objects and detections of ``classes`` as float64 rows: objects (G, 6) ``image, class,
+    x1, y1, x2, y2``; detections (D, 8) ``image, class, index in the image, -score, x1, y1, x2,
+    y2``, both in image order, then file order."""
+    code = {c.lower(): i for i, c in enumerate(classes)}
+    gt_rows, det_rows = [], []
+    for i, k in enumerate(ground_truth):
+        for o in ground_truth[k]:
+            c = code.get(o.type.lower())
+            if c is not None:
+                gt_rows.append((i, c, *o.box))
+        for j, o in enumerate(detections.get(k, ())):
+            c = code.get(o.type.lower())
+            if c is not None:
+                det_rows.append((i, c, j, -float(o.score or 0.0), *o.box))
+    gt = np.array(gt_rows, dtype=np.float64).reshape(-1, 6)
+    det = np.array(det_rows, dtype=np.float64).reshape(-1, 8)
+    return gt, det
+
+
+def _top_k(det: np.ndarray, gt_count: np.ndarray) -> np.ndarray:
+    """The detection rows of :func:`_rows` sorted by image, then score (highest first, file order on
+    ties), keeping the top k of each image, k = its number of objects (``gt_count``)."""
+    order = np.lexsort((det[:, 2], det[:, 3], det[:, 0]))
+    det = det[order]
+    det_img = det[:, 0].astype(np.int64)
+    rank = np.arange(len(det)) - np.searchsorted(det_img, det_img, side="left")
+    return det[rank < gt_count[det_img]]
+
+
+def _best_objects(
+    gt: np.ndarray, det: np.ndarray, gt_count: np.ndarray, n_images: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each analysed detection row (every one's image has objects): the index of the object
+    of highest IoU in its image (the first in file order on ties), and that IoU."""
+    det_count = np.bincount(det[:, 0].astype(np.int64), minlength=n_images).astype(np.int64)
+    pd, pg = cross_pairs(
+        np.cumsum(det_count) - det_count, det_count, np.cumsum(gt_count) - gt_count, gt_count
+    )
+    iou = box_overlap(det[pd, 4:8], gt[pg, 2:6], union=True)
+    by_best = np.lexsort((pg, -iou, pd))
+    _, first = np.unique(pd[by_best], return_index=True)
+    return pg[by_best][first], iou[by_best][first]
 
 
 def format_errors(errors: Mapping[str, Mapping[str, int]]) -> str:
