@@ -13,6 +13,7 @@ from squeezedet.errors import DataError
 from squeezedet.eval import evaluate_dirs, read_result_file
 
 BOX = (100.0, 100.0, 200.0, 190.0)
+DIFFS = ("easy", "moderate", "hard")
 
 
 def write_set(root: Path, n: int = 10, skip_results: int = 0) -> tuple[Path, Path]:
@@ -112,17 +113,66 @@ def test_missing_folders_are_user_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert "no *.txt label files" in capsys.readouterr().err
 
 
-def test_split_file_and_devkit_2013(tmp_path: Path) -> None:
+def test_split_file(tmp_path: Path) -> None:
     gt_dir, det_dir = write_set(tmp_path)
     split = tmp_path / "val.txt"
     split.write_text("000000\n000001\n")
     out = tmp_path / "ap.json"
     rc = main(["evaluate", "--labels", str(gt_dir), "--detections", str(det_dir),
-               "--split", str(split), "--devkit", "2013", "--json", str(out)])
+               "--split", str(split), "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["n_images"] == 2
     assert data["AP_R40"]["Car"]["easy"] == pytest.approx(2.5)  # (2-1)/40
+
+
+def write_devkit_set(root: Path) -> tuple[Path, Path]:
+    """A set on which the 2013 and 2017 devkits disagree (SPEC: the two differences).
+
+    Images 0-9: one car 90 px tall, found exactly (scores 0.50 ... 0.59). Image 10: one car exactly
+    40 px tall (the easy minimum height), found exactly (score 0.60). Image 0 also holds a car
+    detection 20 px tall (under every minimum height) far from any object, scoring 0.95.
+    """
+    gt_dir, det_dir = root / "label_2", root / "data"
+    gt_dir.mkdir()
+    det_dir.mkdir()
+    for i in range(11):
+        box = BOX if i < 10 else (100.0, 100.0, 200.0, 140.0)
+        dets = [KittiObject("Car", box, score=0.5 + i / 100)]
+        if i == 0:
+            dets.append(KittiObject("Car", (300.0, 100.0, 340.0, 120.0), score=0.95))
+        write_kitti_file(gt_dir / f"{i:06d}.txt", [KittiObject("Car", box)])
+        write_kitti_file(det_dir / f"{i:06d}.txt", dets)
+    return gt_dir, det_dir
+
+
+# Worked out from the rules (SPEC, KITTI evaluation) for write_devkit_set; every point below is a
+# score threshold because N_gt <= 40 (one threshold per true positive).
+# 2017: the 40 px car is ignored when easy (height <= 40) and valid otherwise; the 20 px detection
+#   is ignored. Easy: N_gt 10, 10 thresholds at precision 1 -> AP_R40 9/40 = 22.5, AP_R11 3/11.
+#   Moderate, hard: N_gt 11, 11 thresholds at precision 1 -> AP_R40 10/40 = 25, AP_R11 3/11.
+# 2013: the 40 px car is valid (ignored only when height < 40) and the 20 px detection is a false
+#   positive above every threshold: N_gt 11 everywhere, precision k/(k+1) at the k-th threshold,
+#   made non-increasing from the right -> 11/12 at points 0-10 -> AP_R40 10 * (11/12) / 40,
+#   AP_R11 3 * (11/12) / 11 = 25.
+DEVKIT_AP = {
+    "2017": ({"easy": 22.5, "moderate": 25.0, "hard": 25.0}, {d: 300 / 11 for d in DIFFS}),
+    "2013": ({d: 1000 / 40 * 11 / 12 for d in DIFFS}, {d: 25.0 for d in DIFFS}),
+}
+
+
+@pytest.mark.parametrize("devkit", [None, "2017", "2013"])
+def test_devkit_flag_selects_the_rules(tmp_path: Path, devkit: str | None) -> None:
+    gt_dir, det_dir = write_devkit_set(tmp_path)
+    out = tmp_path / "ap.json"
+    flag = [] if devkit is None else ["--devkit", devkit]
+    rc = main(["evaluate", "--labels", str(gt_dir), "--detections", str(det_dir),
+               "--classes", "Car", *flag, "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    r40, r11 = DEVKIT_AP[devkit or "2017"]  # 2017 is the default
+    assert data["AP_R40"]["Car"] == pytest.approx(r40)
+    assert data["AP_R11"]["Car"] == pytest.approx(r11)
 
 
 def test_evaluate_dirs_matches_in_memory(tmp_path: Path) -> None:

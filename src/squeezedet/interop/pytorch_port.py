@@ -68,7 +68,9 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise SqueezeDetError(f"{p}: not a readable PyTorch file ({exc})") from None
+        # torch's own message runs over several lines (and suggests weights_only=False): name it
+        raise SqueezeDetError(f"{p}: not a readable PyTorch file ({type(exc).__name__}); expected "
+                              "the port's .pth checkpoint, saved by torch.save, not truncated") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
