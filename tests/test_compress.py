@@ -76,7 +76,7 @@ def test_codec_round_trip_is_bit_exact(entropy, positions, quantizer):
     assert header["meta"] == {"model": "x"} and header["codec"]["bits"] == 4
     assert list(decoded) == list(state)
     for name in ("conv.weight", "fc.weight"):
-        mask, cb, idx = codec.quantize_tensor(state[name], 4, quantizer)
+        mask, cb, idx = weight_sharing.quantize_tensor(state[name], 4, quantizer)
         assert cb.size <= 16 and np.all(np.diff(cb) > 0)
         # the decoded tensor is the stored codebook values at the stored positions, bit for bit
         expect = np.zeros(mask.size, np.float32)
