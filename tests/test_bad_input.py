@@ -1131,6 +1131,41 @@ def _(t, w):
     return evaluate(w.labels, w.results, "--classes", ","), ["--classes is empty"]
 
 
+_TRACK_LINE = "0 1 Car 0 0 -10 10 10 60 50 -1 -1 -1 -1000 -1000 -1000 -10"
+
+
+def _tracking_dirs(t: Path, gt: str, res: str) -> tuple[Path, Path]:
+    (t / "label_02").mkdir(parents=True)
+    (t / "res").mkdir()
+    (t / "label_02" / "0000.txt").write_text(gt)
+    (t / "res" / "0000.txt").write_text(res)
+    return t / "label_02", t / "res"
+
+
+@case("evaluate-tracking-malformed-result", "evaluate")
+def _(t, w):
+    pytest.importorskip("trackeval")
+    gt, res = _tracking_dirs(t, _TRACK_LINE + "\n", _TRACK_LINE + " 0.9\n0 2 Car 0 0\n")
+    return ["evaluate", "--tracking", "--labels", str(gt), "--detections", str(res)], [
+        f"{res / '0000.txt'}:2", "17 fields"]
+
+
+@case("evaluate-tracking-bad-frame", "evaluate")
+def _(t, w):
+    pytest.importorskip("trackeval")
+    gt, res = _tracking_dirs(t, _TRACK_LINE.replace("0 1", "x 1", 1) + "\n", "")
+    return ["evaluate", "--tracking", "--labels", str(gt), "--detections", str(res)], [
+        f"{gt / '0000.txt'}:1", "frame 'x'"]
+
+
+@case("evaluate-tracking-cyclist", "evaluate")
+def _(t, w):
+    pytest.importorskip("trackeval")
+    gt, res = _tracking_dirs(t, _TRACK_LINE + "\n", "")
+    return ["evaluate", "--tracking", "--labels", str(gt), "--detections", str(res), "--classes",
+            "Cyclist"], ["only Car and Pedestrian"]
+
+
 # --- export --------------------------------------------------------------------------------------
 
 
@@ -1390,6 +1425,17 @@ def _(t, w):
 def _(t, w):
     return ["synth", "--out", str(t / "o"), "--images", "1", "--val-fraction", "1", "-q"], [
         "validation fraction"]
+
+
+@case("synth-sequence-zero-frames", "synth")
+def _(t, w):
+    return ["synth", "--sequence", "--out", str(t / "o"), "--frames", "0", "-q"], [
+        "number of frames"]
+
+
+@case("synth-frames-without-sequence", "synth")
+def _(t, w):
+    return ["synth", "--out", str(t / "o"), "--frames", "5", "-q"], ["go with --sequence"]
 
 
 @case("split-root-missing", "split", "kitti")

@@ -19,8 +19,9 @@ The camera is KITTI's scaled to the image size, so object sizes scale with the i
 The modules, from the bottom up: :mod:`.shapes` (camera, drawing primitives, the object
 description), :mod:`.solids` (cars and boxes in 3-D), :mod:`.figures` (pedestrians, cyclists),
 :mod:`.style` (palettes, road layout, lighting), :mod:`.background`, :mod:`.clutter`,
-:mod:`.objects` (how many objects, where), :mod:`.labels`, :mod:`.scene` (one scene) and
-:mod:`.dataset` (a data set on disk).
+:mod:`.objects` (how many objects, where), :mod:`.labels`, :mod:`.scene` (one scene),
+:mod:`.dataset` (a data set on disk), :mod:`.sequence` (scenes in motion, with track ids) and
+:mod:`.sequence_files` (sequences on disk, KITTI tracking's layout).
 """
 
 from squeezedet.data.synth.dataset import (

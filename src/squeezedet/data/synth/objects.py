@@ -34,7 +34,7 @@ def footprint(o: SceneObject) -> np.ndarray:
                     axis=1)
 
 
-def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+def footprints_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two convex quads ``[4, 2]`` overlap (separating-axis test)."""
     for poly in (a, b):
         for i in range(4):
@@ -78,7 +78,8 @@ def _sample_depth(rng: np.random.Generator, h: float, cam: Camera) -> float:
     return cam.fy / cam.height * h / r
 
 
-def _sample_object(rng: np.random.Generator, kind: str, cam: Camera, road: Road) -> SceneObject:
+def sample_object(rng: np.random.Generator, kind: str, cam: Camera, road: Road) -> SceneObject:
+    """One object of ``kind`` (Car, Pedestrian, Cyclist) placed and posed at random on ``road``."""
     if kind == "Car":
         variant = int(rng.integers(4))
         hh, ww, ll = [(1.45, 1.75, 4.45), (1.50, 1.70, 3.90), (1.75, 1.85, 4.60),
@@ -160,9 +161,9 @@ def sample_objects(rng: np.random.Generator, cam: Camera, road: Road,
     feet: list[np.ndarray] = []
     for kind in kinds:
         for _ in range(10):
-            o = _sample_object(rng, kind, cam, road)
+            o = sample_object(rng, kind, cam, road)
             fp = footprint(o)
-            if fp[:, 1].min() < 2.0 or any(_overlap(fp, g) for g in feet):
+            if fp[:, 1].min() < 2.0 or any(footprints_overlap(fp, g) for g in feet):
                 continue
             placed.append(o)
             feet.append(fp)

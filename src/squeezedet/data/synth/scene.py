@@ -28,7 +28,7 @@ from squeezedet.data.synth.clutter import clutter
 from squeezedet.data.synth.labels import label_objects
 from squeezedet.data.synth.objects import STANDARD_MIX, SceneMix, footprint, object_prims, sample_objects
 from squeezedet.data.synth.shapes import Camera, Colour, SceneObject
-from squeezedet.data.synth.style import Item, loguniform, sample_road, sample_style
+from squeezedet.data.synth.style import Item, Road, Style, loguniform, sample_road, sample_style
 
 
 def render_objects(
@@ -80,24 +80,34 @@ def render_scene(
     img = multiply(img, ImageChops.multiply(factor, shadow))
     labels = label_objects(img, items, cam)
 
-    # cast shadows across the road, blur, lighting, noise
+    shadows = cast_shadows(rng, cam, road)
+    return finish(img if shadows is None else multiply(img, shadows), rng, style), labels
+
+
+def cast_shadows(rng: np.random.Generator, cam: Camera, road: Road) -> Image.Image | None:
+    """A multiplicative mask of 0-3 shadows cast across the road (``None`` for none)."""
     n_shadows = int(rng.integers(0, 4))
-    if n_shadows:
-        shadow = Image.new("L", (w, h), 255)
-        sdraw = ImageDraw.Draw(shadow)
-        for _ in range(n_shadows):
-            z0 = loguniform(rng, 4, 50)
-            dz = rng.uniform(1, 6)
-            x0 = rng.uniform(road.walk_left, road.x_right)
-            x1 = x0 + rng.uniform(3, 15)
-            n = 8
-            xs = np.concatenate([np.linspace(x0, x1, n), np.linspace(x1, x0, n)])
-            zs = np.concatenate([z0 + rng.uniform(-0.5, 0.5, n),
-                                 z0 + dz + rng.uniform(-0.5, 0.5, n)])
-            pts = np.stack([xs, np.full(2 * n, cam.height_m), zs], axis=1)
-            sdraw.polygon(cam.project(pts).ravel().tolist(),
-                          fill=int(255 * rng.uniform(0.55, 0.8)))
-        img = multiply(img, shadow)
+    if not n_shadows:
+        return None
+    shadow = Image.new("L", (cam.width, cam.height), 255)
+    sdraw = ImageDraw.Draw(shadow)
+    for _ in range(n_shadows):
+        z0 = loguniform(rng, 4, 50)
+        dz = rng.uniform(1, 6)
+        x0 = rng.uniform(road.walk_left, road.x_right)
+        x1 = x0 + rng.uniform(3, 15)
+        n = 8
+        xs = np.concatenate([np.linspace(x0, x1, n), np.linspace(x1, x0, n)])
+        zs = np.concatenate([z0 + rng.uniform(-0.5, 0.5, n),
+                             z0 + dz + rng.uniform(-0.5, 0.5, n)])
+        pts = np.stack([xs, np.full(2 * n, cam.height_m), zs], axis=1)
+        sdraw.polygon(cam.project(pts).ravel().tolist(), fill=int(255 * rng.uniform(0.55, 0.8)))
+    return shadow
+
+
+def finish(img: Image.Image, rng: np.random.Generator, style: Style) -> Image.Image:
+    """The camera's part: blur, global lighting (gain, tint, gamma) and sensor noise."""
+    w, h = img.size
     if style.blur > 0:  # a slight defocus: 3x3 kernel, stronger for larger images
         b = min(1.0, style.blur * h / 375.0)
         img = img.filter(ImageFilter.Kernel((3, 3), [b, 2 * b, b, 2 * b, 4.0, 2 * b, b, 2 * b, b]))
@@ -115,4 +125,4 @@ def render_scene(
     grain = grain.resize((w, h), Image.Resampling.NEAREST)
     if chans == 1:
         grain = Image.merge("RGB", (grain, grain, grain))
-    return ImageChops.add(img, grain, 1.0, -128), labels
+    return ImageChops.add(img, grain, 1.0, -128)
