@@ -30,7 +30,7 @@ import torch
 
 from squeezedet import cpu
 from squeezedet.config import TrainConfig, parse_size
-from squeezedet.deployment.benchmark import matmul_peak_gflops
+from squeezedet.deployment.peaks import matmul_peak_gflops
 from squeezedet.engine import loss_from_config, make_optimizer, mixed_precision, train_step
 from squeezedet.models import create_model
 from squeezedet.models.layers import with_memory_format
@@ -60,9 +60,9 @@ def synthetic_batches(size: tuple[int, int], batch: int, n: int) -> list[tuple[t
 
 
 def cpu_clock_peak() -> float:
-    """The fp32 peak of :func:`~squeezedet.deployment.benchmark.peak_kernels` timed by process CPU
+    """The fp32 peak of :func:`~squeezedet.deployment.peaks.peak_kernels` timed by process CPU
     time (one thread: unaffected by other programs sharing the CPU), GFLOP/s."""
-    from squeezedet.deployment.benchmark import peak_kernels
+    from squeezedet.deployment.peaks import peak_kernels
 
     best = 0.0
     for _, fn, flops in peak_kernels("fp32"):

@@ -176,7 +176,7 @@ def test_benchmark_device_errors(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["benchmark", "--device", "cuda", "--input-size", "96x32"]) == 2
         assert "sees no CUDA GPU" in capsys.readouterr().err
     assert main(["benchmark", "--device", "tpu", "--input-size", "96x32"]) == 2
-    assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert "device must be cpu, cuda or cuda:N" in capsys.readouterr().err
     assert main(["benchmark", "--energy-seconds", "0", "--input-size", "96x32"]) == 2
 
 
@@ -189,7 +189,8 @@ def test_benchmark_device_errors(capsys: pytest.CaptureFixture[str]) -> None:
 ])
 def test_an_openvino_int8_fallback_is_named_in_the_table(tmp_path: Path, calibration: dict,
                                                          expected: str | None) -> None:
-    from squeezedet.deployment.benchmark import _int8_fallback, row_note
+    from squeezedet.deployment.benchmark import _int8_fallback
+    from squeezedet.deployment.benchmark_table import row_note
 
     meta = tmp_path / "model-int8.xml.json"
     meta.write_text(json.dumps({"calibration": calibration}))

@@ -91,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from squeezedet.deployment.benchmark import format_table, run_benchmark
+    from squeezedet.deployment.benchmark import run_benchmark
+    from squeezedet.deployment.benchmark_table import format_table
     from squeezedet.errors import check_output_file
 
     if args.json_out:

@@ -26,7 +26,9 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="checkpoint .pt to export")
-    parser.add_argument("--format", required=True, choices=("onnx", "openvino", "torchscript"))
+    from squeezedet.deployment.export import FORMATS
+
+    parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
     parser.add_argument("--output", "-o", help="model file to write (default: next to --weights)")
     parser.add_argument("--dynamic-batch", action="store_true",
@@ -48,10 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from squeezedet.deployment.export import export_model
-    from squeezedet.errors import SqueezeDetError
 
-    if args.calib_images < 1:
-        raise SqueezeDetError("--calib-images must be at least 1")
     result = export_model(
         args.weights, args.format, args.output, precision=args.precision,
         dynamic_batch=args.dynamic_batch, with_postprocess=args.with_postprocess,

@@ -14,6 +14,11 @@ The graphs are :mod:`~squeezedet.deployment.graph`'s; int8 models are quantised 
 Precisions: ``fp32`` (every format); ``bf16`` (OpenVINO: weights stored in fp16, inference in bf16
 on AVX512-BF16/AMX CPUs); ``int8`` (static post-training quantisation calibrated on training
 images).
+
+:func:`export_model` checks its settings (:class:`ExportOptions`), then hands the model to the
+format's exporter (:data:`EXPORTERS`: one function per format) and checks and records the file it
+wrote. A new format is an exporter function, a line in :data:`EXPORTERS`, its suffix
+(:data:`SUFFIXES`) and precisions (:data:`FORMAT_PRECISIONS`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +45,19 @@ from squeezedet.deployment.quantize import (
 from squeezedet.deployment.runners import metadata_path
 from squeezedet.errors import SqueezeDetError, check_output_file, installed, require
 
-FORMATS = ("onnx", "openvino", "torchscript")
-
 #: suffix of the model file per format
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}
+
+#: precisions each format supports
+FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
+                     "torchscript": ("fp32",)}
+
+#: the ``(module, extra)`` pairs a format needs (int8 needs ONNX Runtime's quantiser too)
+FORMAT_REQUIRES = {"onnx": (("onnx", "export"),),
+                   "openvino": (("onnx", "export"), ("openvino", "openvino")),
+                   "torchscript": ()}
+
+FORMATS = tuple(SUFFIXES)
 
 #: The metadata's description of the anchors, per anchor-centre convention.
 _ANCHOR_RULES = {
@@ -52,9 +67,64 @@ _ANCHOR_RULES = {
             "(j+0.5)*W/gw, (i+0.5)*H/gh, order (row, column, anchor)",
 }
 
-#: precisions each format supports
-FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
-                     "torchscript": ("fp32",)}
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export (the keyword arguments of :func:`export_model`); checked when made, each
+    problem a one-line :class:`SqueezeDetError` naming the setting.
+
+    Attributes:
+        format: ``onnx``, ``openvino`` or ``torchscript`` (:data:`FORMATS`).
+        precision: ``fp32``, ``bf16`` or ``int8`` (see :data:`FORMAT_PRECISIONS`).
+        dynamic_batch: a free batch dimension instead of 1.
+        with_postprocess: output top-k decoded detections instead of the raw head.
+        calib_data: int8 calibration images — a KITTI root (its training images) or a folder;
+            ``None`` uses rendered synthetic scenes (with a warning).
+        calib_images: how many calibration images (at least 1).
+        parity_data: images for the parity check (default: rendered synthetic scenes).
+        threads: CPU threads of the runtime that checks parity (default: torch's).
+        check: run the parity check (raises :class:`SqueezeDetError` beyond the tolerance).
+            ``False`` also keeps NNCF's all-int8 OpenVINO model as it is, without the fallbacks
+            a missed parity triggers (for speed measurements on random weights).
+        accuracy_data: OpenVINO int8 only — a KITTI root whose validation split bounds the AP
+            loss: layers return to float until mAP_R40 is at most ``max_ap_drop`` points below
+            fp32 (:func:`quantize_openvino_int8_for_ap`).
+        max_ap_drop: the largest mAP_R40 loss allowed with ``accuracy_data`` (points, >= 0).
+    """
+
+    format: str
+    precision: str = "fp32"
+    dynamic_batch: bool = False
+    with_postprocess: bool = False
+    calib_data: str | Path | None = None
+    calib_images: int = 32
+    parity_data: str | Path | None = None
+    threads: int | None = None
+    check: bool = True
+    accuracy_data: str | Path | None = None
+    max_ap_drop: float = 0.4
+
+    def __post_init__(self) -> None:
+        fmt, precision = self.format, self.precision
+        if fmt not in FORMATS:
+            raise SqueezeDetError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if precision not in FORMAT_PRECISIONS[fmt]:
+            raise SqueezeDetError(
+                f"{fmt} export supports precision {', '.join(FORMAT_PRECISIONS[fmt])}, not "
+                f"{precision!r}" + ("; bf16 runs with --format openvino or the torch backend"
+                                    if precision == "bf16" else ""))
+        if self.calib_images < 1:
+            raise SqueezeDetError(f"calib_images must be at least 1 (got {self.calib_images})")
+        if self.threads is not None and self.threads < 1:
+            raise SqueezeDetError(f"threads must be at least 1 (got {self.threads})")
+        if not 0 <= self.max_ap_drop < float("inf"):
+            raise SqueezeDetError(f"max_ap_drop must be a number >= 0 (got {self.max_ap_drop})")
+        for name, source in (("calib_data", self.calib_data), ("parity_data", self.parity_data)):
+            if source is not None and not Path(source).exists():
+                raise SqueezeDetError(f"{name} {source}: no such file or folder")
+        root = self.accuracy_data
+        if root is not None and not (Path(root) / "ImageSets" / "val.txt").is_file():
+            raise SqueezeDetError(f"accuracy_data {root}: not a KITTI root with ImageSets/val.txt")
 
 
 @dataclass
@@ -86,190 +156,217 @@ def default_output(weights: str | Path, fmt: str, precision: str) -> Path:
     return weights.with_name(f"{weights.stem}{tag}{SUFFIXES[fmt]}")
 
 
-def export_model(
-    weights: str | Path | dict[str, Any],
-    fmt: str,
-    output: str | Path | None = None,
-    *,
-    precision: str = "fp32",
-    dynamic_batch: bool = False,
-    with_postprocess: bool = False,
-    calib_data: str | Path | None = None,
-    calib_images: int = 32,
-    parity_data: str | Path | None = None,
-    threads: int | None = None,
-    check: bool = True,
-    accuracy_data: str | Path | None = None,
-    max_ap_drop: float = 0.4,
-) -> ExportResult:
+def export_model(weights: str | Path | dict[str, Any], fmt: str,
+                 output: str | Path | None = None, **settings: Any) -> ExportResult:
     """Export a checkpoint to ``fmt`` (``onnx``, ``openvino``, ``torchscript``) and check parity.
 
     Args:
         weights: a ``.pt`` checkpoint (path or loaded dict).
         output: the model file to write (default :func:`default_output`; needed for a dict).
-        precision: ``fp32``, ``bf16`` or ``int8`` (see :data:`FORMAT_PRECISIONS`).
-        dynamic_batch: a free batch dimension instead of 1.
-        with_postprocess: output top-k decoded detections instead of the raw head.
-        calib_data: int8 calibration images — a KITTI root (its training images) or a folder;
-            ``None`` uses rendered synthetic scenes (with a warning).
-        calib_images: how many calibration images.
-        parity_data: images for the parity check (default: rendered synthetic scenes).
-        check: run the parity check (raises :class:`SqueezeDetError` beyond the tolerance).
-            ``False`` also keeps NNCF's all-int8 OpenVINO model as it is, without the fallbacks
-            a missed parity triggers (for speed measurements on random weights).
-        accuracy_data: OpenVINO int8 only — a KITTI root whose validation split bounds the AP
-            loss: layers return to float until mAP_R40 is at most ``max_ap_drop`` points below
-            fp32 (:func:`quantize_openvino_int8_for_ap`).
+        settings: the other fields of :class:`ExportOptions` (``precision``, ``dynamic_batch``,
+            ``with_postprocess``, ``calib_data``, ``calib_images``, ``parity_data``, ``threads``,
+            ``check``, ``accuracy_data``, ``max_ap_drop``), checked before anything is done.
     """
-    if fmt not in FORMATS:
-        raise SqueezeDetError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if precision not in FORMAT_PRECISIONS[fmt]:
-        raise SqueezeDetError(
-            f"{fmt} export supports precision {', '.join(FORMAT_PRECISIONS[fmt])}, not "
-            f"{precision!r}" + ("; bf16 runs with --format openvino or the torch backend"
-                                if precision == "bf16" else "")
-        )
-    if fmt in ("onnx", "openvino"):
-        require("onnx", "export")
-    if fmt == "openvino":
-        require("openvino", "openvino")
-    if precision == "int8":
-        require("onnxruntime", "export")
+    opts = ExportOptions(fmt, **settings)
+    for module, extra in FORMAT_REQUIRES[fmt] + ((("onnxruntime", "export"),)
+                                                 if opts.precision == "int8" else ()):
+        require(module, extra)
+    out = _output_file(weights, output, opts)
+    model = model_from_checkpoint(weights)
+    meta = _metadata(model, opts)
+    files, measured = EXPORTERS[fmt](model, out, opts, meta)
+    return _check_and_record(model, out, opts, meta, files, measured)
+
+
+def _output_file(weights: str | Path | dict[str, Any], output: str | Path | None,
+                 opts: ExportOptions) -> Path:
+    """The model file to write, checked (its folder is made)."""
     if output is None:
         if isinstance(weights, dict):
             raise SqueezeDetError("an output path is needed when exporting a loaded checkpoint")
-        output = default_output(weights, fmt, precision)
-    out = check_output_file(output, "--output")
-    if calib_images < 1:
-        raise SqueezeDetError(f"--calib-images must be at least 1 (got {calib_images})")
-    if not 0 <= max_ap_drop < float("inf"):
-        raise SqueezeDetError(f"--max-ap-drop must be a number >= 0 (got {max_ap_drop})")
-    for option, source in (("--calib-data", calib_data), ("--parity-data", parity_data)):
-        if source is not None and not Path(source).exists():
-            raise SqueezeDetError(f"{option} {source}: no such file or folder")
-    if accuracy_data is not None and not (Path(accuracy_data) / "ImageSets" / "val.txt").is_file():
-        raise SqueezeDetError(f"--accuracy-data {accuracy_data}: not a KITTI root with "
-                              "ImageSets/val.txt")
-    if out.suffix.lower() != SUFFIXES[fmt]:
-        raise SqueezeDetError(f"{out}: a {fmt} model file must end in {SUFFIXES[fmt]}")
+        output = default_output(weights, opts.format, opts.precision)
+    out = check_output_file(output, "output")
+    suffix = SUFFIXES[opts.format]
+    if out.suffix.lower() != suffix:
+        raise SqueezeDetError(f"{out}: a {opts.format} model file must end in {suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
-    model = model_from_checkpoint(weights)
-    size = model.input_size
-    meta: dict[str, Any] = {
+
+def _metadata(model: Any, opts: ExportOptions) -> dict[str, Any]:
+    """The metadata file's contents before the export adds its calibration and parity."""
+    return {
         **model.metadata(),
-        "format": fmt,
-        "precision": precision,
-        "dynamic_batch": dynamic_batch,
-        "outputs": "detections" if with_postprocess else "head",
-        "output_names": output_names(with_postprocess),
+        "format": opts.format,
+        "precision": opts.precision,
+        "dynamic_batch": opts.dynamic_batch,
+        "outputs": "detections" if opts.with_postprocess else "head",
+        "output_names": output_names(opts.with_postprocess),
         "input_name": "images",
         "input_layout": "float32 [B, 3, H, W] RGB 0-255 at input_size (W, H); the graph normalises",
         "anchors": _ANCHOR_RULES[model.anchor_centers],
-        "opset": OPSET if fmt != "torchscript" else None,
+        "opset": OPSET if opts.format != "torchscript" else None,
         "squeezedet_version": _version(),
     }
-    files = [out]
-    measured: tuple[float, float] | None = None  # parity of the file as written
-    if fmt == "torchscript":
-        module = export_module(model, torch.zeros(1, 3, size[1], size[0]), dynamic_batch,
-                                with_postprocess)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(module, torch.zeros(1, 3, size[1], size[0]))
-            traced = torch.jit.freeze(traced)
-        traced.save(str(out))
-    else:
-        # OpenVINO's int8 is faster with conv1's ReLU before the first pool (same outputs)
-        proto = onnx_bytes(model, dynamic_batch=dynamic_batch, with_postprocess=with_postprocess,
-                           relu_first=fmt == "openvino")
-        onnx_path = out if fmt == "onnx" else Path(tempfile.mkdtemp()) / "model.onnx"
-        nncf_int8 = precision == "int8" and fmt == "openvino" and installed("nncf")
-        if precision == "int8":
-            if calib_data is None:
-                warnings.warn("int8 calibration without --calib-data: using rendered synthetic "
-                              "scenes; calibrate on the training images for best accuracy",
-                              stacklevel=2)
-            calib = parity_images(size, calib_images, calib_data)
-            meta["calibration"] = {"source": str(calib_data) if calib_data else "synthetic scenes",
-                                   "images": int(calib.shape[0])}
-            if nncf_int8:
-                meta["calibration"].update(quantizer="nncf", preset="performance")
-                onnx_path.write_bytes(proto)  # NNCF quantises the OpenVINO model below
-            else:
-                meta["calibration"].update(quantizer="onnxruntime", method="minmax")
-                if fmt == "openvino":
-                    warnings.warn("NNCF is not installed: int8 OpenVINO export falls back to "
-                                  "ONNX Runtime's quantiser (first and last convolutions stay "
-                                  "float, slower); pip install 'squeezedet[openvino]' for NNCF",
-                                  stacklevel=2)
-                quantize_int8(proto, calib, onnx_path)
-        else:
-            onnx_path.write_bytes(proto)
-        if fmt == "openvino":
-            ov = require("openvino", "openvino")
-            ov_model = ov.convert_model(str(onnx_path))
-            if nncf_int8 and accuracy_data is not None:
-                ov_model, floats = quantize_openvino_int8_for_ap(ov_model, calib, model,
-                                                                accuracy_data, max_ap_drop)
-                meta["calibration"]["accuracy_control"] = {
-                    "data": str(accuracy_data), "metric": "KITTI mAP_R40 (val split)",
-                    "max_drop": max_ap_drop, "float_convolutions": floats}
-            elif nncf_int8:
-                ov_model = quantize_openvino_int8(ov_model, calib)
-            ov.save_model(ov_model, str(out),
-                          compress_to_fp16=precision == "bf16")
-            if nncf_int8 and check:
-                # NNCF clips activation ranges to quantiles; on weights with unusual activations
-                # (seen with random weights) that can miss parity: then ConvDet stays float, and
-                # last ONNX Runtime's min/max quantiser with the first and last layers float
-                x = parity_images(size, 2, parity_data)
-                fallbacks = [("convdet float", ["convdet"]), ("onnxruntime", None)]
-                while fallbacks:
-                    measured = measure_parity(model, out, fmt, precision, x, dynamic_batch,
-                                       with_postprocess, threads)
-                    if measured[0] <= PARITY_RTOL[precision] * max(measured[1], 1e-6):
-                        break
-                    measured = None  # the file is rewritten below: measure it again
-                    name, float_layers = fallbacks.pop(0)
-                    meta["calibration"].pop("accuracy_control", None)  # the retry is plain NNCF
-                    if float_layers is not None:
-                        ov_model = quantize_openvino_int8(ov.convert_model(str(onnx_path)), calib,
-                                                          keep_head_float=True)
-                        meta["calibration"]["float_layers"] = float_layers
-                    else:
-                        quantize_int8(proto, calib, onnx_path)
-                        ov_model = ov.convert_model(str(onnx_path))
-                        meta["calibration"] = {**meta["calibration"], "quantizer": "onnxruntime",
-                                               "method": "minmax",
-                                               "float_layers": ["first", "convdet"]}
-                        meta["calibration"].pop("preset", None)
-                    warnings.warn(f"int8 parity missed with all layers quantised by NNCF; "
-                                  f"retrying with {name}", stacklevel=2)
-                    ov.save_model(ov_model, str(out))
-            files.append(out.with_suffix(".bin"))
-            onnx_path.unlink()
-            onnx_path.parent.rmdir()
 
+
+#: parity of a file as an exporter measured it: (max abs difference, max |reference|), or None
+Measured = tuple[float, float] | None
+
+
+def _export_torchscript(model: Any, out: Path, opts: ExportOptions,
+                        meta: dict[str, Any]) -> tuple[list[Path], Measured]:
+    """A traced and frozen TorchScript module."""
+    w, h = model.input_size
+    module = export_module(model, torch.zeros(1, 3, h, w), opts.dynamic_batch,
+                           opts.with_postprocess)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.freeze(torch.jit.trace(module, torch.zeros(1, 3, h, w)))
+    traced.save(str(out))
+    return [out], None
+
+
+def _calibration_images(model: Any, opts: ExportOptions, meta: dict[str, Any],
+                        **quantizer: str) -> torch.Tensor:
+    """The int8 calibration images (recorded in ``meta["calibration"]`` with ``quantizer``)."""
+    if opts.calib_data is None:
+        warnings.warn("int8 calibration without --calib-data: using rendered synthetic "
+                      "scenes; calibrate on the training images for best accuracy", stacklevel=4)
+    calib = parity_images(model.input_size, opts.calib_images, opts.calib_data)
+    meta["calibration"] = {"source": str(opts.calib_data) if opts.calib_data else "synthetic scenes",
+                           "images": int(calib.shape[0]), **quantizer}
+    return calib
+
+
+def _export_onnx(model: Any, out: Path, opts: ExportOptions,
+                 meta: dict[str, Any]) -> tuple[list[Path], Measured]:
+    """An ONNX graph; int8: quantised (QDQ) by ONNX Runtime's min/max quantiser."""
+    proto = onnx_bytes(model, dynamic_batch=opts.dynamic_batch,
+                       with_postprocess=opts.with_postprocess)
+    if opts.precision == "int8":
+        calib = _calibration_images(model, opts, meta, quantizer="onnxruntime", method="minmax")
+        quantize_int8(proto, calib, out)
+    else:
+        out.write_bytes(proto)
+    return [out], None
+
+
+def _export_openvino(model: Any, out: Path, opts: ExportOptions,
+                     meta: dict[str, Any]) -> tuple[list[Path], Measured]:
+    """An OpenVINO IR (``.xml`` + ``.bin``) converted from ONNX; bf16: weights stored in fp16;
+    int8: NNCF's quantiser (checked, with fallbacks: :func:`_nncf_int8`), or without NNCF
+    ONNX Runtime's."""
+    ov = require("openvino", "openvino")
+    # OpenVINO's int8 is faster with conv1's ReLU before the first pool (same outputs)
+    proto = onnx_bytes(model, dynamic_batch=opts.dynamic_batch,
+                       with_postprocess=opts.with_postprocess, relu_first=True)
+    onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
+    measured: Measured = None
+    try:
+        if opts.precision == "int8" and installed("nncf"):
+            calib = _calibration_images(model, opts, meta, quantizer="nncf", preset="performance")
+            onnx_path.write_bytes(proto)
+            measured = _nncf_int8(model, out, opts, meta, proto, onnx_path, calib)
+        else:
+            if opts.precision == "int8":
+                calib = _calibration_images(model, opts, meta, quantizer="onnxruntime",
+                                            method="minmax")
+                warnings.warn("NNCF is not installed: int8 OpenVINO export falls back to "
+                              "ONNX Runtime's quantiser (first and last convolutions stay "
+                              "float, slower); pip install 'squeezedet[openvino]' for NNCF",
+                              stacklevel=3)
+                quantize_int8(proto, calib, onnx_path)
+            else:
+                onnx_path.write_bytes(proto)
+            ov.save_model(ov.convert_model(str(onnx_path)), str(out),
+                          compress_to_fp16=opts.precision == "bf16")
+    finally:
+        onnx_path.unlink(missing_ok=True)
+        onnx_path.parent.rmdir()
+    return [out, out.with_suffix(".bin")], measured
+
+
+def _nncf_int8(model: Any, out: Path, opts: ExportOptions, meta: dict[str, Any], proto: bytes,
+               onnx_path: Path, calib: torch.Tensor) -> Measured:
+    """NNCF's int8 OpenVINO model written to ``out`` (with ``accuracy_data``: layers back in float
+    until the AP loss is within bounds). With ``check``, its parity is measured; where it misses
+    (NNCF clips activation ranges to quantiles, which weights with unusual activations — seen with
+    random weights — do not survive), ConvDet stays float, and last ONNX Runtime's min/max
+    quantiser with the first and last layers float. Returns the parity of the file it settled on
+    (``None`` without ``check``)."""
+    ov = require("openvino", "openvino")
+    ov_model = ov.convert_model(str(onnx_path))
+    if opts.accuracy_data is not None:
+        ov_model, floats = quantize_openvino_int8_for_ap(ov_model, calib, model,
+                                                        opts.accuracy_data, opts.max_ap_drop)
+        meta["calibration"]["accuracy_control"] = {
+            "data": str(opts.accuracy_data), "metric": "KITTI mAP_R40 (val split)",
+            "max_drop": opts.max_ap_drop, "float_convolutions": floats}
+    else:
+        ov_model = quantize_openvino_int8(ov_model, calib)
+    ov.save_model(ov_model, str(out), compress_to_fp16=False)
+    if not opts.check:
+        return None
+    x = parity_images(model.input_size, 2, opts.parity_data)
+    fallbacks = [("convdet float", ["convdet"]), ("onnxruntime", None)]
+    while True:
+        measured = measure_parity(model, out, "openvino", "int8", x, opts.dynamic_batch,
+                                  opts.with_postprocess, opts.threads)
+        if not fallbacks or measured[0] <= PARITY_RTOL["int8"] * max(measured[1], 1e-6):
+            return measured
+        name, float_layers = fallbacks.pop(0)
+        calibration = meta["calibration"]
+        calibration.pop("accuracy_control", None)  # the retry is plain NNCF
+        if float_layers is not None:
+            ov_model = quantize_openvino_int8(ov.convert_model(str(onnx_path)), calib,
+                                              keep_head_float=True)
+            calibration["float_layers"] = float_layers
+        else:
+            quantize_int8(proto, calib, onnx_path)
+            ov_model = ov.convert_model(str(onnx_path))
+            calibration.update(quantizer="onnxruntime", method="minmax",
+                               float_layers=["first", "convdet"])
+            calibration.pop("preset", None)
+        warnings.warn(f"int8 parity missed with all layers quantised by NNCF; retrying with {name}",
+                      stacklevel=4)
+        ov.save_model(ov_model, str(out))
+
+
+#: format → exporter(model, output file, options, metadata) → (files written, parity measured
+#: on the way or None); the exporter adds what it knows to the metadata (calibration)
+EXPORTERS: dict[str, Callable[[Any, Path, ExportOptions, dict[str, Any]],
+                              tuple[list[Path], Measured]]] = {
+    "onnx": _export_onnx,
+    "openvino": _export_openvino,
+    "torchscript": _export_torchscript,
+}
+
+
+def _check_and_record(model: Any, out: Path, opts: ExportOptions, meta: dict[str, Any],
+                      files: list[Path], measured: Measured) -> ExportResult:
+    """Check the written file's parity (unless the exporter measured it), write the metadata file
+    and raise when the parity misses the tolerance (:data:`PARITY_RTOL`)."""
     err, scale, tol = 0.0, 0.0, 0.0
-    if check:
-        x = parity_images(size, 2, parity_data)
-        # the NNCF fallbacks above already measured the file they settled on, on the same images
-        err, scale = measured or measure_parity(model, out, fmt, precision, x, dynamic_batch,
-                                         with_postprocess, threads)
-        tol = PARITY_RTOL[precision] * max(scale, 1e-6)
+    if opts.check:
+        x = parity_images(model.input_size, 2, opts.parity_data)
+        # the NNCF fallbacks already measured the file they settled on, on the same images
+        err, scale = measured or measure_parity(model, out, opts.format, opts.precision, x,
+                                                opts.dynamic_batch, opts.with_postprocess,
+                                                opts.threads)
+        tol = PARITY_RTOL[opts.precision] * max(scale, 1e-6)
         meta["parity"] = {"max_abs_diff": err, "max_abs_reference": scale, "tolerance": tol,
                           "images": int(x.shape[0]),
-                          "source": str(parity_data) if parity_data else "synthetic scenes"}
+                          "source": str(opts.parity_data) if opts.parity_data else "synthetic scenes"}
     meta_file = metadata_path(out)
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
-    files.append(meta_file)
-    result = ExportResult(out, meta_file, fmt, precision, err, tol, scale, files)
-    if check and not err <= tol:
+    result = ExportResult(out, meta_file, opts.format, opts.precision, err, tol, scale,
+                          [*files, meta_file])
+    if opts.check and not err <= tol:
         raise SqueezeDetError(
             f"{out}: parity check failed: max abs difference {err:.4g} against PyTorch exceeds "
-            f"the tolerance {tol:.4g} ({PARITY_RTOL[precision]:g} of max |output| {scale:.4g}); "
-            "the exported model does not reproduce the checkpoint"
+            f"the tolerance {tol:.4g} ({PARITY_RTOL[opts.precision]:g} of max |output| "
+            f"{scale:.4g}); the exported model does not reproduce the checkpoint"
         )
     return result
 
