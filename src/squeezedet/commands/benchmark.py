@@ -42,6 +42,10 @@ watts are that energy over the row's measured median time.
 
 --device cuda runs the eager PyTorch rows on the GPU (default rows torch-nchw:fp32, torch:fp32,
 torch:bf16); the time includes copying the input over and the output back.
+
+Examples:
+    squeezedet benchmark --weights runs/demo/train/best.pt --input-size 624x192
+    squeezedet benchmark --backends torch:fp32,openvino:int8 --calib-data data/kitti --json b.json
 """
 
 from __future__ import annotations

@@ -40,6 +40,11 @@ of validation images: a forward pass costs about a third of a step). A faster ma
 trains for longer rather than finishing early (about 17.5 minutes of training here), a slower one
 for less, and the total stays within the budget either way. --minutes M trains for M minutes
 instead.
+
+Examples:
+    squeezedet demo
+    squeezedet demo --images photos/*.jpg --total-minutes 10
+    squeezedet demo --minutes 3 --out runs/quick lr=0.005
 """
 
 from __future__ import annotations

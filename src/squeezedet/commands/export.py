@@ -14,9 +14,9 @@ image folder). Needs the extras: pip install 'squeezedet[export]' (ONNX, ONNX Ru
 
 Examples:
   squeezedet export --weights runs/demo/best.pt --format onnx
-  squeezedet export --weights runs/demo/best.pt --format onnx --precision int8 \
+  squeezedet export --weights runs/demo/best.pt --format onnx --precision int8 \\
       --calib-data data/synth
-  squeezedet predict --weights runs/demo/best.onnx --backend onnxruntime images/
+  squeezedet predict --weights runs/demo/best.onnx --backend onnxruntime --source images/
 """
 
 from __future__ import annotations
