@@ -78,8 +78,16 @@ def stop_resume_worker(rank: int, world: int, port: int, cfg: Any, data: str, ou
         train(cfg, data, Path(out, "split"), progress=False)
     except TrainingStopped as stopped:
         record["stopped_at"] = stopped.step
-    train_module.train_step = real
+    resumed: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        resumed.append(args[6])
+        return real(*args, **kwargs)
+
+    train_module.train_step = counted  # type: ignore[assignment]
     record["resumed_to"] = train(cfg, data, Path(out, "split"), resume=True, progress=False).step
+    record["resumed_steps"] = resumed
+    train_module.train_step = real
 
     timed = replace(cfg, steps=None, time_limit_min=0.02, val_max_images=1)
     record["timed_steps"] = train(timed, data, Path(out, "timed"), progress=False).step

@@ -2,6 +2,7 @@
 sparsity, and a compressed checkpoint loads wherever a .pt does."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,6 +28,14 @@ from squeezedet.models import create_model
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view(torch.int32)
+
+
+def smallest_zeroed(t: torch.Tensor, share: float) -> torch.Tensor:
+    """``t`` with its ``round(share·n)`` smallest magnitudes set to zero, by sorting (random
+    weights have no ties): pruning's rule worked out apart from the code under test."""
+    flat = t.flatten().clone()
+    flat[torch.argsort(flat.abs())[: round(share * flat.numel())]] = 0
+    return flat.view(t.shape)
 
 
 def test_runs_encode_by_hand():
@@ -160,19 +169,60 @@ def _checkpoint(tmp_path, seed=0):
     return path, model
 
 
+LEVELS = torch.tensor([-0.08, -0.07, -0.06, -0.05, -0.04, -0.03, -0.02, -0.01,
+                       0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08])  # 16: 4 bits
+
+
+def _planted_checkpoint(tmp_path, sparsity: float):
+    """A checkpoint whose compression is known before compressing, from the module docstring's
+    rules alone: in every convolution kernel of at least 1,024 weights but the first (on the
+    image), ``round(sparsity·n)`` weights of magnitude below 1e-3 at random places and the rest
+    from the 16 :data:`LEVELS`; the first convolution from the 16 levels too; biases random.
+    Pruning at ``sparsity`` then drops exactly the small weights, and 4-bit sharing (at most 16
+    values per kernel) keeps every other weight exactly. Returns the checkpoint's path and the
+    weights it must compress to: the planted ones with the small weights zeroed."""
+    g = torch.Generator().manual_seed(0)
+    model = create_model("squeezedet", input_size=SIZE, num_classes=3,
+                         class_names=("Car", "Pedestrian", "Cyclist"))
+    expected = {}
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.dim() == 4 and t.numel() >= 1024:  # a kernel that is weight-shared
+                flat = LEVELS[torch.randint(16, (t.numel(),), generator=g)]
+                want = flat.clone()
+                if t.shape[1] > 3:  # not on the image: pruned
+                    small = torch.randperm(t.numel(), generator=g)[: round(sparsity * t.numel())]
+                    sign = torch.randint(2, small.shape, generator=g) * 2.0 - 1.0
+                    flat[small] = sign * (torch.rand(small.shape, generator=g) * 0.9 + 0.05) * 1e-3
+                    want[small] = 0.0
+                t.copy_(flat.view(t.shape))
+                expected[name] = want.view(t.shape)
+            else:  # biases: too small to share, stored exactly
+                t.copy_(torch.randn(t.shape, generator=g) * 0.05)
+                expected[name] = t.clone()
+    path = tmp_path / "planted.pt"
+    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(),
+                     "config": TrainConfig(input_size=SIZE).to_dict()}, path)
+    return path, model, expected
+
+
 def test_compressed_checkpoint_loads_and_computes_with_the_dequantised_weights(tmp_path):
-    path, model = _checkpoint(tmp_path)
+    path, model, expected = _planted_checkpoint(tmp_path, 0.6)
     settings = CompressSettings(sparsity=0.6, bits=4)
     result = compress_checkpoint(path, tmp_path / "model.sqz", settings, progress=False)
     assert result.path.stat().st_size == result.bytes
     assert result.bytes < result.fp32_bytes / 8
+    pruned = [k for k, v in expected.items() if v.dim() == 4 and v.shape[1] > 3]
+    zeros = sum(int((expected[k] == 0).sum()) for k in pruned)
+    assert result.sparsity == zeros / sum(expected[k].numel() for k in pruned)
     assert result.sparsity == pytest.approx(0.6, abs=1e-4)
     ckpt = load_checkpoint(result.path)
     assert ckpt["meta"] == model.metadata() and ckpt["compression"]["bits"] == 4
+    # the weights worked out above, bit for bit: the small ones gone, every other one kept
+    assert ckpt["model"].keys() == expected.keys()
+    for name, want in expected.items():
+        assert torch.equal(_bits(ckpt["model"][name]), _bits(want)), name
     loaded = model_from_checkpoint(result.path)
-    # the same weights computed independently: pruned, then each kernel's k-means codebook
-    expected = codec.quantize_state_dict(prune_state_dict(model.state_dict(), 0.6),
-                                         settings.codec_settings())
     reference = create_model("squeezedet", input_size=SIZE, num_classes=3,
                              class_names=("Car", "Pedestrian", "Cyclist")).eval()
     reference.load_state_dict(expected)
@@ -202,7 +252,8 @@ def test_fine_tuning_keeps_the_requested_sparsity(tmp_path):
         assert int((state[name] == 0).sum()) == round(0.75 * n), name
     assert sparsity_of(state, names) == pytest.approx(0.75, abs=1e-4)
     # the fine-tuned weights differ from one-shot pruning of the original
-    one_shot = prune_state_dict(load_checkpoint(path)["model"], 0.75)
+    original = load_checkpoint(path)["model"]
+    one_shot = {k: smallest_zeroed(original[k], 0.75) for k in (names[0], names[-1])}
     assert not torch.equal(state[names[0]] != 0, one_shot[names[0]] != 0) or not torch.allclose(
         state[names[-1]], one_shot[names[-1]])
 
@@ -228,14 +279,17 @@ def test_trained_weight_sharing_keeps_shared_values_and_zeros(tmp_path):
     settings = CompressSettings(sparsity=0.6, bits=3, share_steps=2, entropy="zlib")
     result = compress_checkpoint(path, tmp_path / "s.sqz", settings, data_root=root, progress=False)
     state = load_checkpoint(result.path)["model"]
-    pruned = prune_state_dict(load_checkpoint(path)["model"], 0.6)
+    original = load_checkpoint(path)["model"]
+    untrained = compress_checkpoint(path, tmp_path / "u.sqz", replace(settings, share_steps=0),
+                                    progress=False)
+    one_shot = load_checkpoint(untrained.path)["model"]
     moved = False
     for name in prunable(state):
         values = torch.unique(state[name][state[name] != 0])
         assert values.numel() <= 8, name                               # 2^3 shared values
-        assert torch.equal(state[name] == 0, pruned[name] == 0), name  # zeros stay where they were
-        one_shot = codec.quantize_state_dict({name: pruned[name]}, settings.codec_settings())[name]
-        moved |= not torch.equal(state[name], one_shot)
+        # zeros stay where one-shot pruning put them: the 60 % smallest magnitudes
+        assert torch.equal(state[name] == 0, smallest_zeroed(original[name], 0.6) == 0), name
+        moved |= not torch.equal(state[name], one_shot[name])
     assert moved  # training moved the shared values
 
 

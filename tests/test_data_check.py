@@ -180,7 +180,7 @@ def test_corrupt_validation_image_stops_the_run_before_the_model_is_built(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The issue's first case: a bad image in the validation split only. The run stops in the
     data check, before a model exists, so before any step (nothing trained, nothing saved)."""
-    import squeezedet.train
+    import squeezedet.run_state
 
     root = make_tiny_kitti(tmp_path / "d", n=4, size=(64, 32))
     (root / "ImageSets" / "train.txt").write_text("000000\n000001\n")
@@ -188,7 +188,7 @@ def test_corrupt_validation_image_stops_the_run_before_the_model_is_built(
     bad = root / "training" / "image_2" / "000003.png"
     truncated_png(bad)
     built = []
-    monkeypatch.setattr(squeezedet.train, "build_model", lambda *a, **k: built.append(1))
+    monkeypatch.setattr(squeezedet.run_state, "build_model", lambda *a, **k: built.append(1))
     run = tmp_path / "run"
     code = cli.main(["train", "--data", str(root), "--out", str(run), *SMALL, "workers=0"])
     err = capsys.readouterr().err

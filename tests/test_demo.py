@@ -50,7 +50,7 @@ def _fake_machine(default_step_s: float, overhead_s: float = 0.0):
 
 
 def test_a_fast_machine_keeps_the_default_recipe():
-    from squeezedet.demo import choose_recipe
+    from squeezedet.demo_recipe import choose_recipe
 
     measure, calls = _fake_machine(0.2)  # 4,800 steps in 16 minutes
     recipe, probes = choose_recipe(measure, 16 * 60)
@@ -60,7 +60,7 @@ def test_a_fast_machine_keeps_the_default_recipe():
 
 
 def test_a_middling_machine_takes_the_first_recipe_projected_to_fit():
-    from squeezedet.demo import MIN_STEPS, choose_recipe
+    from squeezedet.demo_recipe import MIN_STEPS, choose_recipe
 
     measure, calls = _fake_machine(0.35)  # 2,742 steps: too few
     recipe, _ = choose_recipe(measure, 16 * 60)
@@ -71,7 +71,7 @@ def test_a_middling_machine_takes_the_first_recipe_projected_to_fit():
 
 
 def test_a_machine_too_slow_for_batch_6_draws_small_dense_scenes():
-    from squeezedet.demo import MIN_STEPS, choose_recipe
+    from squeezedet.demo_recipe import MIN_STEPS, choose_recipe
 
     measure, calls = _fake_machine(0.45)  # 2,133 steps
     recipe, _ = choose_recipe(measure, 16 * 60)
@@ -83,7 +83,7 @@ def test_a_machine_too_slow_for_batch_6_draws_small_dense_scenes():
 
 
 def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
-    from squeezedet.demo import LADDER, MIN_STEPS, choose_recipe
+    from squeezedet.demo_recipe import LADDER, MIN_STEPS, choose_recipe
 
     measure, calls = _fake_machine(1.28, overhead_s=0.05)  # an AVX2 CPU: 750 steps
     recipe, probes = choose_recipe(measure, 16 * 60)
@@ -93,7 +93,7 @@ def test_a_slow_machine_takes_the_cheapest_recipe_when_none_fits():
 
 
 def test_an_optimistic_projection_is_corrected_by_the_next_measurement():
-    from squeezedet.demo import MIN_STEPS, choose_recipe
+    from squeezedet.demo_recipe import MIN_STEPS, choose_recipe
 
     ladder = ((624, 192, 8, 1.0, None), (624, 192, 6, 1.0, None), (528, 160, 6, 1.0, None),
               (528, 160, 4, 1.0, None), (432, 128, 4, 1.0, None))
@@ -147,7 +147,7 @@ def test_a_slow_machine_trains_on_small_dense_scenes_and_a_rerun_keeps_them(
 
 
 def test_the_training_time_is_what_the_budget_leaves():
-    from squeezedet.demo import FINISH_FIXED_S, finish_seconds, training_minutes
+    from squeezedet.demo_recipe import FINISH_FIXED_S, finish_seconds, training_minutes
 
     # 400 validation images at half a 0.2 s step per batch of 4: 20 s + 400 / 4 * 0.1 = 30 s
     assert FINISH_FIXED_S == 20.0

@@ -143,6 +143,8 @@ def test_stop_signal_on_one_rank_stops_all_and_the_resumed_run_ends_like_the_ful
     # only rank 0 got SIGTERM (during the third step); both stopped after that step
     assert [r["stopped_at"] for r in records] == [3, 3]
     assert [r["resumed_to"] for r in records] == [6, 6]
+    # the resumed run started at the saved step on both ranks and ran only the remaining steps
+    assert [r["resumed_steps"] for r in records] == [[3, 4, 5], [3, 4, 5]]
     full = load_checkpoint(tmp_path / "full" / "last.pt")
     split = load_checkpoint(tmp_path / "split" / "last.pt")
     assert len(split["rng_ranks"]) == 2
@@ -219,8 +221,14 @@ def test_torchrun_train_sigterm_stops_every_rank_and_resumes(tmp_path):
     rows = (run / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, step + 1))
 
+    rows_before = (run / "metrics.csv").read_text()
     done = subprocess.run([*torchrun, "--resume", str(run), "--steps", str(step + 2), "--quiet"],
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert load_checkpoint(run / "last.pt")["step"] == step + 2
+    # started at the saved step: the earlier rows kept byte for byte, two rows more
+    after = (run / "metrics.csv").read_text()
+    assert after.startswith(rows_before)
+    assert [int(r.split(",")[0]) for r in after[len(rows_before):].splitlines()] == [step + 1,
+                                                                                    step + 2]
     assert done.stdout.count(f"trained {step + 2} steps") == 1

@@ -87,10 +87,14 @@ def test_sigterm_saves_the_step_reached_and_resume_ends_like_an_uninterrupted_ru
     assert "Traceback" not in err
     assert not (run / "best.pt").exists()  # no validation on the way out
 
+    rows_before = (run / "metrics.csv").read_text()
     subprocess.run([*CLI, "--resume", str(run), "--quiet"], env=ENV, check=True,
                    stdout=subprocess.DEVNULL)
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["step"] == 12 and resumed["finished"]
+    # the resumed run started at the saved step: the rows before it are kept byte for byte (a
+    # run restarted from step 0 would have written them again, with other images/s)
+    assert (run / "metrics.csv").read_text().startswith(rows_before)
     assert same_weights(resumed["model"], uninterrupted["model"])
     assert same_weights(resumed["optimizer"]["state"][0], uninterrupted["optimizer"]["state"][0])
     assert logged_steps(run) == list(range(1, 13))
@@ -158,7 +162,12 @@ def test_sigusr1_in_process_stops_resumes_and_restores_the_handlers(data, tmp_pa
     assert ckpt["step"] == 5 and not ckpt["finished"]
 
     monkeypatch.undo()
+    steps: list[int] = []
+    real = train_module.train_step
+    monkeypatch.setattr(train_module, "train_step",
+                        lambda *a, **k: steps.append(a[6]) or real(*a, **k))
     resumed = train(cfg, data, tmp_path / "split", resume=True, progress=False)
+    assert steps == [5, 6, 7]  # from the saved step, the remaining steps only
     assert resumed.step == full.step == 8
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
@@ -206,7 +215,7 @@ def test_resume_without_checkpoint_starts_from_the_saved_configuration(data, tmp
     (run / "last.pt").unlink()
     (run / "best.pt").unlink()
     (run / "config.yaml").write_text((tmp_path / "full" / "config.yaml").read_text())
-    (run / "data_root.txt").write_text(f"{data}\n")  # as the command line writes it first
+    assert (run / "data_root.txt").read_text() == f"{data.resolve()}\n"  # train() recorded it
     assert logged_steps(run) == [1]
     code = main(["train", "--resume", str(run), "--quiet"])
     assert code == 0

@@ -17,7 +17,7 @@ from squeezedet.cli import main
 from squeezedet.config import TrainConfig, load_config
 from squeezedet.engine import learning_rate
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
-from squeezedet.train import train
+from squeezedet.train import resume, train
 
 SMALL = dict(input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2)
 
@@ -45,16 +45,53 @@ def test_two_step_cpu_smoke_run(tmp_path):
         train(cfg, root, run, progress=False)
 
 
-def test_resume_continues_to_the_same_weights(tmp_path):
+def record_steps(monkeypatch) -> list[int]:
+    """The step index of every ``train_step`` call the training loop makes from now on."""
+    import squeezedet.train as train_module
+
+    seen: list[int] = []
+    real = train_module.train_step
+
+    def counted(*args, **kwargs):
+        seen.append(args[6])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", counted)
+    return seen
+
+
+def logged_rows(run) -> list[str]:
+    """metrics.csv's complete rows as written (a resumed run keeps its earlier rows byte for
+    byte: their images/s differ from any rerun's)."""
+    text = (run / "metrics.csv").read_text()
+    return text[: text.rfind("\n") + 1].splitlines()[1:]  # a killed writer may leave half a row
+
+
+def test_resume_from_python_continues_at_the_saved_step_with_its_configuration_and_data(
+        tmp_path, monkeypatch):
     root = make_tiny_kitti(tmp_path / "d", n=6)
-    cfg = TrainConfig(steps=6, **SMALL)
-    train(cfg, root, tmp_path / "full", progress=False)
-    # same run stopped after 4 steps (checkpoint at step 4), then resumed to 6
-    train(TrainConfig(steps=4, **SMALL), root, tmp_path / "split", progress=False)
-    train(cfg, root, tmp_path / "split", resume=True, progress=False)
+    train(TrainConfig(steps=6, **SMALL), root, tmp_path / "full", progress=False)
+    # the same run stopped after 4 steps (checkpoint at step 4), then resumed to 6 as
+    # `squeezedet train --resume RUN --steps 6` does: no configuration and no data root given
+    # again (the run recorded both)
+    split = tmp_path / "split"
+    train(TrainConfig(steps=4, **SMALL), root, split, progress=False)
+    assert (split / "data_root.txt").read_text() == f"{root.resolve()}\n"
+    before = logged_rows(split)
+    steps = record_steps(monkeypatch)
+    result = resume(split, overrides=["steps=6"], progress=False)
+    # it starts at the saved step and runs only the remaining steps
+    assert steps == [4, 5] and result.step == 6
+    assert logged_rows(split)[:4] == before and len(before) == 4
+    assert [int(r.split(",")[0]) for r in logged_rows(split)] == [1, 2, 3, 4, 5, 6]
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    b = load_checkpoint(split / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # a folder that does not record its data root needs it given
+    (split / "data_root.txt").unlink()
+    with pytest.raises(SqueezeDetError, match=r"does not record its data root"):
+        resume(split, overrides=["steps=8"], progress=False)
+    assert steps == [4, 5]
 
 
 @pytest.mark.slow  # three training processes (17-20 s); the in-process resume tests stay in the default run
@@ -62,7 +99,7 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     """A real SIGKILL after a checkpoint, then --resume: same weights as an uninterrupted run."""
     root = make_tiny_kitti(tmp_path / "d", n=6)
     args = ["--data", str(root), "--input-size", "128x64", "--batch-size", "2", "--steps", "40",
-            "--quiet", "workers=0", "checkpoint_every=5", "val_max_images=2"]
+            "--quiet", "workers=0", "checkpoint_every=5", "log_every=5", "val_max_images=2"]
     # every run in its own, identically configured process: other tests may have changed this
     # process's thread settings, and float sums depend on them. One thread: the 128x64 model is
     # too small to gain from two, and on a busy machine OpenMP's spin-waiting made the three runs
@@ -81,6 +118,9 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     proc.wait()
     step = load_checkpoint(killed / "last.pt")["step"]
     assert step < 40, "the run finished before it could be killed"
+    # the rows logged up to the saved step (complete before the checkpoint was written)
+    saved_rows = [r for r in logged_rows(killed) if int(r.split(",")[0]) <= step]
+    assert len(saved_rows) == step // 5 >= 1
     subprocess.run([*cli, "--resume", str(killed), "--quiet"], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     a = load_checkpoint(tmp_path / "full" / "last.pt")
@@ -88,7 +128,10 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     assert b["step"] == 40
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     rows = list(csv.DictReader((killed / "metrics.csv").open()))
-    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]  # no duplicated log rows
+    assert [int(r["step"]) for r in rows] == list(range(5, 41, 5))  # no duplicated log rows
+    # the resumed run started at the saved step: the rows before it are the killed run's, kept
+    # byte for byte (a run restarted from step 0 would have written them again, other images/s)
+    assert logged_rows(killed)[: len(saved_rows)] == saved_rows
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_last_good(tmp_path):
@@ -219,12 +262,14 @@ def test_weight_ema_by_hand():
     assert all(torch.allclose(p, torch.full_like(p, 2.9)) for p in ema.model.parameters())
 
 
-def test_resume_with_ema_gives_the_same_averaged_weights(tmp_path):
+def test_resume_with_ema_gives_the_same_averaged_weights(tmp_path, monkeypatch):
     root = make_tiny_kitti(tmp_path / "d", n=6)
     cfg = TrainConfig(steps=6, ema_decay=0.9, **SMALL)
     train(cfg, root, tmp_path / "full", progress=False)
     train(TrainConfig(steps=4, ema_decay=0.9, **SMALL), root, tmp_path / "split", progress=False)
+    steps = record_steps(monkeypatch)
     train(cfg, root, tmp_path / "split", resume=True, progress=False)
+    assert steps == [4, 5]  # from the saved step, the remaining steps only
     a = load_checkpoint(tmp_path / "full" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "last.pt")
     for key in ("model", "train_model"):
@@ -309,13 +354,16 @@ def test_folded_model_computes_what_the_eval_mode_model_did():
         squeezedet.create_model("squeezedet", input_size=(128, 64), num_classes=3).state_dict())
 
 
-def test_squeeze_bn_run_saves_squeezedet_and_resumes_to_the_same_weights(tmp_path):
+def test_squeeze_bn_run_saves_squeezedet_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
     root = make_tiny_kitti(tmp_path / "d", n=6)
     cfg = TrainConfig(steps=6, ema_decay=0.9, squeeze_bn=True, **SMALL)
     train(cfg, root, tmp_path / "full", progress=False)
     train(TrainConfig(steps=4, ema_decay=0.9, squeeze_bn=True, **SMALL), root,
           tmp_path / "split", progress=False)
+    steps = record_steps(monkeypatch)
     train(cfg, root, tmp_path / "split", resume=True, progress=False)
+    assert steps == [4, 5]  # from the saved step, the remaining steps only
+    monkeypatch.undo()
     a = load_checkpoint(tmp_path / "full" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "last.pt")
     for key in ("model", "train_model", "train_ema"):

@@ -4,8 +4,10 @@ A checkpoint is a dict with ``model`` (state dict), ``meta`` (:meth:`SqueezeDet.
 name, classes, input size, anchors and their centres, normalisation, padding), ``config`` (the
 resolved training settings) and, for resuming, ``optimizer``, ``step``, ``rng`` and ``best``
 (a checkpoint written by ``squeezedet import-weights`` has no optimiser state: resuming from it
-starts at step 0 with a fresh optimiser). ``meta`` alone rebuilds the model, so
-prediction needs no configuration file.
+starts at step 0 with a fresh optimiser). ``meta`` alone rebuilds the model
+(:func:`model_settings` reads it), so prediction needs no configuration file;
+:func:`config_from_checkpoint` gives the training configuration a checkpoint records,
+:func:`fine_tuning_config` the settings of a new run starting from its weights.
 
 :func:`init_from_checkpoint` is the weight surgery of fine-tuning: a checkpoint's weights into a
 model of the same architecture, whose classes may be reordered or new.
@@ -16,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from squeezedet import codec
+from squeezedet.config import TrainConfig
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.detector import convdet_order_from_class_order
@@ -93,27 +96,69 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     return ckpt
 
 
+def model_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The model a checkpoint's (or an exported file's) ``meta`` describes, as
+    :func:`~squeezedet.models.create_model`'s arguments (``name`` first): classes, input size
+    ``(W, H)``, anchor shapes, and the normalisation, anchor centres and padding, which files
+    written before those settings existed lack (their defaults then)."""
+    return {
+        "name": meta.get("model"),  # None in an exported file's metadata that lacks it
+        "class_names": tuple(str(c) for c in meta["class_names"]),
+        "input_size": (int(meta["input_size"][0]), int(meta["input_size"][1])),
+        "anchor_shapes": tuple((float(w), float(h)) for w, h in meta["anchor_shapes"]),
+        "normalization": meta.get("normalization", "torchvision"),
+        "anchor_centers": meta.get("anchor_centers", "original"),
+        "padding": meta.get("padding", "torch"),
+    }
+
+
 def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> SqueezeDet:
     """Rebuild the model a checkpoint describes and load its weights (in eval mode, on CPU)."""
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt, mmap=True)
-    meta = ckpt["meta"]
-    model = create_model(
-        meta["model"],
-        class_names=meta["class_names"],
-        input_size=tuple(meta["input_size"]),
-        anchor_shapes=[tuple(s) for s in meta["anchor_shapes"]],
-        normalization=meta.get("normalization", "torchvision"),
-        anchor_centers=meta.get("anchor_centers", "original"),
-        padding=meta.get("padding", "torch"),
-    )
+    settings = model_settings(ckpt["meta"])
+    name = settings.pop("name")
+    if name is None:
+        raise SqueezeDetError("the checkpoint's metadata names no model ('model'); re-save it "
+                              "with this version")
+    model = create_model(name, **settings)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
         raise SqueezeDetError(
-            f"checkpoint weights do not fit {meta['model']}: {len(missing)} missing, "
+            f"checkpoint weights do not fit {ckpt['meta']['model']}: {len(missing)} missing, "
             f"{len(unexpected)} unexpected tensors"
         )
     return model.eval()
+
+
+def config_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> TrainConfig:
+    """The training configuration a checkpoint records: what a resumed run continues with. A
+    checkpoint that records none gives the defaults with its model's settings
+    (:func:`fine_tuning_config` without ``weights``)."""
+    source = "checkpoint configuration" if isinstance(ckpt, dict) else f"{ckpt}"
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt, mmap=True)
+    if isinstance(ckpt.get("config"), dict):
+        return TrainConfig.from_dict(ckpt["config"], source)
+    return _model_config(ckpt, weights=None)
+
+
+def fine_tuning_config(path: str | Path) -> TrainConfig:
+    """A new run starting from the checkpoint ``path``'s weights (``weights=path``): its model's
+    settings (model, input size, classes, anchors, normalisation, padding) and whether its run
+    kept the stem frozen; every other setting at its default."""
+    return _model_config(load_checkpoint(path, mmap=True), weights=str(path))
+
+
+def _model_config(ckpt: dict[str, Any], weights: str | None) -> TrainConfig:
+    m = model_settings(ckpt["meta"])
+    recorded = ckpt.get("config") or {}
+    return TrainConfig(
+        model=m["name"], input_size=m["input_size"], classes=m["class_names"],
+        anchors=m["anchor_shapes"], normalization=m["normalization"],
+        anchor_centers=m["anchor_centers"], padding=m["padding"],
+        freeze_stem=recorded.get("freeze_stem"), weights=weights,
+    )
 
 
 def init_from_checkpoint(model: SqueezeDet, path: str | Path) -> None:

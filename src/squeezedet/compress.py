@@ -34,7 +34,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from squeezedet import codec
-from squeezedet.checkpoint import load_checkpoint, model_from_checkpoint, write_atomic
+from squeezedet.checkpoint import (
+    config_from_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    model_settings,
+    write_atomic,
+)
 from squeezedet.config import TrainConfig
 from squeezedet.data.dataset import collate
 from squeezedet.engine import (
@@ -347,7 +353,7 @@ def _finetune_config(ckpt: dict[str, Any], settings: CompressSettings, steps: in
     if not isinstance(ckpt.get("config"), dict):
         raise SqueezeDetError("the checkpoint holds no training configuration, needed to "
                               "fine-tune; compress with --steps 0")
-    base = TrainConfig.from_dict(ckpt["config"], "checkpoint configuration")
+    base = config_from_checkpoint(ckpt)
     # a moving average over at most a tenth of the steps: a longer one would still hold the
     # weights of the first steps, before the masks reached their target
     ema = min(base.ema_decay, max(0.0, 1.0 - 10.0 / steps)) if base.ema_decay > 0 else 0.0
@@ -438,9 +444,9 @@ def validation_map(weights: str | Path | dict[str, Any], data_root: str | Path,
     """``(mAP_R40, mAP_R11)`` of a checkpoint (``.pt`` or ``.sqz``, or a loaded dict) on the
     validation split of ``data_root``, with its training configuration's evaluation settings."""
     ckpt = weights if isinstance(weights, dict) else load_checkpoint(weights, mmap=True)
-    cfg = TrainConfig.from_dict(ckpt.get("config") or {}, "checkpoint configuration")
-    cfg = replace(cfg, input_size=tuple(ckpt["meta"]["input_size"]),
-                  classes=tuple(ckpt["meta"]["class_names"]), device="cpu", val_max_images=None)
+    settings = model_settings(ckpt["meta"])
+    cfg = replace(config_from_checkpoint(ckpt), input_size=settings["input_size"],
+                  classes=settings["class_names"], device="cpu", val_max_images=None)
     _, val = build_datasets(cfg, data_root)
     if val is None or len(val) == 0:
         raise SqueezeDetError(f"{data_root}: no validation images (split {cfg.val_split!r})")

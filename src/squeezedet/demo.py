@@ -7,110 +7,29 @@ import glob
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from squeezedet.cpu import usable_cores
+from squeezedet.demo_recipe import (
+    CHOICE_ALLOWANCE_S,
+    LADDER,
+    PROBE_IMAGES,
+    TARGET_STEPS,
+    TOTAL_MINUTES,
+    Recipe,
+    choose_recipe,
+    finish_seconds,
+    training_minutes,
+)
 from squeezedet.errors import SqueezeDetError, check_output_dir
 
 if TYPE_CHECKING:
     from squeezedet.config import TrainConfig
+    from squeezedet.train import TrainResult
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-#: optimiser steps the default recipe (624x192, batch 8) took in 16 minutes on the project's
-#: AVX-512/bf16 CPU, where the demo reached mean moderate AP_R40 54-57 with 4,200-5,400 of them
-TARGET_STEPS = 4500
-#: below this many steps in the time budget the recipe adapts (loaded runs of the fast CPU took
-#: 4,210)
-MIN_STEPS = 3600
-#: the recipes, in order: network input (W, H), batch, scene density and learning rate (None:
-#: the demo's 1e-3). The scenes are drawn at the network's input size; the last recipe, for slow
-#: machines, draws smaller scenes (a step costs about a quarter) with twice the objects (more to
-#: learn from per step). With squeeze batch norm it keeps lr 1e-3 (AVX2-narrowed, 7.5 minutes:
-#: 52.7 mean moderate AP_R40, against 50.0 at 5e-4 and 51.0 at 2e-3; without the norms 5e-4 had
-#: been best)
-LADDER: tuple[tuple[int, int, int, float, float | None], ...] = (
-    (624, 192, 8, 1.0, None), (624, 192, 6, 1.0, None), (432, 128, 4, 2.0, None))
-#: scenes drawn to time the training steps before the data set is chosen
-PROBE_IMAGES = 12
-#: the demo's whole time budget by default, minutes: it trains for what is left after timing
-#: the machine and drawing the scenes, less :func:`finish_seconds`, so that even a first
-#: ``make demo``, which installs the package before (about 1.5 minutes), ends within 20
-TOTAL_MINUTES = 18.5
-#: seconds the end of the demo takes besides validating (saving, plots, drawing detections)
-FINISH_FIXED_S = 20.0
-#: what a recipe choice assumes the scenes and the end will take, seconds (the recipe is chosen
-#: before the scenes are drawn; the training time is worked out after)
-CHOICE_ALLOWANCE_S = 90.0
-
-
-def finish_seconds(step_s: float | None, batch: int, val_images: int) -> float:
-    """What the demo reserves for its end after training, seconds: :data:`FINISH_FIXED_S` plus
-    validating ``val_images`` at half a training step's time per ``batch`` images (a forward
-    pass costs about a third of a step; decoding and NMS come on top: 400 images measured 8 s at
-    a 0.18 s step of batch 4, against the 9 s reserved). Without a measured step (``step_s``
-    None: the recipe was not timed) one minute."""
-    if step_s is None:
-        return 60.0
-    return FINISH_FIXED_S + val_images * step_s / batch / 2
-
-
-def training_minutes(total_min: float, elapsed_s: float, finish_s: float) -> float:
-    """Training minutes left in a ``total_min`` budget after ``elapsed_s`` seconds, keeping
-    ``finish_s`` for the end; at least a quarter of the budget (a budget already spent still
-    trains, and the demo then overruns it)."""
-    return max((total_min * 60 - elapsed_s - finish_s) / 60, total_min / 4)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A training recipe the demo may pick: network input size (= the size the scenes are drawn
-    at), batch, scene density, learning rate (``None``: the configuration's), and the step time
-    measured (``measured``) or projected from another recipe's by pixels × batch."""
-
-    size: tuple[int, int]
-    batch: int
-    step_s: float
-    measured: bool
-    density: float = 1.0
-    lr: float | None = None
-
-    def steps(self, seconds: float) -> int:
-        return int(seconds / self.step_s)
-
-
-def choose_recipe(measure: Callable[[tuple[int, int], int], float], seconds: float,
-                  ladder: Sequence[tuple[int, int, int, float, float | None]] = LADDER,
-                  max_probes: int = 3) -> tuple[Recipe, list[Recipe]]:
-    """The first recipe of ``ladder`` whose training steps fit :data:`MIN_STEPS` times into
-    ``seconds``, and every recipe timed on the way.
-
-    ``measure(size, batch)`` times a step of a recipe on this machine. The first recipe is
-    always measured; when it fits, it is the choice (a fast machine keeps the default). Otherwise
-    the next candidates are projected from the last measurement (step time proportional to
-    pixels × batch), the first projected to fit :data:`MIN_STEPS` is measured, and so on (at most
-    ``max_probes`` measurements); the last measured recipe is taken when none fits. Taking the
-    first that fits keeps a machine on the default scenes whenever batch 6 fits.
-    """
-    w0, h0, b0, d0, lr0 = ladder[0]
-    probes = [Recipe((w0, h0), b0, measure((w0, h0), b0), True, d0, lr0)]
-    index = 0
-    while probes[-1].steps(seconds) < MIN_STEPS and len(probes) < max_probes:
-        last = probes[-1]
-        cost = last.step_s / (last.size[0] * last.size[1] * last.batch)
-        later = ladder[index + 1:]
-        if not later:
-            break
-        pick = next((rung for rung in later
-                     if seconds / (cost * rung[0] * rung[1] * rung[2]) >= MIN_STEPS), later[-1])
-        index = ladder.index(pick)
-        probes.append(Recipe(pick[:2], pick[2], measure(pick[:2], pick[2]), True, *pick[3:]))
-    fitting = [r for r in probes if r.steps(seconds) >= MIN_STEPS]
-    return (fitting[0] if fitting else probes[-1]), probes
 
 
 @dataclass
@@ -185,26 +104,13 @@ def _gather_images(specs: list[str]) -> list[Path]:
 def run_demo(options: DemoOptions) -> float:
     """Run the demo (module docstring), printing its progress and closing report; returns the
     mean moderate AP_R40 over the classes."""
-    from squeezedet.checkpoint import load_checkpoint
-    from squeezedet.config import parse_size
-    from squeezedet.data.synth import SceneMix, check_size, generate_dataset
-    from squeezedet.train import train
+    from squeezedet.data.synth import SceneMix, generate_dataset
 
     t0 = time.monotonic()
-    size = parse_size(options.size, "--size")
-    check_size(size)
-    for name, value in (("--minutes", options.minutes), ("--total-minutes", options.total_minutes)):
-        if value is not None and (not value > 0 or value == float("inf")):
-            raise SqueezeDetError(f"{name} must be a positive number (got {value})")
-    if options.num_images < 1:
-        raise SqueezeDetError(f"--num-images must be at least 1 (got {options.num_images})")
-    demo_config(size, options.minutes or options.total_minutes, options.seed,
-                list(options.overrides))  # settings checked before anything is written
+    size = _checked_size(options)
     photos = _gather_images(options.images)
     out = check_output_dir(options.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
-    progress = not options.quiet
-
     run_dir = out / "train"
     print("[1/4] synthetic data", flush=True)
     recipe: Recipe | None = None  # chosen now, for a new run
@@ -217,42 +123,86 @@ def run_demo(options: DemoOptions) -> float:
         print(f"      the run in {run_dir} keeps its scenes and settings ({RECIPE_FILE}, "
               "train/config.yaml; --retrain starts anew)")
     else:
-        recipe = Recipe(size, 0, 0.0, False)  # the default recipe, its batch from the config
-        probe_s = 0.0
-        if (not options.fixed_recipe and size == LADDER[0][:2]
-                and not any(o.split("=")[0].strip() in ("input_size", "batch_size")
-                            for o in options.overrides)):
-            start = time.monotonic()
-            seconds = (options.minutes * 60 if options.minutes is not None else
-                       options.total_minutes * 60 - (start - t0) - CHOICE_ALLOWANCE_S)
-            recipe = _measured_recipe(out, size, options, max(seconds, 60.0))
-            probe_s = time.monotonic() - start
+        recipe, probe_s = _choose_recipe(out, size, options, t0)
         scenes = (recipe.size, recipe.density)
         data = _data_dir(out, scenes, size)
     more = f", {scenes[1]:g}x the objects" if scenes[1] != 1 else ""
     print(f"      {options.num_images} scenes of {scenes[0][0]}x{scenes[0][1]}{more} -> {data}",
           flush=True)
-    generate_dataset(data, options.num_images, options.seed, scenes[0], progress=progress,
-                     scene=SceneMix(scenes[1]))
+    generate_dataset(data, options.num_images, options.seed, scenes[0],
+                     progress=not options.quiet, scene=SceneMix(scenes[1]))
     if recipe is not None:
-        anchors = _kmeans_anchors(data, recipe.size, options.seed)
-        chosen = ([f"batch_size={recipe.batch}"] if recipe.batch else []) + (
-            [f"lr={recipe.lr}"] if recipe.lr is not None else [])  # key=value given now wins
-        overrides = [*chosen, *options.overrides]
-        if options.minutes is not None:  # the probes come out of the training time
-            minutes = max(options.minutes - probe_s / 60, options.minutes / 2)
-        else:
-            settings = demo_config(recipe.size, 1.0, options.seed, overrides)
-            val_images = _val_images(data)
-            if settings.val_max_images is not None:
-                val_images = min(val_images, settings.val_max_images)
-            finish = finish_seconds(recipe.step_s if recipe.measured else None,
-                                    settings.batch_size, val_images)
-            minutes = training_minutes(options.total_minutes, time.monotonic() - t0, finish)
-        cfg = demo_config(recipe.size, minutes, options.seed, overrides, anchors)
+        cfg = _new_run_config(data, recipe, probe_s, options, t0)
         _save_scenes(out, data, scenes)
+    trained = _train_or_reuse(out, cfg, data, scenes, recipe, options)
+    return _report(out, data, cfg, trained, photos, options, t0)
+
+
+def _checked_size(options: DemoOptions) -> tuple[int, int]:
+    """The scene size, after checking the options and settings before anything is written."""
+    from squeezedet.config import parse_size
+    from squeezedet.data.synth import check_size
+
+    size = parse_size(options.size, "--size")
+    check_size(size)
+    for name, value in (("--minutes", options.minutes), ("--total-minutes", options.total_minutes)):
+        if value is not None and (not value > 0 or value == float("inf")):
+            raise SqueezeDetError(f"{name} must be a positive number (got {value})")
+    if options.num_images < 1:
+        raise SqueezeDetError(f"--num-images must be at least 1 (got {options.num_images})")
+    demo_config(size, options.minutes or options.total_minutes, options.seed,
+                list(options.overrides))  # settings checked before anything is written
+    return size
+
+
+def _choose_recipe(out: Path, size: tuple[int, int], options: DemoOptions,
+                   t0: float) -> tuple[Recipe, float]:
+    """The recipe of a new run and the seconds spent choosing it: measured (the ladder, when
+    the scene size is the default and neither input_size nor batch_size is given), else the
+    default recipe with its batch from the configuration."""
+    recipe = Recipe(size, 0, 0.0, False)
+    if (options.fixed_recipe or size != LADDER[0][:2]
+            or any(o.split("=")[0].strip() in ("input_size", "batch_size")
+                   for o in options.overrides)):
+        return recipe, 0.0
+    start = time.monotonic()
+    seconds = (options.minutes * 60 if options.minutes is not None else
+               options.total_minutes * 60 - (start - t0) - CHOICE_ALLOWANCE_S)
+    recipe = _measured_recipe(out, size, options, max(seconds, 60.0))
+    return recipe, time.monotonic() - start
+
+
+def _new_run_config(data: Path, recipe: Recipe, probe_s: float, options: DemoOptions,
+                    t0: float) -> TrainConfig:
+    """A new run's configuration: the recipe's size, batch and lr (key=value given now wins),
+    anchors by k-means on the scenes, and the training minutes: ``--minutes`` less the probes,
+    or what is left of ``--total-minutes`` after the reserve for the end."""
+    anchors = _kmeans_anchors(data, recipe.size, options.seed)
+    chosen = ([f"batch_size={recipe.batch}"] if recipe.batch else []) + (
+        [f"lr={recipe.lr}"] if recipe.lr is not None else [])
+    overrides = [*chosen, *options.overrides]
+    if options.minutes is not None:  # the probes come out of the training time
+        minutes = max(options.minutes - probe_s / 60, options.minutes / 2)
+    else:
+        settings = demo_config(recipe.size, 1.0, options.seed, overrides)
+        val_images = _val_images(data)
+        if settings.val_max_images is not None:
+            val_images = min(val_images, settings.val_max_images)
+        finish = finish_seconds(recipe.step_s if recipe.measured else None,
+                                settings.batch_size, val_images)
+        minutes = training_minutes(options.total_minutes, time.monotonic() - t0, finish)
+    return demo_config(recipe.size, minutes, options.seed, overrides, anchors)
+
+
+def _train_or_reuse(out: Path, cfg: TrainConfig, data: Path, scenes: tuple[tuple[int, int], float],
+                    recipe: Recipe | None, options: DemoOptions) -> TrainResult | None:
+    """Step 2: train (or resume) into ``out/train``; ``None`` when a finished run is reused.
+    With ``--retrain`` an earlier run is kept as ``train.prev-N``."""
+    from squeezedet.checkpoint import load_checkpoint
+    from squeezedet.train import train
+
+    run_dir = out / "train"
     finished = False
-    trained = None
     if (run_dir / "last.pt").exists():
         if options.retrain:
             n = 1
@@ -261,20 +211,25 @@ def run_demo(options: DemoOptions) -> float:
             run_dir.rename(out / f"train.prev-{n}")
             print(f"      previous run kept as {out / f'train.prev-{n}'}")
         else:
-            ckpt = load_checkpoint(run_dir / "last.pt")
-            finished = bool(ckpt.get("finished"))
+            finished = bool(load_checkpoint(run_dir / "last.pt").get("finished"))
     if finished:
         print(f"[2/4] reusing the finished training run in {run_dir} (--retrain to train again)")
-    else:
-        resume = (run_dir / "last.pt").exists()
-        w, h = cfg.input_size or scenes[0]
-        print(f"[2/4] training SqueezeDet from scratch for {cfg.time_limit_min:.1f} min on "
-              f"{_device_name(cfg)} at {w}x{h}, batch {cfg.batch_size}, lr {cfg.lr:g} -> "
-              f"{run_dir}" + (" (resuming)" if resume else "") + (
-                  f"; what is left of the {options.total_minutes:g}-minute budget"
-                  if recipe is not None and options.minutes is None else ""), flush=True)
-        trained = train(cfg, data, run_dir, resume=resume, progress=progress)
+        return None
+    resume = (run_dir / "last.pt").exists()
+    w, h = cfg.input_size or scenes[0]
+    print(f"[2/4] training SqueezeDet from scratch for {cfg.time_limit_min:.1f} min on "
+          f"{_device_name(cfg)} at {w}x{h}, batch {cfg.batch_size}, lr {cfg.lr:g} -> "
+          f"{run_dir}" + (" (resuming)" if resume else "") + (
+              f"; what is left of the {options.total_minutes:g}-minute budget"
+              if recipe is not None and options.minutes is None else ""), flush=True)
+    return train(cfg, data, run_dir, resume=resume, progress=not options.quiet)
 
+
+def _report(out: Path, data: Path, cfg: TrainConfig, trained: TrainResult | None,
+            photos: list[Path], options: DemoOptions, t0: float) -> float:
+    """Steps 3 and 4 and the closing report: the AP table, curves and drawn detections in
+    ``out``; returns the mean moderate AP_R40 over the classes."""
+    run_dir, progress = out / "train", not options.quiet
     print("[3/4] KITTI evaluation on the synthetic validation split", flush=True)
     last = trained.last_result if trained is not None else None
     if trained is not None and last is not None and trained.best_map == last.map_r40:

@@ -54,7 +54,7 @@ import dataclasses
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from squeezedet.demo import TOTAL_MINUTES
+    from squeezedet.demo_recipe import TOTAL_MINUTES
 
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--images", nargs="*", default=[], metavar="PATH",

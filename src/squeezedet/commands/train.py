@@ -45,12 +45,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 from squeezedet import distributed
-from squeezedet.checkpoint import load_checkpoint
+from squeezedet.checkpoint import fine_tuning_config
 from squeezedet.config import TrainConfig, load_config
 from squeezedet.errors import SqueezeDetError, check_output_dir
 from squeezedet.preemption import EXIT_RESUMABLE
@@ -114,25 +113,8 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
     return out + list(args.overrides)
 
 
-def _weights_config(path: str) -> TrainConfig:
-    """The settings a checkpoint's model was built with (its ``meta``), starting from it."""
-    ckpt = load_checkpoint(path, mmap=True)
-    meta = ckpt["meta"]
-    recorded = ckpt.get("config") or {}
-    return TrainConfig(
-        model=meta["model"], input_size=tuple(meta["input_size"]),  # type: ignore[arg-type]
-        classes=tuple(meta["class_names"]),
-        anchors=tuple((float(w), float(h)) for w, h in meta["anchor_shapes"]),
-        normalization=meta.get("normalization", "torchvision"),
-        anchor_centers=meta.get("anchor_centers", "original"),
-        padding=meta.get("padding", "torch"),
-        freeze_stem=recorded.get("freeze_stem"),
-        weights=str(path),
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    from squeezedet.train import TrainingStopped, train
+    from squeezedet.train import TrainingStopped, resume, train
 
     if args.list_settings:
         for f in dataclasses.fields(TrainConfig):
@@ -146,37 +128,18 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, _cli_overrides(args))
         print(open_checked(cfg, args.data)[2].summary_line())
         return 0
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "last.pt").exists() and not (run_dir / "config.yaml").exists():
-            raise SqueezeDetError(f"{run_dir}: nothing to resume (no last.pt or config.yaml); "
-                                  f"start a run there with --data DATA --out {run_dir}")
-        if (run_dir / "last.pt").exists():
-            ckpt = load_checkpoint(run_dir / "last.pt", mmap=True)
-            base = TrainConfig.from_dict(ckpt["config"], str(run_dir / "last.pt"))
-        else:  # stopped before its first checkpoint
-            base = load_config(run_dir / "config.yaml")
-            if distributed.is_main():
-                print(f"{run_dir} has no checkpoint yet: starting the run from its saved "
-                      "configuration (config.yaml)", flush=True)
-        recorded = run_dir / "data_root.txt"
-        data = args.data or (recorded.read_text().strip() if recorded.exists() else None)
-        cfg = load_config(args.config, _cli_overrides(args), base=base)
-    else:
-        if not args.data or not args.out:
-            raise SqueezeDetError("--data and --out are needed (or --resume RUN_DIR)")
-        run_dir, data = check_output_dir(args.out, "--out"), args.data
-        start = _weights_config(args.weights) if args.weights else None
-        cfg = load_config(args.config, _cli_overrides(args), base=start)
-    if not data:
-        raise SqueezeDetError(f"--data is needed: {run_dir} does not record the data root")
-    if distributed.is_main():  # (torchrun: rank 0; the others may be reading it)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / f".data_root.txt.{os.getpid()}.tmp"
-        tmp.write_text(str(Path(data).resolve()) + "\n")
-        os.replace(tmp, run_dir / "data_root.txt")
     try:
-        result = train(cfg, data, run_dir, resume=bool(args.resume), progress=not args.quiet)
+        if args.resume:
+            run_dir = Path(args.resume)
+            result = resume(run_dir, data_root=args.data, config=args.config,
+                            overrides=_cli_overrides(args), progress=not args.quiet)
+        else:
+            if not args.data or not args.out:
+                raise SqueezeDetError("--data and --out are needed (or --resume RUN_DIR)")
+            run_dir = check_output_dir(args.out, "--out")
+            start = fine_tuning_config(args.weights) if args.weights else None
+            cfg = load_config(args.config, _cli_overrides(args), base=start)
+            result = train(cfg, args.data, run_dir, progress=not args.quiet)
     except TrainingStopped as stopped:
         if distributed.is_main():
             print(f"squeezedet train: {stopped}", file=sys.stderr, flush=True)

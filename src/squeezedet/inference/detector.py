@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from squeezedet.checkpoint import model_settings
 from squeezedet.data.images import ChannelOrder, ImageInput, as_rgb_arrays
 from squeezedet.deployment.preprocess import runner_input
 from squeezedet.deployment.runners import Runner, light_torch_threads, load_runner
@@ -72,10 +73,11 @@ class Detector:
         meta = runner.meta
         self.runner = runner
         self.meta = meta
-        self.class_names: tuple[str, ...] = tuple(meta["class_names"])
-        self.input_size: tuple[int, int] = (int(meta["input_size"][0]), int(meta["input_size"][1]))
-        self.anchor_shapes = tuple((float(w), float(h)) for w, h in meta["anchor_shapes"])
-        self.anchor_centers: str = meta.get("anchor_centers", "original")
+        settings = model_settings(meta)
+        self.class_names: tuple[str, ...] = settings["class_names"]
+        self.input_size: tuple[int, int] = settings["input_size"]
+        self.anchor_shapes: tuple[tuple[float, float], ...] = settings["anchor_shapes"]
+        self.anchor_centers: str = settings["anchor_centers"]
         self.postprocess = PostProcess(top_k=top_k, nms_iou=nms_iou, score_threshold=conf)
         self.batch_size = int(batch_size)
         self._anchors: dict[tuple[int, int, str], Tensor] = {}
