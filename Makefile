@@ -1,15 +1,16 @@
-# Set-up and everyday commands. `make demo` and `make test` create the environment when missing.
+# Set-up and everyday commands. `make demo`, `make test` and `make docs` create the environment
+# when missing.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench-eval clean-venv
+.PHONY: demo test test-slow lint docs bench-eval clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip install -q -e '.[all,dev,docs]'
 	# TrackEval (evaluate --tracking) without its declared opencv-python, which would replace
 	# opencv-python-headless; its box metrics need only NumPy and SciPy
 	$(PY) -m pip install -q --no-deps 'trackeval>=1.3'
@@ -30,6 +31,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 clean-venv:
 	rm -rf $(VENV)

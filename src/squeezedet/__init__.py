@@ -2,16 +2,19 @@
 
 >>> import squeezedet
 >>> model = squeezedet.create_model("squeezedet")          # raw ConvDet outputs from forward()
->>> det = squeezedet.Detector.from_checkpoint("runs/demo/best.pt")   # boxes for users
+>>> det = squeezedet.Detector.from_checkpoint("runs/demo/train/best.pt")   # boxes
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models import create_model, list_models
 from squeezedet.version import __version__
+
+if TYPE_CHECKING:  # imported on first use (below); named here for type checkers and the API docs
+    from squeezedet.inference import Detections, Detector
 
 __all__ = ["Detector", "Detections", "SqueezeDetError", "__version__", "create_model",
            "list_models"]
