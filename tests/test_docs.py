@@ -169,10 +169,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What the snippets refer to: a tiny model at runs/demo/train/best.pt, photo.png, a tiny
     KITTI data set at data/kitti, and its labels as result files in runs/kitti/val_results."""
     import torch
+    from tiny_data import make_tiny_kitti
 
     from squeezedet.checkpoint import save_checkpoint
     from squeezedet.models import create_model
-    from tiny_data import make_tiny_kitti
 
     root = tmp_path_factory.mktemp("docs")
     torch.manual_seed(0)
