@@ -231,7 +231,7 @@ def test_readme_command_list_names_every_command() -> None:
 
 def test_docs_say_nothing_that_only_makes_sense_on_the_projects_machines() -> None:
     words = re.compile(r"\b(narrowed|unnarrowed|the probe|today|yesterday|this VM|this project's"
-                       r"|LADDER)\b|/work/|\.\./shared|samples/kitti", re.IGNORECASE)
+                       r"|(?-i:LADDER))\b|/work/|\.\./shared|samples/kitti", re.IGNORECASE)
     hits = [f"{_rel(f)}:{n}: {m.group(0)}" for f in FILES
             for n, line in enumerate(f.read_text().splitlines(), 1) for m in [words.search(line)]
             if m]
