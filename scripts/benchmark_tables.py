@@ -143,8 +143,8 @@ def readme_rows(name: str, report: dict) -> list[str]:
     date, words = RUNS[name]
     rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
     w, h = report["input_size"]
-    speed = ", ".join(f"{label} {rows[(b, p)]['total_ms_median']:.0f} ms "
-                      f"({rows[(b, p)]['fps']:.0f} FPS)"
+    speed = "; ".join(f"{label} {rows[(b, p)]['fps']:.1f} FPS ({rows[(b, p)]['total_ms_median']:.0f} ms, "
+                      f"fastest {rows[(b, p)]['total_ms_min']:.0f} ms)"
                       for b, p, label in README_ROWS if (b, p) in rows)
     sizes = ", ".join(f"{label} {rows[(b, p)]['model_mb']:.1f} MB" for b, p, label in
                       (("torch", "fp32", "fp32"), ("openvino", "int8", "OpenVINO int8"))
