@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs bench-eval clean-venv
+.PHONY: demo test test-slow lint docs bench-eval clean-venv web executorch browser test-browser
+
+# the onnxruntime-web version `squeezedet export --format web` was tested with
+ORT_WEB_VERSION ?= 1.31.1
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +37,25 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
+
+# ONNX Runtime Web for `squeezedet export --format web`, into build/web (ignored by git)
+web:
+	npm install --prefix build/web --no-save --no-audit --no-fund onnxruntime-web@$(ORT_WEB_VERSION)
+
+# ExecuTorch for `--format executorch` without the packages only its other backends need
+executorch: $(STAMP)
+	$(PY) -m pip install -q --no-deps 'executorch>=1.5,<1.6' 'torchao>=0.18,<0.19'
+	$(PY) -m pip install -q 'ruamel.yaml>=0.18'
+
+# the headless-browser test's needs: Debian's Chromium and its driver (apt-get, as root), Selenium
+browser: web $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q chromium chromium-driver; \
+	else echo "install chromium and its driver (Debian: chromium chromium-driver) as root"; fi
+	$(PY) -m pip install -q selenium
+
+test-browser: browser
+	$(PY) -m pytest tests/test_web.py -n 0
 
 clean-venv:
 	rm -rf $(VENV)

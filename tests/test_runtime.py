@@ -11,6 +11,7 @@ import torch
 from squeezedet.checkpoint import save_checkpoint
 from squeezedet.deployment.preprocess import parity_images
 from squeezedet.deployment.runners import (
+    ExecuTorchRunner,
     OnnxRuntimeRunner,
     OpenVinoRunner,
     TorchRunner,
@@ -84,7 +85,8 @@ def test_auto_picks_a_measured_runtime_that_matches(checkpoint: Path,
                                                      images: torch.Tensor) -> None:
     runner = load_runner(checkpoint)  # auto on the CPU: measured here (which one is not asserted)
     expected = {TorchRunner} | ({OpenVinoRunner} if _has("openvino") else set()) | (
-        {OnnxRuntimeRunner} if _has("onnxruntime") else set())
+        {OnnxRuntimeRunner} if _has("onnxruntime") else set()) | (
+        {ExecuTorchRunner} if _has("executorch") else set())
     assert type(runner) in expected
     assert runner.meta["input_size"] == list(SIZE)
     assert _rel_err(runner(images), TorchRunner(checkpoint)(images)) < 1e-4
@@ -92,19 +94,22 @@ def test_auto_picks_a_measured_runtime_that_matches(checkpoint: Path,
         choice = runner.auto_choice
         assert not choice["cached"] and set(choice["median_ms"]) == {
             f"{n}:fp32" for n, t in [("torch", TorchRunner), ("onnxruntime", OnnxRuntimeRunner),
-                                     ("openvino", OpenVinoRunner)] if t in expected}
+                                     ("openvino", OpenVinoRunner),
+                                     ("executorch", ExecuTorchRunner)] if t in expected}
         again = load_runner(checkpoint)  # the choice is cached: same runtime, nothing timed
         assert type(again) is type(runner) and again.auto_choice["cached"]
 
 
 def test_auto_falls_back_to_torch(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import squeezedet.deployment.graph
+    from squeezedet.deployment.runners import executorch_runner
 
     def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(squeezedet.deployment.graph, "onnx_bytes", broken)
-    if _has("openvino") or _has("onnxruntime"):
+    monkeypatch.setattr(executorch_runner, "program_bytes", broken)
+    if _has("openvino") or _has("onnxruntime") or _has("executorch"):
         with pytest.warns(UserWarning, match="exporter exploded"):
             runner = fastest_cpu_runner(checkpoint)
     else:

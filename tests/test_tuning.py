@@ -168,11 +168,11 @@ def _fake_builders(monkeypatch: pytest.MonkeyPatch, clock: FakeClock,
             return FakeRunner(name, costs[name], clock, TorchRunner(conv.ckpt))
         return build
 
-    for backend in ("torch", "onnxruntime", "openvino"):
+    for backend in ("torch", "onnxruntime", "openvino", "executorch"):
         monkeypatch.setitem(runners.CANDIDATE_BUILDERS, backend, builder(backend))
 
 
-COSTS = {"torch:fp32": 0.30, "onnxruntime:fp32": 0.10, "openvino:fp32": 0.20,
+COSTS = {"torch:fp32": 0.30, "onnxruntime:fp32": 0.10, "openvino:fp32": 0.20, "executorch:fp32": 0.15,
          "torch:bf16": 0.05, "openvino:bf16": 0.04}
 
 
@@ -182,7 +182,7 @@ def test_auto_measures_and_caches_for_a_checkpoint(checkpoint: Path,
     _fake_builders(monkeypatch, clock, COSTS, built)
     runner = fastest_cpu_runner(checkpoint, clock=clock)
     assert runner.name == "onnxruntime:fp32"   # fastest fp32, although not OpenVINO
-    assert sorted(built) == ["onnxruntime:fp32", "openvino:fp32", "torch:fp32"]
+    assert sorted(built) == ["executorch:fp32", "onnxruntime:fp32", "openvino:fp32", "torch:fp32"]
     assert runner.auto_choice["cached"] is False
     timed = clock.now
 
@@ -200,7 +200,7 @@ def test_auto_never_takes_emulated_bf16(checkpoint: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(squeezedet.cpu, "native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="bf16 is emulated"):
         assert auto_candidates("bf16") == [("torch", "fp32"), ("openvino", "fp32"),
-                                           ("onnxruntime", "fp32")]
+                                           ("onnxruntime", "fp32"), ("executorch", "fp32")]
     with pytest.warns(UserWarning, match="bf16 is emulated"):
         runner = fastest_cpu_runner(checkpoint, precision="bf16", clock=clock)
     assert runner.name == "onnxruntime:fp32"

@@ -1,4 +1,4 @@
-"""Export a trained model to ONNX, OpenVINO IR or TorchScript, with a parity check.
+"""Export a trained model to ONNX, OpenVINO IR, TorchScript or ExecuTorch, with a parity check.
 
 Every export writes the model file and a metadata file next to it, ``<model file>.json``
 (:func:`squeezedet.deployment.runners.metadata_path`): the model's :meth:`~SqueezeDet.metadata` (class names,
@@ -8,7 +8,8 @@ order — and the RGB 0–255 normalisation, which the graph already applies), t
 precision, batch mode, outputs, and the parity figures.
 
 The graphs are :mod:`~squeezedet.deployment.graph`'s; int8 models are quantised by
-:mod:`~squeezedet.deployment.quantize`; every export is checked by
+:mod:`~squeezedet.deployment.quantize` (ExecuTorch's by
+:mod:`~squeezedet.deployment.executorch_export`); every export is checked by
 :mod:`~squeezedet.deployment.parity` against PyTorch.
 
 Precisions: ``fp32`` (every format); ``bf16`` (OpenVINO: weights stored in fp16, inference in bf16
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 
 from squeezedet.checkpoint import model_from_checkpoint
+from squeezedet.deployment.executorch_export import FLOAT_MODULES, program_bytes
 from squeezedet.deployment.graph import OPSET, export_module, onnx_bytes, output_names
 from squeezedet.deployment.parity import PARITY_RTOL, measure_parity
 from squeezedet.deployment.preprocess import parity_images
@@ -46,16 +48,17 @@ from squeezedet.deployment.runners import metadata_path
 from squeezedet.errors import SqueezeDetError, check_output_file, installed, require
 
 #: suffix of the model file per format
-SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript",
+            "executorch": ".pte"}
 
 #: precisions each format supports
 FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
-                     "torchscript": ("fp32",)}
+                     "torchscript": ("fp32",), "executorch": ("fp32", "int8")}
 
 #: the ``(module, extra)`` pairs a format needs (int8 needs ONNX Runtime's quantiser too)
 FORMAT_REQUIRES = {"onnx": (("onnx", "export"),),
                    "openvino": (("onnx", "export"), ("openvino", "openvino")),
-                   "torchscript": ()}
+                   "torchscript": (), "executorch": (("executorch", "executorch"),)}
 
 FORMATS = tuple(SUFFIXES)
 
@@ -113,6 +116,9 @@ class ExportOptions:
                 f"{fmt} export supports precision {', '.join(FORMAT_PRECISIONS[fmt])}, not "
                 f"{precision!r}" + ("; bf16 runs with --format openvino or the torch backend"
                                     if precision == "bf16" else ""))
+        if fmt == "executorch" and (self.dynamic_batch or self.with_postprocess):
+            raise SqueezeDetError("an ExecuTorch program here takes batch 1 and outputs the raw "
+                                  "head: export it without dynamic_batch and with_postprocess")
         if self.calib_images < 1:
             raise SqueezeDetError(f"calib_images must be at least 1 (got {self.calib_images})")
         if self.threads is not None and self.threads < 1:
@@ -169,7 +175,8 @@ def export_model(weights: str | Path | dict[str, Any], fmt: str,
     """
     opts = ExportOptions(fmt, **settings)
     for module, extra in FORMAT_REQUIRES[fmt] + ((("onnxruntime", "export"),)
-                                                 if opts.precision == "int8" else ()):
+                                                 if opts.precision == "int8"
+                                                 and fmt != "executorch" else ()):
         require(module, extra)
     out = _output_file(weights, output, opts)
     model = model_from_checkpoint(weights)
@@ -205,7 +212,7 @@ def _metadata(model: Any, opts: ExportOptions) -> dict[str, Any]:
         "input_name": "images",
         "input_layout": "float32 [B, 3, H, W] RGB 0-255 at input_size (W, H); the graph normalises",
         "anchors": _ANCHOR_RULES[model.anchor_centers],
-        "opset": OPSET if opts.format != "torchscript" else None,
+        "opset": OPSET if opts.format in ("onnx", "openvino") else None,
         "squeezedet_version": _version(),
     }
 
@@ -333,6 +340,19 @@ def _nncf_int8(model: Any, out: Path, opts: ExportOptions, meta: dict[str, Any],
         ov.save_model(ov_model, str(out))
 
 
+def _export_executorch(model: Any, out: Path, opts: ExportOptions,
+                       meta: dict[str, Any]) -> tuple[list[Path], Measured]:
+    """An ExecuTorch program lowered to XNNPACK; int8: PT2E with the XNNPACK quantiser
+    (:mod:`~squeezedet.deployment.executorch_export`)."""
+    calib = None
+    if opts.precision == "int8":
+        calib = _calibration_images(model, opts, meta, quantizer="xnnpack (pt2e)",
+                                    method="minmax")
+        meta["calibration"]["float_layers"] = list(FLOAT_MODULES)
+    out.write_bytes(program_bytes(model, opts.precision, calib))
+    return [out], None
+
+
 #: format → exporter(model, output file, options, metadata) → (files written, parity measured
 #: on the way or None); the exporter adds what it knows to the metadata (calibration)
 EXPORTERS: dict[str, Callable[[Any, Path, ExportOptions, dict[str, Any]],
@@ -340,6 +360,7 @@ EXPORTERS: dict[str, Callable[[Any, Path, ExportOptions, dict[str, Any]],
     "onnx": _export_onnx,
     "openvino": _export_openvino,
     "torchscript": _export_torchscript,
+    "executorch": _export_executorch,
 }
 
 

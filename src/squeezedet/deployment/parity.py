@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from squeezedet.deployment.graph import export_module
-from squeezedet.deployment.runners import ov_precision_hint, threads_or_default
+from squeezedet.deployment.runners import ExecuTorchRunner, ov_precision_hint, threads_or_default
 from squeezedet.errors import SqueezeDetError, require
 from squeezedet.models.detector import SqueezeDet
 
@@ -43,6 +43,9 @@ def run_exported(path: Path, fmt: str, precision: str, x: Tensor,
                                     providers=["CPUExecutionProvider"])
         for i in range(x.shape[0]):
             outs.append(list(sess.run(None, {"images": x[i:i + 1].numpy()})))
+    elif fmt == "executorch":
+        runner = ExecuTorchRunner(path, meta={"precision": precision}, threads=threads)
+        outs = [[runner(x[i:i + 1]).numpy()] for i in range(x.shape[0])]
     else:
         ov = require("openvino", "openvino")
         core = ov.Core()

@@ -80,7 +80,7 @@ def runtime_versions() -> dict[str, str | None]:
     from squeezedet.version import __version__
 
     found: dict[str, str | None] = {"squeezedet": __version__}
-    for dist in ("torch", "onnxruntime", "openvino"):
+    for dist in ("torch", "onnxruntime", "openvino", "executorch"):
         try:
             found[dist] = version(dist)
         except PackageNotFoundError:

@@ -13,6 +13,8 @@ Backends (:data:`BACKENDS` in :mod:`.registry`, chosen with :func:`load_runner`)
   ``squeezedet export --format torchscript``.
 - ``onnxruntime`` (:mod:`.onnxruntime_runner`): a ``.onnx`` file (fp32 or int8 QDQ) with ONNX
   Runtime's CPU provider.
+- ``executorch`` (:mod:`.executorch_runner`): a ``.pte`` ExecuTorch program (fp32 or int8)
+  lowered to the XNNPACK delegate.
 - ``openvino`` (:mod:`.openvino_runner`): an OpenVINO IR ``.xml`` (or an ``.onnx``) with
   OpenVINO's CPU plugin; the precision recorded at export is applied.
 
@@ -34,6 +36,7 @@ from squeezedet.deployment.runners.auto import (
     fastest_file_runner,
 )
 from squeezedet.deployment.runners.conversion import AUTO_PARITY_RTOL, Conversion
+from squeezedet.deployment.runners.executorch_runner import ExecuTorchRunner
 from squeezedet.deployment.runners.load import load_runner
 from squeezedet.deployment.runners.onnxruntime_runner import OnnxRuntimeRunner
 from squeezedet.deployment.runners.openvino_runner import OpenVinoRunner, ov_precision_hint
@@ -54,8 +57,8 @@ from squeezedet.deployment.runners.torchscript_runner import TorchScriptRunner
 
 __all__ = [
     "AUTO_PARITY_RTOL", "BACKENDS", "CANDIDATE_BUILDERS", "CHECKPOINT_SUFFIXES", "PRECISIONS",
-    "Backend", "Conversion", "OnnxRuntimeRunner", "OpenVinoRunner", "Runner", "TorchRunner",
-    "TorchScriptRunner", "auto_candidates", "convert_checkpoint", "fastest_cpu_runner",
+    "Backend", "Conversion", "ExecuTorchRunner", "OnnxRuntimeRunner", "OpenVinoRunner", "Runner",
+    "TorchRunner", "TorchScriptRunner", "auto_candidates", "convert_checkpoint", "fastest_cpu_runner",
     "fastest_file_runner", "is_torch_runner", "light_torch_threads", "load_runner",
     "metadata_path", "ov_precision_hint", "read_metadata", "threads_or_default",
     "warn_if_emulated",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from squeezedet.deployment.runners import (
+    executorch_runner,
     onnxruntime_runner,
     openvino_runner,
     torch_runner,
@@ -21,6 +22,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     torchscript_runner.BACKEND,
     openvino_runner.BACKEND,
     onnxruntime_runner.BACKEND,
+    executorch_runner.BACKEND,
 )}
 
 #: checkpoint files: what the torch backend opens, and what the converting backends convert

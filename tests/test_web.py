@@ -1,0 +1,144 @@
+"""``squeezedet export --format web``: the page's detections in a real browser equal Python's.
+
+The folder is served by a local ``http.server`` on 127.0.0.1 and opened in headless Chromium (the
+system's ``chromium`` and ``chromedriver``, driven by Selenium; no browser is downloaded). Needs
+Chromium, its driver, Selenium and ONNX Runtime Web's files (``make browser`` installs them where
+it can); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from squeezedet.checkpoint import save_checkpoint
+from squeezedet.deployment.preprocess import render_images
+from squeezedet.deployment.runners import load_runner
+from squeezedet.deployment.web import ORT_FILES, export_web, find_ort_web
+from squeezedet.errors import SqueezeDetError
+from squeezedet.inference import Detector
+from squeezedet.models import create_model
+
+SIZE = (192, 64)
+
+
+def _why_not() -> str | None:
+    """Why the browser test cannot run here, or ``None``."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "needs the 'export' extra (ONNX Runtime)"
+    if importlib.util.find_spec("selenium") is None:
+        return "needs Selenium (make browser)"
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        return "needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+    try:
+        find_ort_web()
+    except SqueezeDetError as exc:
+        return str(exc)
+    return None
+
+
+needs_browser = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random SqueezeDet whose boxes stay near their anchors (small ConvDet weights)."""
+    torch.manual_seed(1)
+    model = create_model("squeezedet", input_size=SIZE).eval()
+    torch.nn.init.normal_(model.convdet.weight, std=0.002)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(checkpoint: Path) -> Iterator[tuple[str, Path]]:
+    """The exported folder, with test images, served on 127.0.0.1: (base URL, folder)."""
+    folder = checkpoint.with_name("web")
+    export_web(checkpoint, folder)
+    scene = render_images(SIZE, 1)[0]
+    Image.fromarray(scene).resize((400, 150)).save(folder / "shrink.png")  # Pillow in both
+    Image.fromarray(scene).resize(SIZE).save(folder / "same.png")  # no resize at all
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(shutil.which("chromium"))
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
+    yield driver
+    driver.quit()
+
+
+def _page(browser: Any, url: str) -> tuple[Any, str]:
+    """Open ``url``; the parsed ``#detections`` and the ``#timing`` text once written."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 120).until(lambda d: d.find_element("id", "detections").text.strip())
+    return (json.loads(browser.find_element("id", "detections").text),
+            browser.find_element("id", "timing").text)
+
+
+@needs_browser
+@pytest.mark.parametrize("image", ["shrink.png", "same.png"])
+def test_page_detections_equal_python(site: tuple[str, Path], browser: Any, image: str) -> None:
+    base, folder = site
+    page, timing = _page(browser, f"{base}/index.html?image={image}&conf=0")
+    python = Detector(load_runner(folder / "model.onnx", "onnxruntime"), conf=0.0)(folder / image)
+    assert isinstance(page, list) and len(page) == len(python) > 10
+    for got, box, score, name in zip(page, python.boxes.tolist(), python.scores.tolist(),
+                                     python.names, strict=True):
+        assert set(got) == {"label", "score", "box"}
+        assert got["label"] == name
+        assert abs(got["score"] - score) <= 0.01
+        assert np.abs(np.array(got["box"]) - np.array(box)).max() <= 1.0
+    assert json.loads(timing)["ms_per_image"] > 0
+
+
+@needs_browser
+@pytest.mark.parametrize(("image", "message"), [("missing.png", "HTTP 404"),
+                                                 ("broken.png", "cannot decode image")])
+def test_page_reports_an_image_it_cannot_load(site: tuple[str, Path], browser: Any, image: str,
+                                              message: str) -> None:
+    page, _ = _page(browser, f"{site[0]}/index.html?image={image}")
+    assert set(page) == {"error"} and message in page["error"] and image in page["error"]
+    assert message in browser.find_element("id", "status").text
+
+
+def test_missing_ort_web_names_the_command(checkpoint: Path, tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "dist").mkdir(parents=True)
+    with pytest.raises(SqueezeDetError, match=f"--ort-web {tmp_path / 'pkg'}: ONNX Runtime Web "
+                                              f"not found .*{ORT_FILES[0]}.*make web"):
+        export_web(checkpoint, tmp_path / "out", ort_web=tmp_path / "pkg")
+    assert not (tmp_path / "out").exists()  # nothing exported before the check
+    with pytest.raises(SqueezeDetError, match="web export runs fp32 or int8"):
+        export_web(checkpoint, tmp_path / "out", precision="bf16")
