@@ -1320,6 +1320,23 @@ def _(t, w):
                   str(w.voc)), ["accuracy_data", str(w.voc)]
 
 
+@case("export-executorch-dynamic-batch", "export")
+def _(t, w):
+    return ["export", "--weights", str(w.ckpt), "--format", "executorch", "--dynamic-batch",
+            "--output", str(t / "m.pte")], ["ExecuTorch", "batch 1", "dynamic_batch"]
+
+
+@case("export-web-ort-web-missing", "export")
+def _(t, w):
+    return ["export", "--weights", str(w.ckpt), "--format", "web", str(t / "site"), "--ort-web",
+            str(t / "none")], [f"--ort-web {t / 'none'}", "ONNX Runtime Web not found", "make web"]
+
+
+@case("export-out-dir-not-web", "export")
+def _(t, w):
+    return export(w.ckpt, str(t / "site")), [f"OUT_DIR {t / 'site'}", "only --format web"]
+
+
 # --- benchmark -----------------------------------------------------------------------------------
 
 
