@@ -16,7 +16,8 @@ Rows: torch-nchw:fp32 (the baseline, always run: the plain layer-by-layer eager 
 torch:fp32 (what `predict --backend torch` runs: channels-last, first stage in bands), torch:bf16
 (the same with autocast), torch-compile:fp32, onnxruntime:fp32, onnxruntime:int8,
 openvino:fp32, openvino:bf16, openvino:int8, auto:fp32 (what `predict --backend auto` picks
-for a checkpoint: measured on first use, then cached). Rows whose optional package is missing are
+for a checkpoint: measured on first use, then cached), and on request executorch:fp32 and
+executorch:int8 (a .pte lowered to XNNPACK; batch 1). Rows whose optional package is missing are
 skipped with a note. The bf16 rows are default only on CPUs with native bf16 (AVX512-BF16 or
 AMX); asked for elsewhere they run and are marked: "emulated" (PyTorch converts bf16 to fp32
 and back: slower than fp32) or "runs f32" (OpenVINO computes the bf16 model in f32). int8

@@ -30,10 +30,11 @@ GPU_BACKENDS = ("torch-nchw", "torch", "torch-compile")
 DEFAULT_BACKENDS_GPU = ("torch-nchw:fp32", "torch:fp32", "torch:bf16")
 KNOWN = {"torch-nchw": ("fp32",), "torch": ("fp32", "bf16"), "torch-compile": ("fp32", "bf16"),
          "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
-         "auto": ("fp32", "bf16")}
-EXTRA = {"onnxruntime": ("onnxruntime", "export"), "openvino": ("openvino", "openvino")}
+         "auto": ("fp32", "bf16"), "executorch": ("fp32", "int8")}
+EXTRA = {"onnxruntime": ("onnxruntime", "export"), "openvino": ("openvino", "openvino"),
+         "executorch": ("executorch", "executorch")}
 #: the rows that measure an exported file: backend → export format
-EXPORTED = {"onnxruntime": "onnx", "openvino": "openvino"}
+EXPORTED = {"onnxruntime": "onnx", "openvino": "openvino", "executorch": "executorch"}
 
 
 @dataclass

@@ -88,6 +88,7 @@ ROW_RUNNERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "auto": _auto,
     "onnxruntime": _exported,
     "openvino": _exported,
+    "executorch": _exported,
 }
 
 
