@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from squeezedet.cli import main
 from squeezedet.data.kitti_tracking import TrackedObject, read_tracking_file, write_tracking_file
 from squeezedet.data.synth import SceneMix
-from squeezedet.data.synth.sequence import FPS, SPEEDS, frames, truncation_level
+from squeezedet.data.synth.sequence import FPS, SPEEDS, SequenceWorld, frames, truncation_level
 from squeezedet.data.synth.sequence_files import generate_sequences, sequence_paths
 from squeezedet.errors import SqueezeDetError
 
@@ -34,21 +35,33 @@ def test_same_seed_same_sequence_and_prefixes() -> None:
     assert a != _digest(list(frames(3, 1, 8, SIZE)))  # another sequence of the same seed
 
 
+@dataclass
+class Drawn:
+    rows: list[TrackedObject]  # the labels of every frame
+    first_new_id: int  # ids from here on belong to objects that entered after the start
+    alive_at_end: set[int]  # ids of the objects still in the street on the last frame
+
+
 @pytest.fixture(scope="module")
-def long_sequences() -> list[list[TrackedObject]]:
-    """The labels of three 60-frame sequences with twice the usual traffic."""
+def long_sequences() -> list[Drawn]:
+    """Three 60-frame sequences with twice the usual traffic, drawn as :func:`frames` draws
+    them, with what the world knows besides the labels."""
     out = []
     for index in range(3):
-        rows: list[TrackedObject] = []
-        for _, labels in frames(0, index, 60, (480, 144), SceneMix(2.0)):
-            rows += labels
-        out.append(rows)
+        world = SequenceWorld(np.random.default_rng([0, index, 2]), (384, 116), SceneMix(2.0))
+        first_new_id, rows = world.next_id, []
+        for f in range(60):
+            if f:
+                world.step()
+            rows += [replace(t, frame=f) for t in world.render()[1]]
+        out.append(Drawn(rows, first_new_id, {m.track_id for m in world.movers}))
     return out
 
 
 def test_motion_is_continuous_and_ids_name_one_object(long_sequences) -> None:
     fastest = max(hi for _, hi in SPEEDS.values()) / FPS  # metres a frame
-    for rows in long_sequences:
+    for drawn in long_sequences:
+        rows = drawn.rows
         per_frame: dict[int, list[int]] = defaultdict(list)
         tracks: dict[int, list[TrackedObject]] = defaultdict(list)
         for r in rows:
@@ -68,21 +81,20 @@ def test_motion_is_continuous_and_ids_name_one_object(long_sequences) -> None:
 def test_objects_enter_leave_and_hide_each_other(long_sequences) -> None:
     entered = left = occluded = 0
     classes = set()
-    for rows in long_sequences:
-        frames_of: dict[int, list[int]] = defaultdict(list)
-        for r in rows:
+    for drawn in long_sequences:
+        seen = {r.track_id for r in drawn.rows if r.track_id >= 0}
+        entered += sum(i >= drawn.first_new_id for i in seen)  # came into view after the start
+        left += len(seen - drawn.alive_at_end)  # seen, then gone from the street
+        for r in drawn.rows:
             if r.track_id >= 0:
-                frames_of[r.track_id].append(r.frame)
                 classes.add(r.object.type)
                 occluded += r.object.occluded >= 1
-        entered += sum(min(f) > 0 for f in frames_of.values())
-        left += sum(max(f) < 59 for f in frames_of.values())
     assert entered >= 3 and left >= 3 and occluded >= 10
     assert classes == {"Car", "Pedestrian", "Cyclist"}
 
 
 def test_labels_follow_kitti_tracking(long_sequences) -> None:
-    rows = [r for seq in long_sequences for r in seq]
+    rows = [r for drawn in long_sequences for r in drawn.rows]
     assert {r.object.truncated for r in rows if r.track_id >= 0} <= {0.0, 1.0, 2.0}
     assert all(r.track_id == -1 for r in rows if r.object.type == "DontCare")
     assert (truncation_level(0.0), truncation_level(0.149), truncation_level(0.15),
@@ -122,7 +134,7 @@ def test_ground_truth_and_tracker_on_sequences(tmp_path: Path, long_sequences) -
     from squeezedet.eval.tracking import evaluate_tracking
     from squeezedet.tracking import Tracker
 
-    gt = {f"{i:04d}": rows for i, rows in enumerate(long_sequences)}
+    gt = {f"{i:04d}": drawn.rows for i, drawn in enumerate(long_sequences)}
     # the ground truth as results scores perfectly
     perfect = evaluate_tracking(gt, gt).metrics
     for cls in ("Car", "Pedestrian"):
