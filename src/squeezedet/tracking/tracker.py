@@ -150,6 +150,9 @@ class Tracker:
             raise SqueezeDetError(f"frame_rate must be a positive number of frames per second, "
                                   f"got {frame_rate}")
         self.frame_rate = float(frame_rate)
+        # SciPy's import takes about half a second: paid here, not as a stall on the second frame
+        # of a live stream; a missing SciPy is an error now rather than then
+        require("scipy.optimize", "tracking")
         self.max_lost_frames = max(1, int(round(self.config.max_lost_seconds * self.frame_rate)))
         self.reset()
 
