@@ -67,6 +67,29 @@ def test_video_file_frames_are_rgb_with_timestamps(tmp_path: Path) -> None:
     assert source.warnings == [] and not source.ended_early
 
 
+def test_h264_video_decodes(tmp_path: Path) -> None:
+    """H.264, the usual camera and dash-cam codec (written with PyAV's libx264 when installed:
+    OpenCV's wheels decode it but cannot encode it)."""
+    av = pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    path = tmp_path / "drive.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            rgb = np.zeros((48, 64, 3), np.uint8)
+            rgb[:, :, 0] = 20 * i  # red ramps up
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = open_source(str(path))
+    frames = list(source.frames())
+    assert (len(frames), source.total, frames[0].image.shape) == (12, 12, (48, 64, 3))
+    assert all(abs(int(f.image[24, 32, 0]) - 20 * i) <= 8 for i, f in enumerate(frames))
+    assert all(int(f.image[24, 32, 2]) <= 8 for f in frames)
+
+
 def test_truncated_video_ends_with_the_frames_before_the_cut(tmp_path: Path) -> None:
     path = write_avi(tmp_path / "clip.avi", 40)
     data = path.read_bytes()
