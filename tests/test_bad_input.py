@@ -1057,6 +1057,12 @@ def _(t, w):
     return track(w.ckpt, w.images, t / "o"), ["--out", str(t / "o"), "is a file"]
 
 
+@case("track-realtime-sequential", "track")
+def _(t, w):
+    return track(w.ckpt, w.images, t / "o", "--realtime", "--sequential"), [
+        "--realtime", "leave out --sequential"]
+
+
 @case("track-max-frames-zero", "track")
 def _(t, w):
     return track(w.ckpt, w.images, t / "o", "--max-frames", "0"), ["--max-frames"]

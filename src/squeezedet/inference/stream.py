@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from squeezedet.errors import SqueezeDetError
 from squeezedet.postprocess import Detections
 from squeezedet.video import Frame, SourceOptions, StageTimes, open_source, run_stages
 from squeezedet.video.pipeline import Stage
@@ -91,6 +92,9 @@ class VideoStream:
                  realtime: bool = False, threaded: bool = True, queue_size: int = 4,
                  options: SourceOptions | None = None, keep_images: bool = True,
                  after: Sequence[Stage] = (), factory: Callable[..., Any] | None = None) -> None:
+        if realtime and not threaded:
+            raise SqueezeDetError("dropping frames (--realtime) needs the stages on their own "
+                                  "threads; leave out --sequential")
         self.detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
         self.detector = self.detectors[0]
         self.source = open_source(source, options, factory)
