@@ -11,12 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 from tiny_data import make_tiny_kitti
+from torch.utils.data import DataLoader
 
 import squeezedet.train as train_module
 from squeezedet.checkpoint import load_checkpoint
 from squeezedet.cli import main
 from squeezedet.config import TrainConfig
-from squeezedet.preemption import EXIT_RESUMABLE, STOP_SIGNALS, ignore_stop_signals
+from squeezedet.preemption import (
+    EXIT_RESUMABLE,
+    STOP_SIGNALS,
+    ignore_stop_signals,
+    worker_batches,
+)
 from squeezedet.train import TrainingStopped, train
 
 # 64x32 input, 6 images in batches of 2 (3 steps an epoch); no periodic checkpoint
@@ -203,6 +209,22 @@ def test_worker_init_ignores_the_stop_signals():
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+def _signalled_before_init(worker_id: int) -> None:
+    # torchrun signals the whole process group: here the signal reaches a DataLoader worker
+    # after PyTorch set it up (with its own, fatal, SIGTERM handler) and before worker_init_fn
+    os.kill(os.getpid(), signal.SIGTERM)
+    ignore_stop_signals(worker_id)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs POSIX signal masks")
+def test_a_stop_signal_while_a_worker_starts_does_not_kill_it():
+    loader = DataLoader(list(range(6)), batch_size=2, num_workers=1,
+                        worker_init_fn=_signalled_before_init)
+    assert [b.tolist() for b in worker_batches(loader)] == [[0, 1], [2, 3], [4, 5]]
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert not set(STOP_SIGNALS) & held  # this process's signals are let through again
 
 
 def test_resume_without_checkpoint_starts_from_the_saved_configuration(data, tmp_path, capsys,

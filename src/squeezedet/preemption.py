@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -81,9 +82,31 @@ class StopSignals:
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """``worker_init_fn`` for DataLoaders of a training run: the worker ignores
-    :data:`STOP_SIGNALS` and leaves stopping to the main process."""
+    :data:`STOP_SIGNALS` and leaves stopping to the main process. A stop signal held back since
+    the worker started (:func:`worker_batches`) is dropped here."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold back (not lose) the stop signals in the calling thread while DataLoader workers start.
+
+    A worker starts with the mask of the thread that forked it, and PyTorch installs a fatal
+    SIGTERM handler in it before it runs ``worker_init_fn``: a signal to the process group (as
+    torchrun sends it) in between would kill the worker and, with it, the run before it saves.
+    Held back, the worker's signal is dropped by :func:`ignore_stop_signals`, and the main
+    process's is delivered when the workers have started."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def worker_batches(loader: Iterable[Any]) -> Iterator[Any]:
@@ -93,7 +116,8 @@ def worker_batches(loader: Iterable[Any]) -> Iterator[Any]:
     stopped here — sent PyTorch's end-of-work sentinel, then killed if still alive: a worker
     that ignores SIGTERM outlives PyTorch's ``terminate()``, and multiprocessing's exit-time join
     would then wait for it forever (the process printed its error and never exited)."""
-    it = iter(loader)
+    with _stop_signals_held():
+        it = iter(loader)  # starts the workers
     try:
         yield from it
     finally:
