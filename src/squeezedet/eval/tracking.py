@@ -138,8 +138,9 @@ def evaluate_tracking(gt: dict[str, list[TrackedObject]], results: dict[str, lis
                       classes: Sequence[str] = TRACKING_CLASSES) -> TrackingEvalResult:
     """TrackEval's HOTA, CLEAR MOT and identity metrics of ``results`` against ``gt`` (both per
     sequence name), per class, through its KITTI 2-D box protocol (see the module docstring)."""
-    try:
-        import trackeval
+    try:  # quietly: without its optional pycocotools / tabulate it prints a line on import
+        with contextlib.redirect_stdout(io.StringIO()):
+            import trackeval
     except ImportError:
         raise SqueezeDetError(f"evaluate --tracking needs TrackEval: {INSTALL_HINT}") from None
     bad = [c for c in classes if c.lower() not in ("car", "pedestrian")]
