@@ -19,7 +19,7 @@ from squeezedet.errors import SqueezeDetError
 from squeezedet.inference import Detector
 from squeezedet.train import train
 
-SMALL = dict(input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2,
+SMALL = dict(recipe="paper", input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2,
              device="cuda")
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -27,7 +27,7 @@ from squeezedet.train import build_datasets, train
 
 # no dropout (each process draws its own masks); no gradient clipping, which would hide a wrong
 # gradient scale; 1 thread like each worker
-SMALL = dict(input_size=(64, 32), workers=0, log_every=1, checkpoint_every=1000, amp=False,
+SMALL = dict(recipe="paper", input_size=(64, 32), workers=0, log_every=1, checkpoint_every=1000, amp=False,
              dropout=0.0, grad_clip=0.0, lr=2e-4, device="cpu", ema_decay=0.9)
 SRC = str(Path(squeezedet.__file__).parents[1])
 ENV = dict(os.environ, OMP_NUM_THREADS="1",

@@ -26,7 +26,7 @@ from squeezedet.preemption import (
 from squeezedet.train import TrainingStopped, train
 
 # 64x32 input, 6 images in batches of 2 (3 steps an epoch); no periodic checkpoint
-SMALL = dict(input_size=(64, 32), batch_size=2, workers=0, log_every=1, checkpoint_every=1000,
+SMALL = dict(recipe="paper", input_size=(64, 32), batch_size=2, workers=0, log_every=1, checkpoint_every=1000,
              amp=False, val_max_images=2)
 CLI_ARGS = ["--input-size", "64x32", "--batch-size", "2", "--steps", "12", "--quiet",
             "workers=0", "log_every=1", "checkpoint_every=1000", "amp=false", "val_max_images=2"]

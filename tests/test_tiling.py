@@ -136,8 +136,9 @@ def test_training_on_a_tiled_two_image_data_set_overfits(tmp_path):
     tile, size = (64, 64), (48, 48)  # 3 tiles an image, each resized to 48x48 (grid 3x3)
     wh = training_box_sizes(root, size, split="all", tile=tile, overlap=0.5)
     shapes, _ = kmeans_anchors(wh, k=2, seed=0)
-    cfg = TrainConfig(input_size=size, tile=tile, tile_overlap=0.5, anchors=tuple(map(tuple,
-                      shapes.tolist())), train_split="all", val_split="all", optimizer="adamw",
+    cfg = TrainConfig(recipe="paper", input_size=size, tile=tile, tile_overlap=0.5,
+                      anchors=tuple(map(tuple, shapes.tolist())), train_split="all",
+                      val_split="all", optimizer="adamw",
                       lr=1e-3, dropout=0.0, drift=(0, 0), flip_prob=0.0, batch_size=6, steps=150,
                       workers=0, device="cpu", log_every=50, checkpoint_every=1000)
     result = train(cfg, root, tmp_path / "run", progress=False)

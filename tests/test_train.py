@@ -19,7 +19,7 @@ from squeezedet.engine import learning_rate
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
 from squeezedet.train import resume, train
 
-SMALL = dict(input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2)
+SMALL = dict(recipe="paper", input_size=(128, 64), batch_size=2, workers=0, log_every=1, checkpoint_every=2)
 
 
 def test_two_step_cpu_smoke_run(tmp_path):

@@ -26,6 +26,11 @@ from squeezedet.errors import SqueezeDetError
 class TrainConfig:
     """Everything a training run depends on (see ``squeezedet train --help``)."""
 
+    # "auto": look at the data before training and use "small" for a small data set trained from
+    # scratch, else "paper" (squeezedet.recipes); "paper": these defaults, the original's recipe;
+    # "small": squeeze batch norm, AdamW, warm-up, cosine, weight averaging, augmentation for few
+    # objects. Settings given explicitly win over the recipe's.
+    recipe: str = "auto"
     # model
     model: str = "squeezedet"
     input_size: tuple[int, int] | None = None  # (W, H); None: the model's default
@@ -55,6 +60,11 @@ class TrainConfig:
     drift: tuple[int, int] = (150, 100)  # max shift (x, y), original-image pixels
     flip_prob: float = 0.5
     workers: int = 2
+    # extra training augmentation, comma-separated (squeezedet.data.augment): zoom (random scale
+    # and crop, in and out), vflip (vertical flip), rot90 (quarter turns: top-down imagery only),
+    # jitter (colour), mosaic (four samples in one); "" or "none": only drift and flip_prob.
+    # "+name,...": added to what the recipe chooses
+    augment: str = ""
     cache_images: bool = False  # decode each training image once and keep it in RAM (H·W·3 bytes each)
     tile: tuple[int, int] | None = None  # (W, H): train on overlapping windows of large images
     tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
@@ -121,6 +131,9 @@ class TrainConfig:
             problems.append(f"lr_schedule must be 'step' or 'cosine' (got {self.lr_schedule!r})")
         if self.lr_scaling not in ("none", "linear"):
             problems.append(f"lr_scaling must be 'none' or 'linear' (got {self.lr_scaling!r})")
+        if self.recipe not in ("auto", "paper", "small"):
+            problems.append(f"recipe must be auto, paper or small (got {self.recipe!r})")
+        problems += _augment_problems(self.augment)
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be 'sgd' or 'adamw' (got {self.optimizer!r})")
         if self.classes is not None and not self.classes:
@@ -196,6 +209,7 @@ ALIASES = {
     "eval_every": "val_every", "val_interval": "val_every", "eval_interval": "val_every",
     "save_every": "checkpoint_every", "save_period": "checkpoint_every", "ema": "ema_decay",
     "warmup": "warmup_steps", "warmup_iters": "warmup_steps", "scheduler": "lr_schedule",
+    "augmentation": "augment", "aug": "augment", "augmentations": "augment",
     "lr_scheduler": "lr_schedule", "gamma": "lr_decay", "lr_gamma": "lr_decay",
     "lr_decay_factor": "lr_decay", "step_size": "lr_decay_steps", "decay_steps": "lr_decay_steps",
     "cache": "cache_images", "anchor_shapes": "anchors", "pretrained_weights": "pretrained",
@@ -258,6 +272,24 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         if not str(getattr(cfg, name)).strip():
             problems.append(f"{name} cannot be empty")
     return problems
+
+
+#: the names ``augment`` takes (see squeezedet.data.augment)
+AUGMENTATIONS = ("zoom", "vflip", "rot90", "jitter", "mosaic")
+
+
+def augment_names(value: str) -> tuple[str, ...]:
+    """The augmentation names of an ``augment`` setting (``"+"`` and ``"none"`` left out)."""
+    names = [n.strip().lower() for n in value.removeprefix("+").split(",")]
+    return tuple(n for n in names if n and n != "none")
+
+
+def _augment_problems(value: str) -> list[str]:
+    unknown = [n for n in augment_names(str(value)) if n not in AUGMENTATIONS]
+    if unknown:
+        return [f"augment: unknown {', '.join(map(repr, unknown))}; choose from "
+                f"{', '.join(AUGMENTATIONS)} (comma-separated), or none"]
+    return []
 
 
 def _numbers(value: Any) -> list[float]:
@@ -374,6 +406,16 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     return cfg
 
 
+def given_settings(path: str | Path | None = None, overrides: Sequence[str] = ()) -> set[str]:
+    """The setting names a configuration file and ``key=value`` strings set (what
+    :func:`load_config` read them from), whatever their values: a recipe keeps those."""
+    names = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        names |= set(data) if isinstance(data, dict) else set()
+    return names
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration as YAML (atomically: a killed process leaves the old file
     or the new one, never half of one)."""
@@ -383,4 +425,5 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["TrainConfig", "load_config", "parse_size", "save_config"]
+__all__ = ["AUGMENTATIONS", "TrainConfig", "augment_names", "given_settings", "load_config",
+           "parse_size", "save_config"]

@@ -155,6 +155,36 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [perm[i : i + bs] for i in range(0, n - bs + 1, bs)]
 
 
+class EpochBatchSampler:
+    """The batches of every epoch one after the other, from step ``start`` to ``stop`` (``None``:
+    without end), as lists of ``(epoch, index)`` pairs: one DataLoader (whose workers then live
+    for the whole run) serves every epoch, and a data set that takes the pair draws the
+    augmentation of ``(seed, epoch, index)`` whichever worker loads it.
+
+    ``batch_size`` is the global batch; ``part = (rank, per_process)`` takes this process's slice
+    of every global batch (torchrun). Epoch ``e``'s batches are :func:`epoch_batches`'.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0,
+                 stop: int | None = None, part: tuple[int, int] | None = None) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.stop, self.part = start, stop, part
+        self.per_epoch = len(epoch_batches(n, batch_size, seed, 0))
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start
+        while self.stop is None or step < self.stop:
+            epoch, offset = divmod(step, self.per_epoch)
+            for batch in epoch_batches(self.n, self.batch_size, self.seed, epoch)[offset:]:
+                if self.stop is not None and step >= self.stop:
+                    return
+                if self.part is not None:
+                    rank, size = self.part
+                    batch = batch[rank * size:(rank + 1) * size]
+                yield [(epoch, i) for i in batch]
+                step += 1
+
+
 class WeightEMA:
     """Exponential moving average of the weights, for steadier results from short runs.
 

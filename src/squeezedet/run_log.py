@@ -84,12 +84,13 @@ def val_row(result: Any, step: int) -> tuple[str, float, dict[str, Any], str]:
     for the progress line: COCO-style AP for data without KITTI difficulties, else KITTI's
     mAP_R40 with mAP_R11 and the moderate AP of each class."""
     if hasattr(result, "headline"):
-        name, score = result.headline
-        return name, score, {"step": step, **result.csv_row()}, f"mAP50 {result.map50:.2f}"
+        _, score = result.headline
+        return ("mAP@[.5:.95]", score, {"step": step, **result.csv_row()},
+                f"mAP@0.5 {result.map50:.2f} %")
     row = {"step": step, "mAP_R40": result.map_r40, "mAP_R11": result.map_r11}
     for c in result.classes:
         row[f"{c}_moderate_R40"] = result.ap_r40[c]["moderate"]
-    return "mAP_R40", result.map_r40, row, f"mAP_R11 {result.map_r11:.2f}"
+    return "mAP_R40", result.map_r40, row, f"mAP_R11 {result.map_r11:.2f} %"
 
 
 class StepBar:
@@ -163,8 +164,11 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
                 axes[1].plot(vs, [float(r[key]) for r in val_rows], marker="o", label=key)
         axes[1].legend(fontsize=8)
     axes[1].set_xlabel("step")
-    axes[1].set_ylabel("AP (%)")
-    axes[1].set_title("validation AP (KITTI)")
+    axes[1].set_ylabel("AP (percent, 0-100)")
+    kitti = bool(val_rows) and "mAP_R40" in val_rows[0]
+    axes[1].set_title("validation AP, KITTI (R40, R11)" if kitti else
+                      "validation AP, COCO-style (mAP@[.5:.95], mAP@0.5)" if val_rows else
+                      "validation AP")
     fig.tight_layout()
     out = run_dir / "training_curves.png"
     fig.savefig(out, dpi=100)

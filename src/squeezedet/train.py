@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from squeezedet import distributed
-from squeezedet.config import TrainConfig
+from squeezedet.config import TrainConfig, augment_names
 from squeezedet.data.check import open_checked
 from squeezedet.data.dataset import collate
 from squeezedet.engine import (
+    EpochBatchSampler,
     build_model,
     configure_cuda,
     epoch_batches,
@@ -185,8 +186,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     handle_signals: bool = True,
+    given: Collection[str] = (),
 ) -> TrainResult:
     """Train ``cfg.model`` on ``data_root`` into ``run_dir``; see the module docstring.
+
+    A new run first applies its recipe (:mod:`squeezedet.recipes`; ``recipe=auto`` looks at the
+    data) and prints one line saying what it chose. ``given``: the settings the user set, which
+    the recipe keeps even where their value is the default's (settings with other values are
+    kept anyway).
 
     ``resume``: continue the run ``run_dir`` holds with ``cfg`` (:func:`resume` also finds its
     configuration and data root). ``handle_signals``: catch SIGTERM, SIGINT and SIGUSR1 while
@@ -196,7 +203,7 @@ def train(
         TrainingStopped: a stop signal arrived; ``last.pt`` holds the step the run reached.
     """
     with distributed.process_group(cfg.device), StopSignals(enabled=handle_signals) as stop:
-        return _train(cfg, Path(data_root), Path(run_dir), resume, progress, stop)
+        return _train(cfg, Path(data_root), Path(run_dir), resume, progress, stop, given)
 
 
 def resume(
@@ -261,7 +268,7 @@ class _Run:
 
 
 def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progress: bool,
-           stop: StopSignals) -> TrainResult:
+           stop: StopSignals, given: Collection[str] = ()) -> TrainResult:
     """The run: checks and records, data, set-up, the steps, the last checkpoint, validation."""
     procs = Processes.current()
     ckpt = check_resume(run_dir, resume, cfg, procs)  # before config.yaml is written again
@@ -272,6 +279,13 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
     if device.type == "cuda":
         configure_cuda(cfg.deterministic)
     train_ds, val_ds = _open_data(cfg, data_root, run_dir, procs, progress)
+    if ckpt is None:  # a new run: the recipe for this data (a resumed run keeps its settings)
+        cfg = _choose_recipe(cfg, train_ds, data_root, given, procs)
+        if procs.main:
+            record_run(run_dir, cfg, data_root)  # config.yaml: the settings the run trains with
+    if cfg.cache_images:
+        held = train_ds.cache_images(progress=progress and procs.main)
+        log.info("training images cached in memory: %.0f MiB", held / 2**20)
     run = _set_up(cfg, run_dir, procs, device, (train_ds, val_ds), ckpt, stop, progress)
     if run.clock.agree(stop.received is not None):  # during the set-up (caching, model building)
         raise run.stopped()
@@ -298,35 +312,36 @@ def _train_steps(run: _Run) -> str:
         if run.progress and run.procs.main else None
     run.logger.start_timing()
     try:
-        while state.step < run.total_steps:
-            epoch = state.step // run.batches_per_epoch
-            for images, targets in worker_batches(_epoch_loader(run, epoch)):
-                try:
-                    stats = train_step(state.model, images, targets, run.loss_fn, state.optimizer,
-                                       run.step_cfg, state.step, run.device, state.scaler,
-                                       progress=run.clock.fraction_done(state.step,
-                                                                        run.total_steps),
-                                       ddp=run.ddp)
-                except NonFiniteLossError:
-                    run.logger.close()
-                    raise
-                state.step += 1
-                if state.ema is not None:
-                    state.ema.update(state.model, state.step)
-                if bar is not None:
-                    bar.update(stats, run.clock.left_s())
-                run.logger.step(state.step, epoch, stats, images.shape[0] * run.procs.world,
-                                state.step % cfg.log_every == 0 or state.step == run.total_steps)
-                if run.clock.agree(run.stop.received is not None):
-                    return "stopped"
-                if cfg.val_every and state.step % cfg.val_every == 0 \
-                        and state.step < run.total_steps:
-                    _validate(run)
-                if state.step % cfg.checkpoint_every == 0:
-                    run.save("last.pt")
-                out_of_time = run.clock.out_of_time()
-                if state.step >= run.total_steps or out_of_time:
-                    return "out of time" if out_of_time and state.step < run.total_steps else "done"
+        # one loader for the whole run: its workers persist across epochs (an epoch of a small
+        # data set is a few steps); its (epoch, index) pairs fix each sample's augmentation
+        for images, targets in worker_batches(_loader(run)):
+            try:
+                stats = train_step(state.model, images, targets, run.loss_fn, state.optimizer,
+                                   run.step_cfg, state.step, run.device, state.scaler,
+                                   progress=run.clock.fraction_done(state.step,
+                                                                    run.total_steps),
+                                   ddp=run.ddp)
+            except NonFiniteLossError:
+                run.logger.close()
+                raise
+            state.step += 1
+            if state.ema is not None:
+                state.ema.update(state.model, state.step)
+            if bar is not None:
+                bar.update(stats, run.clock.left_s())
+            epoch = (state.step - 1) // run.batches_per_epoch  # of the step just done
+            run.logger.step(state.step, epoch, stats, images.shape[0] * run.procs.world,
+                            state.step % cfg.log_every == 0 or state.step == run.total_steps)
+            if run.clock.agree(run.stop.received is not None):
+                return "stopped"
+            if cfg.val_every and state.step % cfg.val_every == 0 \
+                    and state.step < run.total_steps:
+                _validate(run)
+            if state.step % cfg.checkpoint_every == 0:
+                run.save("last.pt")
+            out_of_time = run.clock.out_of_time()
+            if state.step >= run.total_steps or out_of_time:
+                return "out of time" if out_of_time and state.step < run.total_steps else "done"
     finally:
         if bar is not None:
             bar.close()
@@ -352,10 +367,26 @@ def _open_data(cfg: TrainConfig, data_root: Path, run_dir: Path, procs: Processe
             f"{data_root}: {len(train_ds)} training images are fewer than one global batch "
             f"({world} processes × batch_size {cfg.batch_size}); lower batch_size"
         )
-    if cfg.cache_images:
-        held = train_ds.cache_images(progress=progress and main)
-        log.info("training images cached in memory: %.0f MiB", held / 2**20)
     return train_ds, val_ds
+
+
+def _choose_recipe(cfg: TrainConfig, train_ds: Any, data_root: Path, given: Collection[str],
+                   procs: Processes) -> TrainConfig:
+    """``cfg`` with its recipe applied (:mod:`squeezedet.recipes`) to the settings and to the
+    training data's augmentation, said in one line. A
+    time-bounded run's schedule is fitted from a measured step, except with several processes
+    (each would measure its own, and all must choose the same)."""
+    from squeezedet.recipes import resolve_recipe
+
+    def step_seconds(fitted: TrainConfig) -> float:
+        return measure_step_seconds(replace(fitted, workers=0), data_root, steps=3, warmup=1)
+
+    cfg, line = resolve_recipe(cfg, train_ds, None if procs.several else step_seconds, given)
+    train_ds.set_augmentation(cfg.drift, cfg.flip_prob, cfg.crop, augment_names(cfg.augment))
+    log.info("%s", line)
+    if procs.main:
+        print(line, flush=True)
+    return cfg
 
 
 def _set_up(cfg: TrainConfig, run_dir: Path, procs: Processes, device: torch.device,
@@ -394,22 +425,23 @@ def _set_up(cfg: TrainConfig, run_dir: Path, procs: Processes, device: torch.dev
                          cfg.time_limit_min, procs.several), progress)
 
 
-def _epoch_loader(run: _Run, epoch: int) -> DataLoader:
-    """The rest of ``epoch`` from the run's step: the epoch's global batches
-    (:func:`~squeezedet.engine.epoch_batches`), of each this process's slice."""
-    cfg, rank = run.cfg, run.procs.rank
-    run.train_ds.set_epoch(epoch)
-    offset = run.state.step - epoch * run.batches_per_epoch
-    batches = [b[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
-               for b in epoch_batches(len(run.train_ds), cfg.batch_size * run.procs.world,
-                                      cfg.seed, epoch)[offset:]]
-    return DataLoader(run.train_ds, batch_sampler=batches, num_workers=cfg.workers,
+def _loader(run: _Run) -> DataLoader:
+    """The run's batches from its step to its end (:class:`~squeezedet.engine.EpochBatchSampler`:
+    the epochs' global batches of :func:`~squeezedet.engine.epoch_batches`, of each this
+    process's slice, as ``(epoch, index)`` pairs), in one loader whose workers serve every
+    epoch."""
+    cfg = run.cfg
+    sampler = EpochBatchSampler(len(run.train_ds), cfg.batch_size * run.procs.world, cfg.seed,
+                                start=run.state.step,
+                                stop=run.total_steps if run.total_steps < 10**9 else None,
+                                part=(run.procs.rank, cfg.batch_size))
+    return DataLoader(run.train_ds, batch_sampler=sampler, num_workers=cfg.workers,
                       collate_fn=collate, persistent_workers=False,
                       pin_memory=run.device.type == "cuda",
                       # its own generator: creating a loader must not draw from the global RNG
                       # (dropout), or a resumed run would diverge
                       worker_init_fn=ignore_stop_signals,  # see squeezedet.preemption
-                      generator=torch.Generator().manual_seed(cfg.seed + epoch))
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def _validate(run: _Run) -> None:
@@ -421,7 +453,7 @@ def _validate(run: _Run) -> None:
     result = evaluate(state.ema.model if state.ema is not None else state.model, run.val_ds,
                       run.cfg, run.device, run.run_dir / "val_results", progress=run.progress)
     run.last_result = result
-    run.last_metrics = {**result.to_json(), "step": step}
+    run.last_metrics = {**result.to_json(), "step": step, "unit": "percent"}  # AP 0-100
     if main:
         (run.run_dir / "metrics.json").write_text(json.dumps(run.last_metrics, indent=2))
     name, score, row, detail = val_row(result, step)
@@ -430,7 +462,8 @@ def _validate(run: _Run) -> None:
         state.best = score
         run.save("best.pt")
     if run.progress and main:
-        print(f"\nstep {step}: validation {name} {score:.2f} ({detail}); best {state.best:.2f}",
+        print(f"\nstep {step}: validation {name} {score:.2f} % ({detail}); best "
+              f"{state.best:.2f} %",
               flush=True)
 
 

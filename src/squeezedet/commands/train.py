@@ -1,10 +1,16 @@
 """Train SqueezeDet on a KITTI-layout data set (or COCO / VOC / YOLO, see --format).
 
-Defaults are the original KITTI recipe: SGD, lr 0.01 halved every 10,000 steps, momentum 0.9,
-weight decay 1e-4 on kernels, per-tensor gradient clipping at 1.0, batch 20. Any setting can be
-changed with --config FILE.yaml and/or key=value pairs after the options, e.g.
+Before training, train looks at the data and chooses a recipe, said in one line (--recipe):
+for a small data set trained from scratch (at most 1,000 images or tiles) the small-data recipe
+(squeeze batch norm, AdamW, warm-up and cosine fitted to the run's length, a moving average of
+the weights, zoom, colour jitter and mosaic, batch and lr fitted to the data, 10 minutes unless
+told otherwise); else the paper's, the original KITTI recipe: SGD, lr 0.01 halved every 10,000
+steps, momentum 0.9, weight decay 1e-4 on kernels, per-tensor gradient clipping at 1.0, batch 20.
+Settings given on the command line or in --config keep their values. Any setting can be changed
+with --config FILE.yaml and/or key=value pairs after the options, e.g.
 
   squeezedet train --data data/kitti --out runs/kitti
+  squeezedet train --data photos --out runs/trees --tile 400x400 --minutes 10 augment=+rot90,vflip
   squeezedet train --data data/synth --out runs/small --input-size 624x192 --steps 2000 lr=0.005
   squeezedet train --resume runs/small --steps 4000      # continue (here: to 4000 steps)
   squeezedet train --data data/kitti --out runs/ft --weights kitti.pt --steps 2000   # fine-tune
@@ -50,7 +56,7 @@ from pathlib import Path
 
 from squeezedet import distributed
 from squeezedet.checkpoint import fine_tuning_config
-from squeezedet.config import TrainConfig, load_config
+from squeezedet.config import TrainConfig, given_settings, load_config
 from squeezedet.errors import SqueezeDetError, check_output_dir
 from squeezedet.preemption import EXIT_RESUMABLE
 
@@ -65,6 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="training steps")
     group.add_argument("--epochs", type=int, help="training epochs (instead of --steps)")
+    parser.add_argument("--minutes", type=float, metavar="M",
+                        help="train for M minutes (time_limit_min), the schedule fitted to the "
+                             "steps that fit")
+    parser.add_argument("--recipe", choices=("auto", "paper", "small"),
+                        help="auto (default): small for a small data set trained from scratch, "
+                             "else paper (the original's)")
+    parser.add_argument("--augment", metavar="NAMES",
+                        help="extra augmentation: zoom, vflip, rot90, jitter, mosaic (comma-"
+                             "separated; +NAMES adds to the recipe's; none)")
     parser.add_argument("--weights", metavar="CKPT",
                         help="start from this checkpoint's weights and model settings "
                              "(fine-tuning)")
@@ -97,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     for key in ("model", "input_size", "batch_size", "steps", "epochs", "data_format", "classes",
-                "tile", "crop"):
+                "tile", "crop", "recipe", "augment"):
         value = getattr(args, key, None)
         if value is not None:
             out.append(f"{key}={value}")
@@ -106,6 +121,8 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
 
         shapes = read_anchor_shapes(args.anchors)
         out.append(f"anchors={[list(s) for s in shapes]}")
+    if getattr(args, "minutes", None) is not None:
+        out.append(f"time_limit_min={args.minutes}")
     if args.overlap is not None:
         out.append(f"tile_overlap={args.overlap}")
     if args.skip_bad:
@@ -139,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             run_dir = check_output_dir(args.out, "--out")
             start = fine_tuning_config(args.weights) if args.weights else None
             cfg = load_config(args.config, _cli_overrides(args), base=start)
-            result = train(cfg, args.data, run_dir, progress=not args.quiet)
+            given = given_settings(args.config, _cli_overrides(args))  # kept by the recipe
+            result = train(cfg, args.data, run_dir, progress=not args.quiet, given=given)
     except TrainingStopped as stopped:
         if distributed.is_main():
             print(f"squeezedet train: {stopped}", file=sys.stderr, flush=True)
@@ -149,9 +167,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {result.step} steps; run folder {result.run_dir}")
     m = result.last_metrics
     if m is not None and "mAP_R40" in m:
-        print(f"validation mAP_R40 {m['mAP_R40']:.2f}, "
-              f"mAP_R11 {m['mAP_R11']:.2f} (details in {run_dir}/metrics.json)")
+        print(f"validation mAP_R40 {m['mAP_R40']:.2f} %, "
+              f"mAP_R11 {m['mAP_R11']:.2f} % (details in {run_dir}/metrics.json)")
     elif m is not None:
-        print(f"validation mAP@[.5:.95] {m['mAP']:.2f}, mAP@0.5 {m['mAP50']:.2f} "
+        print(f"validation mAP@[.5:.95] {m['mAP']:.2f} %, mAP@0.5 {m['mAP50']:.2f} % "
               f"(details in {run_dir}/metrics.json)")
     return 0

@@ -27,7 +27,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from squeezedet.data.transforms import MEAN_RGB_UINT8, MIN_CLIPPED_SIZE, Target, resize_image
+from squeezedet.data.transforms import (
+    MEAN_RGB_UINT8,
+    MIN_CLIPPED_SIZE,
+    Compose,
+    Drift,
+    HorizontalFlip,
+    RandomCrop,
+    Resize,
+    Target,
+    Transform,
+    build_transforms,
+    resize_image,
+)
+
+#: the zoom range of ``augment=zoom``: objects shown from half to 1.6 times their size at the
+#: network input
+ZOOM_SCALE = (0.5, 1.6)
+#: the share of training samples made a mosaic with ``augment=mosaic``
+MOSAIC_PROB = 0.5
+#: the colour jitter of ``augment=jitter`` (brightness, contrast, saturation)
+JITTER = (0.3, 0.3, 0.3)
 
 
 def _boxes(target: Target) -> np.ndarray:
@@ -257,3 +277,36 @@ def mosaic(samples: Sequence[tuple[np.ndarray, Target]], size: tuple[int, int],
             if value.shape[:1] == (n0,):
                 merged[key] = np.concatenate([p[key] for p in parts])
     return out, merged
+
+
+def build_pipeline(input_size: tuple[int, int], train: bool, drift: tuple[int, int] = (150, 100),
+                   flip_prob: float = 0.5, crop: tuple[int, int] | None = None,
+                   augment: Sequence[str] = ()) -> Compose:
+    """The per-sample training pipeline with the ``augment`` names (``zoom``, ``vflip``,
+    ``rot90``, ``jitter``; ``mosaic`` is the data set's, around this pipeline), or
+    :func:`~squeezedet.data.transforms.build_transforms`' without any.
+
+    Order: drift, quarter turns, vertical and horizontal flips on the source image, the resize to
+    ``input_size``, the zoom (:class:`ScaleCrop` of the resized image: zooming is relative to what
+    the network sees), the training crop, the colour jitter.
+    """
+    names = set(augment)
+    if not train or not names - {"mosaic"}:
+        return build_transforms(input_size, train, drift, flip_prob, crop)
+    steps: list[Transform] = []
+    if tuple(drift) != (0, 0):
+        steps.append(Drift(drift))
+    if "rot90" in names:
+        steps.append(Rotate90())
+    if "vflip" in names:
+        steps.append(VerticalFlip(0.5))
+    if flip_prob > 0:
+        steps.append(HorizontalFlip(flip_prob))
+    steps.append(Resize(input_size))
+    if "zoom" in names:
+        steps.append(ScaleCrop(input_size, ZOOM_SCALE))
+    if crop is not None and tuple(crop) != tuple(input_size):
+        steps.append(RandomCrop(crop))
+    if "jitter" in names:
+        steps.append(ColorJitter(*JITTER))
+    return Compose(steps)

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from squeezedet.data.augment import MOSAIC_PROB, build_pipeline, mosaic
 from squeezedet.data.box_fitting import fit_boxes_to_image
 from squeezedet.data.files import image_size
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import KittiObject
 from squeezedet.data.samples import Sample, is_ignored
 from squeezedet.data.tiling import clip_objects_to_window, tile_windows
-from squeezedet.data.transforms import Compose, build_transforms
+from squeezedet.data.transforms import Compose
 from squeezedet.errors import DataError, SqueezeDetError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class SampleSet(Dataset):
 
     ids: list[str]
     classes: tuple[str, ...]
+    input_size: tuple[int, int]
+    train: bool
     seed: int
     epoch: int
     skip_bad: bool
@@ -58,6 +61,7 @@ class SampleSet(Dataset):
     _targets: list[tuple[np.ndarray, np.ndarray]]
     _bad: set[int]
     _windows: list[tuple[int, int, int, int] | None] | None = None  # None: whole images
+    mosaic: float = 0.0  # the share of samples made a mosaic of four (augment=mosaic)
 
     def window(self, i: int) -> tuple[int, int, int, int] | None:
         """The tile ``(x0, y0, x1, y1)`` of sample ``i`` in its image's pixels (``None``: whole)."""
@@ -113,6 +117,14 @@ class SampleSet(Dataset):
     def _describe(self) -> str:
         """Where the samples come from, for messages."""
         raise NotImplementedError
+
+    def set_augmentation(self, drift: tuple[int, int], flip_prob: float,
+                         crop: tuple[int, int] | None, augment: Sequence[str]) -> None:
+        """Replace the training augmentation (:func:`squeezedet.data.augment.build_pipeline`),
+        e.g. with a recipe's, chosen after the data was opened and checked."""
+        self.transforms = build_pipeline(self.input_size, self.train, drift, flip_prob, crop,
+                                         augment)
+        self.mosaic = MOSAIC_PROB if self.train and "mosaic" in augment else 0.0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation of ``epoch`` (call before iterating over each epoch)."""
@@ -193,9 +205,8 @@ class SampleSet(Dataset):
         image, target = cached
         return image, {**target, "boxes": target["boxes"].copy(), "labels": target["labels"].copy()}
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        i = self._index(i)
-        rng = self.rng(i)
+    def _transformed(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        """Sample ``i`` (the next readable one when it is bad and skipped) through the transforms."""
         n = len(self.ids)
         for attempt in range(n):
             sample = self._load_or_skip((i + attempt) % n, self._load_maybe_cached)
@@ -208,7 +219,19 @@ class SampleSet(Dataset):
         # data check of squeezedet.data.check counts them before training)
         boxes, keep, _, _ = fit_boxes_to_image(target["boxes"], (image.shape[1], image.shape[0]))
         target = {**target, "boxes": boxes, "labels": np.asarray(target["labels"])[keep]}
-        image, target = self.transforms(image, target, rng)
+        return self.transforms(image, target, rng)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Sample ``key``: an index (augmented as the epoch :meth:`set_epoch` chose) or an
+        ``(epoch, index)`` pair (:class:`squeezedet.engine.EpochBatchSampler`'s)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        i = self._index(i)
+        rng = np.random.default_rng([self.seed, int(epoch), i])
+        image, target = self._transformed(i, rng)
+        if self.mosaic > 0 and rng.random() < self.mosaic:  # with three samples drawn at random
+            others = [self._transformed(int(j), rng) for j in rng.integers(len(self.ids), size=3)]
+            size = (image.shape[1], image.shape[0])
+            image, target = mosaic([(image, target), *others], size, rng)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         target = {
             "boxes": torch.from_numpy(np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)),
@@ -229,6 +252,9 @@ class DetectionDataset(SampleSet):
         input_size: network input ``(W, H)``.
         train: apply the random augmentation (drift, flip) before the resize.
         drift, flip_prob, seed, crop: as for :class:`~squeezedet.data.kitti.KittiDataset`.
+        augment: extra training augmentation (:func:`squeezedet.data.augment.build_pipeline`;
+            ``"mosaic"``: :data:`~squeezedet.data.augment.MOSAIC_PROB` of the samples are four in
+            one, the three others drawn from the sample's generator).
         tile: ``(W, H)`` of the windows to cut every image into, or ``None`` for whole images.
         tile_overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
         skip_bad: leave out images that cannot be read (recorded in :attr:`skipped`).
@@ -256,6 +282,7 @@ class DetectionDataset(SampleSet):
         name: str = "",
         skipped: Sequence[str] = (),
         crop: tuple[int, int] | None = None,
+        augment: Sequence[str] = (),
     ) -> None:
         self.classes: tuple[str, ...] = tuple(classes)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -267,8 +294,9 @@ class DetectionDataset(SampleSet):
         self.name = name
         self.tile = None if tile is None else (int(tile[0]), int(tile[1]))
         self.tile_overlap = float(tile_overlap)
-        self.transforms: Compose = build_transforms(self.input_size, self.train, drift, flip_prob,
-                                                     crop)
+        self.transforms: Compose = build_pipeline(self.input_size, self.train, drift, flip_prob,
+                                                   crop, augment)
+        self.mosaic = MOSAIC_PROB if self.train and "mosaic" in augment else 0.0
         self.skipped: list[str] = list(skipped)
         self._bad: set[int] = set()
         self._class_index = {c.lower(): i for i, c in enumerate(self.classes)}

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from squeezedet.config import augment_names
 from squeezedet.data.dataset import DetectionDataset
 from squeezedet.data.files import copy_image, raise_or_skip
 from squeezedet.data.kitti_format import KITTI_TYPES, read_kitti_file, write_kitti_file
@@ -135,12 +136,13 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
                               "resized to it); set input_size or a smaller crop")
     fmt = resolve_format(cfg.data_format, root)
     tile = getattr(cfg, "tile", None)
+    augment = augment_names(getattr(cfg, "augment", ""))
     overlap = float(getattr(cfg, "tile_overlap", 0.2))
     if fmt == "kitti" and tile is None:
         classes = cfg.classes or DEFAULT_CLASSES
         train = KittiDataset(root, cfg.train_split, classes, size, train=True,
                              skip_bad=cfg.skip_bad, drift=cfg.drift, flip_prob=cfg.flip_prob,
-                             seed=cfg.seed, crop=crop)
+                             seed=cfg.seed, crop=crop, augment=augment)
         val = KittiDataset(root, cfg.val_split, classes, size, train=False,
                            skip_bad=cfg.skip_bad) if need_val else None
         return train, val
@@ -153,7 +155,7 @@ def open_dataset(cfg: Any, root: str | Path, need_val: bool = True) -> tuple[Any
         source.split(cfg.train_split), classes, size, train=True, drift=cfg.drift,
         flip_prob=cfg.flip_prob, seed=cfg.seed, tile=tile, tile_overlap=overlap,
         skip_bad=cfg.skip_bad, metric=source.metric, name=f"{root} ({fmt}, {cfg.train_split})",
-        skipped=source.skipped, crop=crop)
+        skipped=source.skipped, crop=crop, augment=augment)
     val_ds = None
     if need_val:
         val_ds = DetectionDataset(

@@ -25,12 +25,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from squeezedet.data.augment import MOSAIC_PROB, build_pipeline
 from squeezedet.data.dataset import SampleSet
 from squeezedet.data.files import raise_or_skip
 from squeezedet.data.images import IMAGE_EXTENSIONS
 from squeezedet.data.kitti_format import KITTI_TYPES, KittiObject, read_kitti_file
 from squeezedet.data.splits import make_split
-from squeezedet.data.transforms import Compose, build_transforms
+from squeezedet.data.transforms import Compose
 from squeezedet.errors import DataError, SqueezeDetError
 
 DEFAULT_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -190,6 +191,7 @@ class KittiDataset(SampleSet):
         flip_prob: float = 0.5,
         seed: int = 0,
         crop: tuple[int, int] | None = None,
+        augment: Sequence[str] = (),
     ) -> None:
         self.root, self.image_dir, self.label_dir = _layout(root)
         self.split = split
@@ -199,8 +201,9 @@ class KittiDataset(SampleSet):
         self.skip_bad = bool(skip_bad)
         self.seed = int(seed)
         self.epoch = 0
-        self.transforms: Compose = build_transforms(self.input_size, self.train, drift, flip_prob,
-                                                     crop)
+        self.transforms: Compose = build_pipeline(self.input_size, self.train, drift, flip_prob,
+                                                   crop, augment)
+        self.mosaic = MOSAIC_PROB if self.train and "mosaic" in augment else 0.0
         self.skipped: list[str] = []
         self._bad: set[int] = set()
         self._class_index = {c.lower(): i for i, c in enumerate(self.classes)}
