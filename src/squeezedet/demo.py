@@ -68,6 +68,8 @@ def demo_config(size: tuple[int, int], minutes: float, seed: int, overrides: lis
     from squeezedet.config import TrainConfig, load_config
 
     base = TrainConfig(
+        # the demo's own recipe, given in full: no recipe chosen from the data on top of it
+        recipe="paper",
         model="squeezedet", input_size=size, anchors=anchors, optimizer="adamw", lr=1e-3,
         warmup_steps=100, lr_schedule="cosine", ema_decay=0.995, cache_images=True,
         lr_decay_steps=100_000, batch_size=8, dropout=0.2, squeeze_bn=True,
