@@ -103,3 +103,18 @@ def test_bad_input(checkpoint: Path, tmp_path: Path) -> None:
         {"class_names": ["Car"], "input_size": list(SIZE), "anchor_shapes": [[1, 1]]}))
     with pytest.raises(SqueezeDetError, match="bad.pte: ExecuTorch cannot load it"):
         load_runner(bad)
+
+
+def test_int8_accuracy_on_data_is_recorded(checkpoint: Path, tmp_path: Path) -> None:
+    from tiny_data import make_tiny_kitti
+
+    root = make_tiny_kitti(tmp_path / "kitti", n=3, size=(192, 64))
+    out = tmp_path / "m-int8.pte"
+    export_model(checkpoint, "executorch", out, precision="int8", calib_data=root,
+                 calib_images=3, parity_data=root, accuracy_data=root)
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    acc = meta["accuracy"]
+    assert acc["data"] == str(root) and acc["metric"].startswith("KITTI mAP_R40")
+    assert 0 <= acc["pytorch_fp32"] <= 100 and 0 <= acc["exported"] <= 100
+    assert acc["drop"] == pytest.approx(acc["pytorch_fp32"] - acc["exported"], abs=1e-3)
+    assert meta["calibration"]["source"] == str(root) and meta["calibration"]["images"] == 3

@@ -32,6 +32,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -152,3 +153,37 @@ def program_bytes(model: SqueezeDet, precision: str = "fp32",
         except Exception as exc:  # noqa: BLE001 - lowering failures become one clear line
             raise SqueezeDetError(f"ExecuTorch cannot hold this model: lowering to XNNPACK "
                                   f"failed ({' '.join(str(exc).split())[:300]})") from None
+
+
+def val_map_r40(model: SqueezeDet, run: Any, data: str | Path) -> float:
+    """KITTI mAP_R40 of ``run`` (network input ``float32 [1, 3, H, W]`` → raw head) on the
+    validation split (``ImageSets/val.txt``) of the KITTI root ``data``, decoded with ``model``'s
+    anchors and the Detector's post-processing (no score threshold)."""
+    from squeezedet.data.kitti import KittiDataset
+    from squeezedet.eval import evaluate_kitti
+    from squeezedet.models.detector import split_head
+    from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
+
+    names = tuple(model.class_names)
+    size = model.input_size
+    dataset = KittiDataset(data, "val", names, size, train=False)
+    post, found, truth = PostProcess(), {}, {}
+    for i in range(len(dataset)):
+        image, target = dataset[i]
+        head = run(image[None].float())
+        det = post(split_head(head, model.num_anchors, model.num_classes), model.anchors, size)[0]
+        det = {**det, "boxes": to_original_pixels(det["boxes"], size, target["orig_size"])}
+        found[target["image_id"]] = detections_to_kitti(det, names)
+        truth[target["image_id"]] = dataset.ground_truth(i)
+    return float(evaluate_kitti(truth, found, classes=names).map_r40)
+
+
+def accuracy(model: SqueezeDet, program: Any, data: str | Path) -> dict[str, Any]:
+    """The AP an exported program keeps: mAP_R40 on ``data``'s validation split of the PyTorch
+    model and of ``program`` (a runner), and the drop in points, for the metadata file."""
+    with torch.inference_mode():
+        reference = val_map_r40(model.eval(), model, data)
+    exported = val_map_r40(model, program, data)
+    return {"data": str(data), "metric": "KITTI mAP_R40 (val split)",
+            "pytorch_fp32": round(reference, 3), "exported": round(exported, 3),
+            "drop": round(reference - exported, 3)}

@@ -36,6 +36,7 @@ import torch
 
 from squeezedet.checkpoint import model_from_checkpoint
 from squeezedet.deployment.executorch_export import FLOAT_MODULES, program_bytes
+from squeezedet.deployment.executorch_export import accuracy as executorch_accuracy
 from squeezedet.deployment.graph import OPSET, export_module, onnx_bytes, output_names
 from squeezedet.deployment.parity import PARITY_RTOL, measure_parity
 from squeezedet.deployment.preprocess import parity_images
@@ -44,7 +45,7 @@ from squeezedet.deployment.quantize import (
     quantize_openvino_int8,
     quantize_openvino_int8_for_ap,
 )
-from squeezedet.deployment.runners import metadata_path
+from squeezedet.deployment.runners import ExecuTorchRunner, metadata_path
 from squeezedet.errors import SqueezeDetError, check_output_file, installed, require
 
 #: suffix of the model file per format
@@ -89,9 +90,10 @@ class ExportOptions:
         check: run the parity check (raises :class:`SqueezeDetError` beyond the tolerance).
             ``False`` also keeps NNCF's all-int8 OpenVINO model as it is, without the fallbacks
             a missed parity triggers (for speed measurements on random weights).
-        accuracy_data: OpenVINO int8 only — a KITTI root whose validation split bounds the AP
+        accuracy_data: OpenVINO int8 — a KITTI root whose validation split bounds the AP
             loss: layers return to float until mAP_R40 is at most ``max_ap_drop`` points below
-            fp32 (:func:`quantize_openvino_int8_for_ap`).
+            fp32 (:func:`quantize_openvino_int8_for_ap`). ExecuTorch: the program's mAP_R40 on
+            that split and PyTorch's are recorded in the metadata (``accuracy``).
         max_ap_drop: the largest mAP_R40 loss allowed with ``accuracy_data`` (points, >= 0).
     """
 
@@ -350,6 +352,9 @@ def _export_executorch(model: Any, out: Path, opts: ExportOptions,
                                     method="minmax")
         meta["calibration"]["float_layers"] = list(FLOAT_MODULES)
     out.write_bytes(program_bytes(model, opts.precision, calib))
+    if opts.accuracy_data is not None:  # the AP the program keeps, recorded (no fallback)
+        runner = ExecuTorchRunner(out, meta=meta, threads=opts.threads)
+        meta["accuracy"] = executorch_accuracy(model, runner, opts.accuracy_data)
     return [out], None
 
 
