@@ -167,7 +167,8 @@ def _replace(text: str, marker: str, body: list[str], path: Path) -> str:
         raise SystemExit(f"{path}: the markers {start} ... {end} are missing")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    return head + start + "\n" + "\n".join(body) + "\n" + end + tail
+    # blank lines around the body: Markdown ends the comment's HTML block there in every renderer
+    return head + start + "\n\n" + "\n".join(body) + "\n\n" + end + tail
 
 
 def generate() -> dict[Path, str]:
