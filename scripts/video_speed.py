@@ -204,7 +204,13 @@ def main() -> None:
                              "weights, the tracker's own otherwise)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "video_speed")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="JSON",
+                        help="only print the tables of these --json files (docs/video.md's)")
     args = parser.parse_args()
+    if args.table:
+        for path in args.table:
+            print(format_table(json.loads(path.read_text())["rows"]))
+        return
 
     from squeezedet.tracking import TrackerConfig
 
