@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from squeezedet import codec
+from squeezedet import codec, engine
 from squeezedet.checkpoint import (
     config_from_checkpoint,
     load_checkpoint,
@@ -43,16 +43,6 @@ from squeezedet.checkpoint import (
 )
 from squeezedet.config import TrainConfig
 from squeezedet.data.dataset import collate
-from squeezedet.engine import (
-    WeightEMA,
-    build_model,
-    epoch_batches,
-    evaluate,
-    loss_from_config,
-    make_optimizer,
-    resolve_device,
-    train_step,
-)
 from squeezedet.errors import SqueezeDetError
 from squeezedet.models.layers import with_memory_format
 from squeezedet.train import build_datasets
@@ -218,7 +208,7 @@ def _finetune(ckpt: dict[str, Any], data_root: str | Path, cfg: TrainConfig, ste
     :func:`~squeezedet.engine.train_step`; ``before`` runs before each step, ``after`` after it
     (and after the moving average's update). Returns the final state dict (the moving average's
     when the run used one)."""
-    device = resolve_device(cfg.device)
+    device = engine.resolve_device(cfg.device)
     train_ds, _ = build_datasets(cfg, data_root, need_val=False)
     if len(train_ds) == 0:
         raise SqueezeDetError(f"{data_root}: the training split has no images to fine-tune on")
@@ -228,15 +218,15 @@ def _finetune(ckpt: dict[str, Any], data_root: str | Path, cfg: TrainConfig, ste
                               f"checkpoint's {list(classes)}; fine-tune on the data it was trained on")
     if cfg.cache_images:
         train_ds.cache_images(progress=progress)
-    model = build_model(cfg, classes)
+    model = engine.build_model(cfg, classes)
     model.load_state_dict(ckpt["model"])
     model = model.to(device)
     if device.type == "cpu":
         model = with_memory_format(model, torch.channels_last)
     params: dict[str, torch.Tensor] = dict(model.named_parameters())
-    optimizer = make_optimizer(model, cfg)
-    loss_fn = loss_from_config(cfg)
-    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    optimizer = engine.make_optimizer(model, cfg)
+    loss_fn = engine.loss_from_config(cfg)
+    ema = engine.WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     ema_params: dict[str, torch.Tensor] = dict(ema.model.named_parameters()) if ema is not None else {}
     bar = None
     if progress:
@@ -247,12 +237,12 @@ def _finetune(ckpt: dict[str, Any], data_root: str | Path, cfg: TrainConfig, ste
     t0 = time.monotonic()
     while step < steps:
         train_ds.set_epoch(epoch)
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
+        batches = engine.epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
         loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=collate, generator=torch.Generator().manual_seed(epoch))
         for images, targets in loader:
             before(step, params, ema_params)
-            stats = train_step(model, images, targets, loss_fn, optimizer, cfg, step, device,
+            stats = engine.train_step(model, images, targets, loss_fn, optimizer, cfg, step, device,
                                progress=step / steps)
             if ema is not None:
                 ema.update(model, step + 1)
@@ -451,7 +441,7 @@ def validation_map(weights: str | Path | dict[str, Any], data_root: str | Path,
     if val is None or len(val) == 0:
         raise SqueezeDetError(f"{data_root}: no validation images (split {cfg.val_split!r})")
     model = model_from_checkpoint(ckpt)
-    result = evaluate(model, val, cfg, torch.device("cpu"), progress=progress)
+    result = engine.evaluate(model, val, cfg, torch.device("cpu"), progress=progress)
     if hasattr(result, "headline"):
         score = float(result.headline[1])
         return score, score
