@@ -7,7 +7,9 @@
 - **What a checkpoint holds**: :class:`TrainingState` (weights, moving average, optimiser, loss
   scaler, step, best score, every process's random-number states) writes and restores it.
 - **When a run stops**: :class:`RunClock`, the time trained across resumes, a time limit's share
-  of the run done, and the agreement of several processes to stop after the same step.
+  of the run done, and the agreement of several processes to stop after the same step;
+  :class:`TrainingStopped` after a stop signal.
+- **A run while it trains**: :class:`Run`, everything the loop of :mod:`squeezedet.train` uses.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from squeezedet.checkpoint import config_from_checkpoint, load_checkpoint, save_
 from squeezedet.config import TrainConfig, load_config, save_config
 from squeezedet.engine import WeightEMA, build_model, make_optimizer
 from squeezedet.errors import SqueezeDetError
+from squeezedet.loss import SqueezeDetLoss
 from squeezedet.models import SqueezeDet
 from squeezedet.models.layers import (
     add_squeeze_bn,
@@ -37,7 +40,8 @@ from squeezedet.models.layers import (
     has_squeeze_bn,
     with_memory_format,
 )
-from squeezedet.run_log import LOG_FILES, truncate_csv
+from squeezedet.preemption import StopSignals
+from squeezedet.run_log import LOG_FILES, RunLogger, truncate_csv
 
 log = logging.getLogger("squeezedet.train")
 
@@ -356,3 +360,52 @@ def total_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
     if cfg.epochs is not None:
         return cfg.epochs * batches_per_epoch
     return 40_000 if cfg.time_limit_min is None else 10**9
+
+
+class TrainingStopped(Exception):  # noqa: N818 - a stop on request, not an error
+    """A stop signal ended the run after it saved ``last.pt`` of step ``step``; resume it."""
+
+    def __init__(self, run_dir: Path, step: int, signal_name: str) -> None:
+        super().__init__(
+            f"{signal_name}: stopped after step {step} and saved {run_dir / 'last.pt'}; "
+            f"continue with: squeezedet train --resume {run_dir}"
+        )
+        self.run_dir = run_dir
+        self.step = step
+        self.signal_name = signal_name
+
+
+@dataclass
+class Run:
+    """One run while it trains (:mod:`squeezedet.train`'s loop): what its steps use, the state
+    its checkpoints save, its clock, stop signals and logs, and its latest validation."""
+
+    cfg: TrainConfig
+    step_cfg: TrainConfig  # the settings each step sees: lr scaled with the processes
+    run_dir: Path
+    procs: Processes
+    device: torch.device
+    train_ds: Any
+    val_ds: Any
+    state: TrainingState
+    loss_fn: SqueezeDetLoss
+    ddp: Any  # DistributedDataParallel around state.model (several processes), else None
+    batches_per_epoch: int
+    total_steps: int
+    stop: StopSignals
+    logger: RunLogger
+    clock: RunClock
+    progress: bool
+    last_metrics: dict[str, Any] | None = None
+    last_result: Any = None
+
+    def save(self, name: str) -> None:
+        """Checkpoint ``name`` in the run folder (every process calls this; rank 0 writes)."""
+        self.state.save(self.run_dir / name, self.cfg, self.procs, self.clock)
+
+    def stopped(self) -> TrainingStopped:
+        """Save the state after the step just done; the exception to raise."""
+        self.save("last.pt")
+        self.logger.close()
+        return TrainingStopped(self.run_dir, self.state.step,
+                               self.stop.received or "a stop signal to another process")

@@ -74,7 +74,6 @@ from squeezedet.engine import (
     train_step,
 )
 from squeezedet.errors import NonFiniteLossError, SqueezeDetError
-from squeezedet.loss import SqueezeDetLoss
 from squeezedet.models.layers import add_squeeze_bn, with_memory_format
 from squeezedet.preemption import StopSignals, ignore_stop_signals, worker_batches
 from squeezedet.run_log import (
@@ -87,8 +86,10 @@ from squeezedet.run_log import (
 )
 from squeezedet.run_state import (
     Processes,
+    Run,
     RunClock,
     TrainingState,
+    TrainingStopped,
     check_resume,
     record_run,
     resume_settings,
@@ -114,19 +115,6 @@ class TrainResult:
     last_metrics: dict[str, Any] | None
     stopped_early: bool
     last_result: Any = None  # the evaluator's result object of the last validation
-
-
-class TrainingStopped(Exception):  # noqa: N818 - a stop on request, not an error
-    """A stop signal ended the run after it saved ``last.pt`` of step ``step``; resume it."""
-
-    def __init__(self, run_dir: Path, step: int, signal_name: str) -> None:
-        super().__init__(
-            f"{signal_name}: stopped after step {step} and saved {run_dir / 'last.pt'}; "
-            f"continue with: squeezedet train --resume {run_dir}"
-        )
-        self.run_dir = run_dir
-        self.step = step
-        self.signal_name = signal_name
 
 
 def build_datasets(cfg: TrainConfig, root: str | Path, need_val: bool = True) -> tuple[Any, Any]:
@@ -231,42 +219,6 @@ def resume(
                  handle_signals=handle_signals)
 
 
-@dataclass
-class _Run:
-    """One run while it trains: what its steps use, the state its checkpoints save, its clock,
-    stop signals and logs, and its latest validation."""
-
-    cfg: TrainConfig
-    step_cfg: TrainConfig  # the settings each step sees: lr scaled with the processes
-    run_dir: Path
-    procs: Processes
-    device: torch.device
-    train_ds: Any
-    val_ds: Any
-    state: TrainingState
-    loss_fn: SqueezeDetLoss
-    ddp: Any  # DistributedDataParallel around state.model (several processes), else None
-    batches_per_epoch: int
-    total_steps: int
-    stop: StopSignals
-    logger: RunLogger
-    clock: RunClock
-    progress: bool
-    last_metrics: dict[str, Any] | None = None
-    last_result: Any = None
-
-    def save(self, name: str) -> None:
-        """Checkpoint ``name`` in the run folder (every process calls this; rank 0 writes)."""
-        self.state.save(self.run_dir / name, self.cfg, self.procs, self.clock)
-
-    def stopped(self) -> TrainingStopped:
-        """Save the state after the step just done; the exception to raise."""
-        self.save("last.pt")
-        self.logger.close()
-        return TrainingStopped(self.run_dir, self.state.step,
-                               self.stop.received or "a stop signal to another process")
-
-
 def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progress: bool,
            stop: StopSignals, given: Collection[str] = ()) -> TrainResult:
     """The run: checks and records, data, set-up, the steps, the last checkpoint, validation."""
@@ -302,7 +254,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
                        outcome == "out of time", run.last_result)
 
 
-def _train_steps(run: _Run) -> str:
+def _train_steps(run: Run) -> str:
     """Steps from ``run.state.step`` to the end of the run: each one trained, averaged, logged,
     agreed on (stop signals, time), validated and checkpointed as the settings ask. Returns
     ``"done"`` (its steps), ``"out of time"`` (its time limit, before its steps) or ``"stopped"``
@@ -391,7 +343,7 @@ def _choose_recipe(cfg: TrainConfig, train_ds: Any, data_root: Path, given: Coll
 
 def _set_up(cfg: TrainConfig, run_dir: Path, procs: Processes, device: torch.device,
             data: tuple[Any, Any], ckpt: dict[str, Any] | None, stop: StopSignals,
-            progress: bool) -> _Run:
+            progress: bool) -> Run:
     """The run ready for its next step: built, resumed from ``ckpt`` when given, the model
     wrapped for several processes, the global batch and the run's length worked out."""
     train_ds, val_ds = data
@@ -418,14 +370,14 @@ def _set_up(cfg: TrainConfig, run_dir: Path, procs: Processes, device: torch.dev
 
         ddp = DistributedDataParallel(state.model,
                                       device_ids=[device] if device.type == "cuda" else None)
-    return _Run(cfg, step_cfg, run_dir, procs, device, train_ds, val_ds, state,
+    return Run(cfg, step_cfg, run_dir, procs, device, train_ds, val_ds, state,
                 loss_from_config(cfg), ddp, batches_per_epoch,
                 total_steps(cfg, batches_per_epoch), stop, RunLogger(run_dir, write=procs.main),
                 RunClock(float(ckpt.get("elapsed_s", 0.0)) if ckpt else 0.0,
                          cfg.time_limit_min, procs.several), progress)
 
 
-def _loader(run: _Run) -> DataLoader:
+def _loader(run: Run) -> DataLoader:
     """The run's batches from its step to its end (:class:`~squeezedet.engine.EpochBatchSampler`:
     the epochs' global batches of :func:`~squeezedet.engine.epoch_batches`, of each this
     process's slice, as ``(epoch, index)`` pairs), in one loader whose workers serve every
@@ -444,7 +396,7 @@ def _loader(run: _Run) -> DataLoader:
                       generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def _validate(run: _Run) -> None:
+def _validate(run: Run) -> None:
     """Score the predicting weights (the average when EMA is on) on the validation split: a
     ``val.csv`` row, ``metrics.json``, and ``best.pt`` when the score is the best so far."""
     if run.val_ds is None or len(run.val_ds) == 0:
