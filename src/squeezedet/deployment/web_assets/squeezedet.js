@@ -1,7 +1,8 @@
 // SqueezeDet in the browser with ONNX Runtime Web: the pre- and post-processing of squeezedet's
 // Python Detector (squeezedet.inference.detector), step for step:
-//   resize to the network size with Pillow's bilinear filter (its fixed-point arithmetic, so the
-//   pixels are the ones Python feeds the model), float32 [1, 3, H, W] RGB 0-255 (the graph
+//   resize to the network size with Pillow's bilinear filter (its fixed-point arithmetic: the
+//   pixels Python feeds the model, except where Python enlarges with OpenCV, which rounds
+//   differently by up to one grey level), float32 [1, 3, H, W] RGB 0-255 (the graph
 //   normalises), the raw ConvDet head, score = max_c p(c) * sigmoid(confidence), the top 64
 //   anchors, box decoding with the linear continuation of exp above 1, clipping to the network
 //   image, the score threshold, greedy NMS per class at IoU 0.4, boxes scaled to the original
