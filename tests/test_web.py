@@ -12,6 +12,8 @@ import functools
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -84,35 +86,43 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
-    yield driver
+#: drives Chromium in a child process (the pytest worker that ran Selenium itself was killed at
+#: its teardown in the full parallel run): URLs on stdin, one JSON line per page on stdout
+_DRIVER = """
+import json, shutil, sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+options = webdriver.ChromeOptions()
+options.binary_location = shutil.which("chromium")
+for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+    options.add_argument(arg)
+driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+try:
+    for url in sys.stdin.read().split():
+        driver.get(url)
+        WebDriverWait(driver, 120).until(lambda d: d.find_element("id", "detections").text.strip())
+        text = {i: driver.find_element("id", i).text for i in ("detections", "timing", "status")}
+        print(json.dumps(text), flush=True)
+finally:
     driver.quit()
+"""
 
 
-def _page(browser: Any, url: str) -> tuple[Any, str]:
-    """Open ``url``; the parsed ``#detections`` and the ``#timing`` text once written."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(url)
-    WebDriverWait(browser, 120).until(lambda d: d.find_element("id", "detections").text.strip())
-    return (json.loads(browser.find_element("id", "detections").text),
-            browser.find_element("id", "timing").text)
+def _pages(urls: list[str]) -> list[dict[str, str]]:
+    """The ``#detections``, ``#timing`` and ``#status`` texts of each page, once written."""
+    done = subprocess.run([sys.executable, "-c", _DRIVER], input="\n".join(urls), text=True,
+                          capture_output=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 @needs_browser
 @pytest.mark.parametrize("image", ["shrink.png", "same.png"])
-def test_page_detections_equal_python(site: tuple[str, Path], browser: Any, image: str) -> None:
+def test_page_detections_equal_python(site: tuple[str, Path], image: str) -> None:
     base, folder = site
-    page, timing = _page(browser, f"{base}/index.html?image={image}&conf=0")
+    shown = _pages([f"{base}/index.html?image={image}&conf=0"])[0]
+    page, timing = json.loads(shown["detections"]), shown["timing"]
     python = Detector(load_runner(folder / "model.onnx", "onnxruntime"), conf=0.0)(folder / image)
     assert isinstance(page, list) and len(page) == len(python) > 10
     for got, box, score, name in zip(page, python.boxes.tolist(), python.scores.tolist(),
@@ -127,11 +137,12 @@ def test_page_detections_equal_python(site: tuple[str, Path], browser: Any, imag
 @needs_browser
 @pytest.mark.parametrize(("image", "message"), [("missing.png", "HTTP 404"),
                                                  ("broken.png", "cannot decode image")])
-def test_page_reports_an_image_it_cannot_load(site: tuple[str, Path], browser: Any, image: str,
+def test_page_reports_an_image_it_cannot_load(site: tuple[str, Path], image: str,
                                               message: str) -> None:
-    page, _ = _page(browser, f"{site[0]}/index.html?image={image}")
+    shown = _pages([f"{site[0]}/index.html?image={image}"])[0]
+    page = json.loads(shown["detections"])
     assert set(page) == {"error"} and message in page["error"] and image in page["error"]
-    assert message in browser.find_element("id", "status").text
+    assert message in shown["status"]
 
 
 def test_missing_ort_web_names_the_command(checkpoint: Path, tmp_path: Path) -> None:
