@@ -22,11 +22,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/squeezedet demo $(ARGS)
 
-test: $(STAMP)
+# what the ExecuTorch and headless-browser tests need, installed where this machine can (they skip,
+# saying why, where it cannot): ExecuTorch, Selenium, ONNX Runtime Web (npm) and, as root with
+# apt-get, Debian's Chromium and its driver
+TEST_EXTRAS := $(VENV)/.test-extras
+$(TEST_EXTRAS): $(STAMP)
+	$(MAKE) executorch
+	$(PY) -m pip install -q selenium
+	-command -v npm >/dev/null && $(MAKE) web
+	-command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+	touch $(TEST_EXTRAS)
+
+test: $(STAMP) $(TEST_EXTRAS)
 	$(PY) -m pytest
 
 # pytest's exit status 5 means no test was selected (e.g. -k matching none): not a failure here
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(TEST_EXTRAS)
 	$(PY) -m pytest -m slow $(ARGS) || { status=$$?; [ $$status -eq 5 ] || exit $$status; \
 		echo "make test-slow: no slow test selected"; }
 
