@@ -111,8 +111,10 @@ finally:
 
 def _pages(urls: list[str]) -> list[dict[str, str]]:
     """The ``#detections``, ``#timing`` and ``#status`` texts of each page, once written."""
+    # in a session of its own: on quitting, the driver stops Chromium's whole process group,
+    # which would otherwise be the test run's (and kill its pytest workers)
     done = subprocess.run([sys.executable, "-c", _DRIVER], input="\n".join(urls), text=True,
-                          capture_output=True, timeout=600, check=False)
+                          capture_output=True, timeout=600, check=False, start_new_session=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return [json.loads(line) for line in done.stdout.splitlines()]
 
