@@ -22,16 +22,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/squeezedet demo $(ARGS)
 
-# what the ExecuTorch and headless-browser tests need, installed where this machine can (they skip,
-# saying why, where it cannot): ExecuTorch, Selenium, ONNX Runtime Web (npm) and, as root with
-# apt-get, Debian's Chromium and its driver
+# what the ExecuTorch tests need (they skip, saying why, without it). The headless-browser test
+# runs on its own with `make test-browser`: in the parallel run its pytest worker was killed now
+# and then, for a reason not yet found (docs/testing.md)
 TEST_EXTRAS := $(VENV)/.test-extras
 $(TEST_EXTRAS): $(STAMP)
 	$(MAKE) executorch
-	$(PY) -m pip install -q selenium
-	-command -v npm >/dev/null && $(MAKE) web
-	-command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& apt-get update -q && apt-get install -y -q chromium chromium-driver; }
 	touch $(TEST_EXTRAS)
 
 test: $(STAMP) $(TEST_EXTRAS)
