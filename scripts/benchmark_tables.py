@@ -33,8 +33,8 @@ README = ROOT / "README.md"
 #: file -> (date measured, the CPU in words: what /proc/cpuinfo's model name does not say).
 #: The order is the page's; the first file gives the README's rows.
 RUNS: dict[str, tuple[str, str]] = {
-    "amd-epyc-zen5.json": ("2026-12-06", "a 2-core AMD EPYC (Zen 5) VM"),
-    "amd-epyc-zen5-avx2.json": ("2026-12-06", "the same 2-core AMD EPYC (Zen 5) VM, limited to AVX2"),
+    "amd-epyc-zen5.json": ("2026-12-06", "a 2-core AMD EPYC (Zen 5) CPU with AVX-512, VNNI and bf16"),
+    "amd-epyc-zen5-avx2.json": ("2026-12-06", "the same 2-core AMD EPYC (Zen 5) CPU with AVX-512, VNNI and bf16, limited to AVX2"),
 }
 #: the CPU flags worth naming in a table's caption (the JSON keeps them all)
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16",
@@ -117,11 +117,11 @@ def table(name: str, report: dict) -> list[str]:
 RECORDED_FIRST = (
     ("demo: mean moderate AP_R40, 400 synthetic validation scenes",
      "**67.0** (Car 74.7, Pedestrian 40.6, Cyclist 85.7), 18.4 min in all",
-     "a 2-core Intel Xeon (Emerald Rapids) VM, 2026-12-01", "`make demo`"),
+     "a 2-core Intel Xeon (Emerald Rapids) CPU with AVX-512, VNNI and AMX, 2026-12-01", "`make demo`"),
 )
 RECORDED_LAST = (
     ("compressed demo model (`.sqz`)", "0.96 MB, mAP_R40 −0.13 against fp32",
-     "a 2-core Intel Xeon (Sapphire Rapids) VM, 2026-11-30",
+     "a 2-core Intel Xeon (Sapphire Rapids) CPU with AVX-512, VNNI and AMX, 2026-11-30",
      "`squeezedet compress --weights runs/demo/train/best.pt --data runs/demo/data --evaluate "
      "--out runs/demo/model.sqz`"),
 )
