@@ -23,6 +23,8 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 if os.environ.get("ONEDNN_MAX_CPU_ISA") and not os.environ.get("OV_CPU_MAX_ISA"):
     os.environ["OV_CPU_MAX_ISA"] = os.environ["ONEDNN_MAX_CPU_ISA"]
 
+from squeezedet.deployment.signal_stack import current_signal_stack  # noqa: E402
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "kitti"
 
 
@@ -32,6 +34,16 @@ def _private_choice_cache(tmp_path_factory: pytest.TempPathFactory,
     """backend="auto" caches what it measured (squeezedet.deployment.tuning): in a fresh folder
     per test, never in the user's cache."""
     monkeypatch.setenv("SQUEEZEDET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _signal_stack_unchanged() -> object:
+    """No test leaves its process's alternate signal stack replaced (squeezedet.deployment.
+    signal_stack): a stack unmapped later turns the next handled signal into a crash of the test
+    process, in whichever test happens to run then."""
+    before = current_signal_stack()
+    yield
+    assert current_signal_stack() == before, "this test left the alternate signal stack replaced"
 
 
 @pytest.fixture
@@ -50,3 +62,4 @@ def kitti_samples() -> Path:
     if not SAMPLES.is_dir():
         pytest.skip("../shared/samples/kitti is not present (only in the development workspace)")
     return SAMPLES
+

@@ -198,7 +198,9 @@ def test_realtime_stream_drops_frames_behind_a_slow_detector() -> None:
     frames = [r.frame for r in stream]
     assert stream.dropped > 30
     assert len(frames) + stream.dropped == 100
-    assert frames == sorted(frames) and frames[0] == 0 and frames[-1] == 99
+    # in order, each at most once; the last frame is never replaced (nothing comes after it), the
+    # first may be when the detector's thread starts after the next frame is read
+    assert frames == sorted(set(frames)) and frames[-1] == 99
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from squeezedet.deployment.graph import export_module
 from squeezedet.deployment.runners import ExecuTorchRunner, ov_precision_hint, threads_or_default
+from squeezedet.deployment.signal_stack import signal_stack_kept
 from squeezedet.errors import SqueezeDetError, require
 from squeezedet.models.detector import SqueezeDet
 
@@ -48,10 +49,11 @@ def run_exported(path: Path, fmt: str, precision: str, x: Tensor,
         outs = [[runner(x[i:i + 1]).numpy()] for i in range(x.shape[0])]
     else:
         ov = require("openvino", "openvino")
-        core = ov.Core()
-        compiled = core.compile_model(str(path), "CPU", {
-            "INFERENCE_NUM_THREADS": threads_or_default(threads),
-            "INFERENCE_PRECISION_HINT": ov_precision_hint(precision, core)})
+        with signal_stack_kept():  # see deployment.signal_stack
+            core = ov.Core()
+            compiled = core.compile_model(str(path), "CPU", {
+                "INFERENCE_NUM_THREADS": threads_or_default(threads),
+                "INFERENCE_PRECISION_HINT": ov_precision_hint(precision, core)})
         req = compiled.create_infer_request()
         for i in range(x.shape[0]):
             res = req.infer({0: x[i:i + 1].numpy()})

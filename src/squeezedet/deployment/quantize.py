@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from squeezedet.deployment.signal_stack import signal_stack_kept
 from squeezedet.errors import require
 from squeezedet.models.detector import SqueezeDet, split_head
 from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
@@ -39,7 +40,7 @@ def quantize_openvino_int8(ov_model: Any, calibration: Tensor, keep_head_float: 
     if keep_head_float:
         convs = [op for op in ov_model.get_ordered_ops() if op.get_type_name() == "Convolution"]
         options["ignored_scope"] = nncf.IgnoredScope(names=[convs[-1].get_friendly_name()])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), signal_stack_kept():  # NNCF compiles on its own ov.Core
         warnings.simplefilter("ignore")
         return nncf.quantize(ov_model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
                              subset_size=int(calibration.shape[0]), **options)
@@ -75,7 +76,7 @@ def quantize_openvino_int8_for_ap(ov_model: Any, calibration: Tensor, model: Squ
         return evaluate_kitti({i: truth[i] for i in ids}, found, classes=names).map_r40
 
     calib = nncf.Dataset([calibration[i:i + 1].numpy() for i in range(calibration.shape[0])])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), signal_stack_kept():
         warnings.simplefilter("ignore")
         quantised = nncf.quantize_with_accuracy_control(
             ov_model, calib, nncf.Dataset(items), validation_fn=kitti_map, max_drop=max_drop,

@@ -22,6 +22,7 @@ from squeezedet.deployment.runners.protocol import (
     read_metadata,
     threads_or_default,
 )
+from squeezedet.deployment.signal_stack import signal_stack_kept
 from squeezedet.errors import SqueezeDetError, require
 
 
@@ -46,15 +47,18 @@ class OpenVinoRunner:
         self.device = torch.device("cpu")
         self.meta = meta if meta is not None else read_metadata(model)
         self.precision = precision or str(self.meta.get("precision", "fp32"))
-        core = ov.Core()
+        if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".xml":
+            check_ir(Path(model))
+        with signal_stack_kept():  # see deployment.signal_stack
+            self._compile(ov.Core(), model, threads)
+
+    def _compile(self, core: Any, model: str | Path | Any, threads: int | None) -> None:
         config = {
             "INFERENCE_NUM_THREADS": threads_or_default(threads),
             "PERFORMANCE_HINT": "LATENCY",
             "ENABLE_CPU_PINNING": False,  # pinned workers spin on the core the caller needs next
             "INFERENCE_PRECISION_HINT": ov_precision_hint(self.precision, core),
         }
-        if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".xml":
-            check_ir(Path(model))
         try:
             source = str(model) if isinstance(model, (str, Path)) else model
             ov_model = core.read_model(source) if isinstance(source, str) else source
@@ -118,7 +122,8 @@ def _open(path: Path, device: str, *, precision: str | None = None,
 
 def _convert(conv: Conversion, precision: str, threads: int | None) -> Runner:
     ov = require("openvino", "openvino")
-    ov_model = ov.Core().read_model(conv.proto, b"")  # fp32/bf16: the ReLU order does not matter
+    with signal_stack_kept():
+        ov_model = ov.Core().read_model(conv.proto, b"")  # fp32/bf16: the ReLU order does not matter
     return OpenVinoRunner(ov_model, meta=conv.meta(precision), threads=threads, precision=precision)
 
 
