@@ -34,7 +34,8 @@ README = ROOT / "README.md"
 #: The order is the page's; the first file gives the README's rows.
 RUNS: dict[str, tuple[str, str]] = {
     "amd-epyc-zen5.json": ("2026-12-06", "a 2-core AMD EPYC (Zen 5) CPU with AVX-512, VNNI and bf16"),
-    "amd-epyc-zen5-avx2.json": ("2026-12-06", "the same 2-core AMD EPYC (Zen 5) CPU with AVX-512, VNNI and bf16, limited to AVX2"),
+    "amd-epyc-zen5-avx2.json": ("2026-12-06", "the same 2-core AMD EPYC (Zen 5) CPU with AVX-512, "
+                                "VNNI and bf16, limited to AVX2"),
 }
 #: the CPU flags worth naming in a table's caption (the JSON keeps them all)
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16",
