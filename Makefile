@@ -22,12 +22,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/squeezedet demo $(ARGS)
 
-# what the ExecuTorch tests need (they skip, saying why, without it). The headless-browser test
-# runs on its own with `make test-browser`: in the parallel run its pytest worker was killed now
-# and then, for a reason not yet found (docs/testing.md)
+# what the tests of the optional back ends need (each test skips, saying why, without it):
+# ExecuTorch, and for the headless-browser test Chromium with its driver and ONNX Runtime Web
+# (`make browser`, best effort: where it cannot install them, that test skips)
 TEST_EXTRAS := $(VENV)/.test-extras
-$(TEST_EXTRAS): $(STAMP)
+$(TEST_EXTRAS): $(STAMP) Makefile
 	$(MAKE) executorch
+	-$(MAKE) browser
 	touch $(TEST_EXTRAS)
 
 test: $(STAMP) $(TEST_EXTRAS)
@@ -56,11 +57,12 @@ executorch: $(STAMP)
 	$(PY) -m pip install -q 'ruamel.yaml>=0.18'
 
 # the headless-browser test's needs: Debian's Chromium and its driver (apt-get, as root), Selenium
+# (in the dev extra) and ONNX Runtime Web
 browser: web $(STAMP)
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get install -y -q chromium chromium-driver; \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q chromium chromium-driver; \
 	else echo "install chromium and its driver (Debian: chromium chromium-driver) as root"; fi
-	$(PY) -m pip install -q selenium
 
 test-browser: browser
 	$(PY) -m pytest tests/test_web.py -n 0
