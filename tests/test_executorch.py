@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from random_model import random_checkpoint
 
-from squeezedet.checkpoint import save_checkpoint
 from squeezedet.deployment.export import export_model
 from squeezedet.deployment.preprocess import parity_images
 from squeezedet.deployment.runners import TorchRunner, auto_candidates, load_runner
 from squeezedet.errors import SqueezeDetError
 from squeezedet.inference import Detector
-from squeezedet.models import create_model
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                                 reason="needs the 'executorch' extra (make executorch)")
@@ -32,12 +31,7 @@ SIZE = (192, 64)  # a 12x4 grid: fast to lower and run
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("squeezedet", input_size=SIZE).eval()
-    torch.nn.init.normal_(model.convdet.weight, std=0.01)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), SIZE, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from random_model import random_checkpoint
 
-from squeezedet.checkpoint import save_checkpoint
 from squeezedet.deployment.export import export_model
 from squeezedet.deployment.parity import PARITY_RTOL
 from squeezedet.deployment.preprocess import parity_images
@@ -41,12 +41,7 @@ needs_ov = pytest.mark.skipif(not (_has("openvino") and _has("onnxruntime")),
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small random SqueezeDet whose head gives varied outputs (ConvDet N(0, 0.01))."""
-    torch.manual_seed(0)
-    model = create_model("squeezedet", input_size=SIZE).eval()
-    torch.nn.init.normal_(model.convdet.weight, std=0.01)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), SIZE, seed=0)
 
 
 CASES = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from random_model import random_checkpoint
 
-from squeezedet.checkpoint import save_checkpoint
 from squeezedet.deployment.preprocess import parity_images
 from squeezedet.deployment.runners import (
     ExecuTorchRunner,
@@ -19,7 +19,6 @@ from squeezedet.deployment.runners import (
     load_runner,
 )
 from squeezedet.errors import SqueezeDetError
-from squeezedet.models import create_model
 
 SIZE = (192, 64)
 
@@ -30,12 +29,7 @@ def _has(module: str) -> bool:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    model = create_model("squeezedet", input_size=SIZE).eval()
-    torch.nn.init.normal_(model.convdet.weight, std=0.01)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), SIZE, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
+from random_model import random_checkpoint
 
-from squeezedet.checkpoint import save_checkpoint
 from squeezedet.deployment.signal_stack import (
     StackT,
     current_signal_stack,
     set_signal_stack,
     signal_stack_kept,
 )
-from squeezedet.models import create_model
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack via libc")
 needs_ov = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
@@ -55,11 +53,7 @@ def test_a_stack_left_alone_inside_stays() -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    model = create_model("squeezedet", input_size=(64, 32)).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), (64, 32), seed=1, convdet_std=None)
 
 
 @linux_only
