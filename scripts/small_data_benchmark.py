@@ -6,10 +6,12 @@ crowns, annotated in VOC XML). From a ``deepforest`` wheel you downloaded yourse
 (``pip download deepforest==2.1.0 --no-deps``) or an installed ``deepforest`` package, it builds a
 VOC folder with one class, Tree (the sample's Alive/Dead renamed):
 
-- train: ``2019_YELL_2_541000_4977000_image_crop`` (1249x1035, 279 boxes) and ``SOAP_061``
-  (400x400, 37 boxes); ``--more`` adds ``2019_YELL_2_528000_4978000_image_crop2`` (2299x2472,
-  574 boxes);
-- val, held out: ``OSBS_029`` (400x400, 61 boxes).
+- ``--held-out site`` (the default): train on ``2019_YELL_2_541000_4977000_image_crop``
+  (1249x1035, 279 boxes, Yellowstone) and ``SOAP_061`` (400x400, 37 boxes, California), hold out
+  ``OSBS_029`` (400x400, 61 boxes, Florida: another site); ``--more`` adds
+  ``2019_YELL_2_528000_4978000_image_crop2`` (2299x2472, 574 boxes) to training;
+- ``--held-out survey``: train on those three, hold out
+  ``2019_YELL_2_528000_4978000_image_crop2`` (the same Yellowstone survey as the first).
 
 Training tiles the photos at 400x400 with 0.2 overlap into a 384x384 input, with 9 k-means
 anchors of the training boxes (``squeezedet anchors``' method), and quarter turns and vertical
@@ -19,6 +21,7 @@ Usage::
 
     python scripts/small_data_benchmark.py --deepforest deepforest-2.1.0-py3-none-any.whl \\
         --work /tmp/trees [--minutes 2 5 10] [--variants default no_squeeze_bn ...] [--json out.json]
+        [--held-out site|survey] [--set KEY=VALUE ...]
 
 ``--isa avx2`` runs training with ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's kernels limited to
 AVX2). Every figure depends on the CPU and on what else runs on it: the script prints the CPU,
@@ -40,9 +43,13 @@ import time
 import zipfile
 from pathlib import Path
 
-TRAIN = ("2019_YELL_2_541000_4977000_image_crop", "SOAP_061")
-MORE = ("2019_YELL_2_528000_4978000_image_crop2",)
-VAL = ("OSBS_029",)
+YELL_541, YELL_528 = "2019_YELL_2_541000_4977000_image_crop", "2019_YELL_2_528000_4978000_image_crop2"
+#: ``--held-out``: which photo is held out (validation) and which are trained on
+SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "survey": ((YELL_541, "SOAP_061", "OSBS_029"), (YELL_528,)),
+    "site": ((YELL_541, "SOAP_061"), ("OSBS_029",)),
+}
+MORE = (YELL_528,)
 TILE, INPUT = "400x400", "384x384"
 BASE = ["--tile", TILE, "--input-size", INPUT, "augment=+rot90,vflip", "val_every=0",
         "checkpoint_every=100000"]
@@ -70,20 +77,21 @@ def _read(source: Path, name: str) -> bytes:
     return (folder / name).read_bytes()
 
 
-def build_voc(source: Path, dst: Path, more: bool) -> Path:
+def build_voc(source: Path, dst: Path, more: bool, held_out: str = "site") -> Path:
     """The VOC folder of the module docstring under ``dst`` (replaced when present)."""
     if dst.exists():
         shutil.rmtree(dst)
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (dst / sub).mkdir(parents=True)
-    train = TRAIN + (MORE if more else ())
-    for name in train + VAL:
+    train, val = SPLITS[held_out]
+    train += tuple(m for m in (MORE if more else ()) if m not in train + val)
+    for name in train + val:
         xml = _read(source, f"{name}.xml").decode()
         xml = re.sub(r"<name>\s*(Alive|Dead|Tree)\s*</name>", "<name>Tree</name>", xml)
         (dst / "Annotations" / f"{name}.xml").write_text(xml)
         (dst / "JPEGImages" / f"{name}.png").write_bytes(_read(source, f"{name}.png"))
     (dst / "ImageSets/Main/train.txt").write_text("\n".join(train) + "\n")
-    (dst / "ImageSets/Main/val.txt").write_text("\n".join(VAL) + "\n")
+    (dst / "ImageSets/Main/val.txt").write_text("\n".join(val) + "\n")
     return dst
 
 
@@ -144,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "small_data_bench")
     p.add_argument("--minutes", type=float, nargs="+", default=[2.0, 5.0, 10.0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--more", action="store_true", help="train on the third photo too")
+    p.add_argument("--held-out", choices=list(SPLITS), default="site",
+                   help="survey: hold out the second Yellowstone photo; site: hold out OSBS_029")
+    p.add_argument("--more", action="store_true", help="site: train on the second Yellowstone "
+                   "photo too")
     p.add_argument("--isa", choices=("avx2", "avx512", "default"),
                    help="limit PyTorch's CPU kernels (ATEN_CPU_CAPABILITY)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="settings given to every run (after the variant's)")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     source = args.deepforest
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         source = Path(deepforest.__file__).parent
     if not source.exists():
         raise SystemExit(f"small_data_benchmark: {source}: not found")
-    root = build_voc(source, args.work / "trees", args.more)
+    root = build_voc(source, args.work / "trees", args.more, args.held_out)
     anchors = fit_anchors(root, args.work / "anchors.yaml")
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores"
           + (f", ATEN_CPU_CAPABILITY={args.isa}" if args.isa else ""))
@@ -171,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.work / "runs" / f"{variant}_{minutes:g}min"
             if run_dir.exists():
                 shutil.rmtree(run_dir)
-            r = run_one(root, anchors, run_dir, minutes, VARIANTS[variant], args.isa, args.seed)
+            r = run_one(root, anchors, run_dir, minutes, VARIANTS[variant] + args.set, args.isa,
+                        args.seed)
             r.update(variant=variant, minutes=minutes)
             results.append(r)
             if r["ap50"] is not None:
@@ -186,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                                          f"{'failed':>8s}" for m in args.minutes))
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
-                                         "isa": args.isa, "results": results}, indent=2))
+                                         "isa": args.isa, "held_out": args.held_out,
+                                         "more": args.more, "set": args.set,
+                                         "results": results}, indent=2))
     return 0
 
 

@@ -13,7 +13,7 @@ from squeezedet.config import TrainConfig, given_settings, load_config
 from squeezedet.data.augment import ColorJitter, Rotate90, ScaleCrop, VerticalFlip, build_pipeline
 from squeezedet.data.kitti import KittiDataset
 from squeezedet.data.transforms import Drift, HorizontalFlip, Resize
-from squeezedet.engine import EpochBatchSampler, epoch_batches
+from squeezedet.engine import EpochBatchSampler, ema_decay_at, epoch_batches, learning_rate
 from squeezedet.errors import SqueezeDetError
 from squeezedet.recipes import (
     DataSummary,
@@ -75,25 +75,57 @@ def test_settings_given_keep_their_values_and_plus_adds_augmentation():
     assert none.augment == "none"
 
 
-def test_time_budget_fits_warmup_and_averaging_to_the_steps_that_fit():
-    seen = []
-
-    def step_seconds(cfg):
-        seen.append(cfg.batch_size)
-        return 0.5
-
-    cfg, line = choose_recipe(TrainConfig(time_limit_min=10), SMALL_DATA, step_seconds)
-    # 600 s / 0.5 s = 1200 steps: warm-up 5 % = 60, horizon 60 steps
-    assert (cfg.warmup_steps, cfg.ema_decay) == (60, round(1 - 1 / 60, 5))
-    assert seen == [6]  # the step timed is the recipe's (its batch)
-    assert "about 1200 steps of 0.50 s measured" in line
-    assert cfg.time_limit_min == 10
+def test_time_budget_fits_warmup_and_averaging_to_the_clock():
+    cfg, line = choose_recipe(TrainConfig(time_limit_min=10), SMALL_DATA)
+    # no step estimate: warm-up over 5 % of the time, horizon 5 % of the steps on course for
+    assert (cfg.warmup_fraction, cfg.ema_fraction) == (0.05, 0.05)
+    assert (cfg.warmup_steps, cfg.ema_decay) == (0, 0.0)
+    assert "for 10 min:" in line and cfg.time_limit_min == 10
+    # a warm-up or averaging given in steps is not joined by one fitted to the time
+    given, line = choose_recipe(TrainConfig(time_limit_min=10, warmup_steps=20), SMALL_DATA,
+                                given={"warmup_steps"})
+    assert (given.warmup_steps, given.warmup_fraction, given.ema_fraction) == (20, 0.0, 0.05)
+    assert "kept as given: warmup_steps" in line and "warmup_fraction" not in line
+    no_ema, _ = choose_recipe(TrainConfig(time_limit_min=10, ema_fraction=0.0), SMALL_DATA,
+                              given={"ema_fraction"})
+    assert no_ema.ema_fraction == 0.0 and no_ema.ema_decay == 0.0
     # nothing given: ten minutes
     untimed, line = choose_recipe(TrainConfig(), SMALL_DATA)
     assert untimed.time_limit_min == 10 and "10 min" in line
-    # epochs: 13 samples // batch 6 = 2 steps an epoch, 300 epochs = 600 steps
+    # epochs: 13 samples // batch 6 = 2 steps an epoch, 300 epochs = 600 steps: warm-up 30 steps
     by_epochs, _ = choose_recipe(TrainConfig(epochs=300), SMALL_DATA)
     assert by_epochs.warmup_steps == 30 and by_epochs.time_limit_min is None
+    assert by_epochs.warmup_fraction == 0.0 and by_epochs.ema_fraction == 0.0
+
+
+def test_time_bounded_schedule_follows_the_clock_not_the_steps(monkeypatch):
+    import squeezedet.run_state as run_state
+
+    now = [100.0]
+    monkeypatch.setattr(run_state.time, "monotonic", lambda: now[0])
+    clock = run_state.RunClock(0.0, 1.0, shared=False)  # one minute
+    cfg = TrainConfig(lr=0.01, lr_schedule="cosine", warmup_fraction=0.1, ema_fraction=0.05,
+                      time_limit_min=1.0)
+    unbounded = 10**9  # a time-bounded run's total steps (run_state.total_steps)
+
+    def lr(step):
+        return learning_rate(cfg, step, clock.fraction_done(step, unbounded))
+
+    now[0] = 103.0  # 3 s of 60: 5 %, half the warm-up; cosine (1 + cos(0.05 pi)) / 2 = 0.993844
+    assert lr(2) == pytest.approx(0.01 * 0.5 * 0.993844, rel=1e-5)
+    assert lr(200) == lr(2)  # however many steps the machine managed
+    now[0] = 130.0  # halfway: warm-up over, cosine at 1/2
+    assert lr(5) == pytest.approx(0.005) and lr(5000) == pytest.approx(0.005)
+    # averaging: 100 steps in half the time, on course for 200: horizon 10 steps, decay 0.9
+    assert ema_decay_at(cfg, 100, clock.fraction_done(100, unbounded)) == pytest.approx(0.9)
+    # 10 steps in half the time: on course for 20, horizon 1 step raised to the least, 5
+    assert ema_decay_at(cfg, 10, clock.fraction_done(10, unbounded)) == pytest.approx(0.8)
+    now[0] = 106.0  # 100 steps in a tenth of the time: on course for 1000, horizon 50
+    assert ema_decay_at(cfg, 100, clock.fraction_done(100, unbounded)) == pytest.approx(0.98)
+    now[0] = 160.0  # the time is up: the cosine is at zero
+    assert lr(300) == pytest.approx(0.0, abs=1e-12)
+    # without ema_fraction the decay is ema_decay's, whatever the clock
+    assert ema_decay_at(TrainConfig(ema_decay=0.95), 100, 0.5) == 0.95
 
 
 def test_fitted_to_length_by_hand():

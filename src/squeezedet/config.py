@@ -80,6 +80,9 @@ class TrainConfig:
     # run's steps, epochs or time_limit_min
     lr_schedule: str = "step"
     warmup_steps: int = 0
+    # >0: a linear warm-up over this fraction of the run instead (of its time limit when the run
+    # is time-bounded, so it lasts as long whatever the machine's load)
+    warmup_fraction: float = 0.0
     momentum: float = 0.9
     weight_decay: float = 1e-4  # on convolution kernels only
     grad_clip: float = 1.0  # per-tensor gradient norm
@@ -88,6 +91,9 @@ class TrainConfig:
     # al. 2017: lr proportional to the global batch; pair it with warmup_steps)
     lr_scaling: str = "none"
     ema_decay: float = 0.0  # >0: predict and validate with an exponential moving average of weights
+    # >0: that average, with its horizon 1/(1 - decay) this fraction of the run's steps (for a
+    # time-bounded run, the steps it is on course for: steps done / fraction of the time spent)
+    ema_fraction: float = 0.0
     steps: int | None = None
     epochs: int | None = None
     time_limit_min: float | None = None  # stop (and save) after this many minutes
@@ -119,8 +125,9 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 problems.append(f"{name} must be positive (got {v})")
-        if not 0 <= self.ema_decay < 1:
-            problems.append(f"ema_decay must be in [0, 1) (got {self.ema_decay})")
+        for name in ("ema_decay", "warmup_fraction", "ema_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1) (got {getattr(self, name)})")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
         if not 0 <= self.flip_prob <= 1:

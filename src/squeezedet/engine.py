@@ -199,11 +199,24 @@ class WeightEMA:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: SqueezeDet, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
+    def update(self, model: SqueezeDet, step: int, decay: float | None = None) -> None:
+        """Average in ``model`` after ``step`` steps, with ``decay`` instead of :attr:`decay`
+        when given (:func:`ema_decay_at`)."""
+        d = min(self.decay if decay is None else decay, (1 + step) / (10 + step))
         src = [t for t in model.state_dict().values() if t.is_floating_point()]
         dst = [t for t in self.model.state_dict().values() if t.is_floating_point()]
         torch._foreach_lerp_(dst, src, 1.0 - d)
+
+
+def ema_decay_at(cfg: TrainConfig, steps_done: int, progress: float) -> float:
+    """The weight average's decay after ``steps_done`` steps, ``progress`` of the run done (of its
+    steps, or of its time limit: :meth:`~squeezedet.run_state.RunClock.fraction_done`):
+    ``ema_decay``, or with ``ema_fraction`` the decay whose horizon ``1 / (1 - decay)`` is that
+    fraction of the steps the run is on course for (``steps_done / progress``), at least 5."""
+    if cfg.ema_fraction <= 0:
+        return cfg.ema_decay
+    on_course = steps_done / max(progress, 1e-9)
+    return 1.0 - 1.0 / max(5.0, cfg.ema_fraction * on_course)
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:
@@ -211,15 +224,19 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) ->
 
     ``lr_schedule="step"``: ``lr · lr_decay^(step // lr_decay_steps)``. ``"cosine"``:
     ``lr · (1 + cos(π·progress)) / 2``, where ``progress`` is the fraction of the run done (steps
-    or time); ``None`` counts as 0. Either way a linear warm-up over ``warmup_steps`` first.
+    or time); ``None`` counts as 0. Either way a linear warm-up first: over ``warmup_steps``, or
+    with ``warmup_fraction`` over that fraction of the run (``lr · progress / warmup_fraction``;
+    a time-bounded run's progress is its clock's, so the warm-up lasts as long at any pace).
     """
+    done = min(max(progress or 0.0, 0.0), 1.0)
     if cfg.lr_schedule == "cosine":
-        done = min(max(progress or 0.0, 0.0), 1.0)
         lr = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
     else:
         lr = cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_steps)
     if step < cfg.warmup_steps:
         lr *= (step + 1) / cfg.warmup_steps
+    if cfg.warmup_fraction > 0:
+        lr *= min(1.0, done / cfg.warmup_fraction)
     return lr
 
 

@@ -23,14 +23,16 @@ or in a configuration file, or with a value other than its default, keeps its va
 ``augment=+rot90`` adds to the recipe's augmentation instead of replacing it.
 
 The warm-up and the averaging horizon follow the run's length: ``steps``, ``epochs`` times the
-batches of an epoch, or for a time-bounded run (``time_limit_min``, ``train --minutes``) the steps
-that fit, from a measured step time.
+batches of an epoch, or for a time-bounded run (``time_limit_min``, ``train --minutes``) the clock:
+the warm-up lasts 5 % of the time and the averaging horizon is 5 % of the steps the run is on
+course for, so that a machine whose load changes during the run still gets the schedule fitted to
+the steps it does.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -117,20 +119,15 @@ def from_scratch(cfg: TrainConfig) -> bool:
     return not cfg.pretrained and not cfg.weights
 
 
-def run_steps(cfg: TrainConfig, samples: int, batch: int,
-              step_seconds: Callable[[TrainConfig], float] | None) -> tuple[int, str]:
-    """The run's length in steps for fitting the schedule, and how it was found."""
+def run_steps(cfg: TrainConfig, samples: int, batch: int) -> tuple[int | None, str]:
+    """The run's length in steps for fitting the schedule (``None``: time-bounded, the schedule
+    follows the clock), and how it was found."""
     if cfg.steps is not None:
         return cfg.steps, f"{cfg.steps} steps"
     if cfg.epochs is not None:
         per_epoch = max(1, samples // batch)
         return cfg.epochs * per_epoch, f"{cfg.epochs} epochs of {per_epoch} steps"
-    minutes = cfg.time_limit_min or SMALL_DEFAULT_MINUTES
-    if step_seconds is None:
-        return 1000, f"{minutes:g} min, about 1000 steps assumed"
-    seconds = step_seconds(cfg)
-    steps = max(1, int(minutes * 60 / seconds))
-    return steps, f"{minutes:g} min, about {steps} steps of {seconds:.2f} s measured"
+    return None, f"{cfg.time_limit_min or SMALL_DEFAULT_MINUTES:g} min"
 
 
 def half_crop(summary: DataSummary, input_size: tuple[int, int]) -> tuple[int, int] | None:
@@ -161,24 +158,27 @@ def small_recipe(summary: DataSummary, input_size: tuple[int, int]) -> dict[str,
     }
 
 
-def fitted_to_length(steps: int) -> dict[str, Any]:
+def fitted_to_length(steps: int | None) -> dict[str, Any]:
     """Warm-up over 5 % of a run of ``steps`` (at least 5, at most 300 steps) and an averaging
-    horizon ``1 / (1 - ema_decay)`` of 5 % of it (at least 5 steps)."""
+    horizon ``1 / (1 - ema_decay)`` of 5 % of it (at least 5 steps); for a time-bounded run
+    (``steps`` ``None``) the same fractions of its time and of the steps it is on course for, as
+    the clock tells while it trains (``warmup_fraction``, ``ema_fraction``): an estimate of the
+    steps from a few timed ones was off by ten times and more on a loaded machine."""
+    if steps is None:
+        return {"warmup_fraction": 0.05, "ema_fraction": 0.05}
     return {"warmup_steps": int(min(300, max(5, round(0.05 * steps)))),
             "ema_decay": round(1 - 1 / max(5.0, 0.05 * steps), 5)}
 
 
 def choose_recipe(cfg: TrainConfig, summary: DataSummary,
-                  step_seconds: Callable[[TrainConfig], float] | None = None,
                   given: Collection[str] = ()) -> tuple[TrainConfig, str]:
     """The configuration with the recipe applied (``recipe`` set to the one used), and one line
     saying what was chosen and why.
 
     The settings named in ``given`` (those the user set, e.g. ``squeeze_bn=false``:
     :func:`~squeezedet.config.given_settings`) and those whose value differs from
-    :class:`TrainConfig`'s default are the user's and are kept. ``step_seconds(cfg)``: the
-    measured seconds of one step of ``cfg``, to fit a time-bounded run's warm-up and averaging
-    (``None``: 1,000 steps assumed).
+    :class:`TrainConfig`'s default are the user's and are kept; a warm-up or averaging given in
+    steps (``warmup_steps``, ``ema_decay``) is not joined by one fitted to the time.
     """
     name = cfg.recipe
     if name == "auto":
@@ -206,22 +206,22 @@ def choose_recipe(cfg: TrainConfig, summary: DataSummary,
         settings["time_limit_min"] = SMALL_DEFAULT_MINUTES
     chosen = {k: v for k, v in settings.items() if k not in given and getattr(cfg, k) != v}
     fitted = replace(cfg, **chosen)
-    steps, length = run_steps(fitted, summary.samples, fitted.batch_size, step_seconds)
+    steps, length = run_steps(fitted, summary.samples, fitted.batch_size)
     settings.update(fitted_to_length(steps))
-    chosen.update({k: v for k, v in settings.items()
-                   if k not in given and k not in chosen and getattr(cfg, k) != v})
+    by_steps = {"warmup_fraction": "warmup_steps", "ema_fraction": "ema_decay"}
+    chosen.update({k: v for k, v in settings.items() if k not in given and k not in chosen
+                   and by_steps.get(k) not in given and getattr(cfg, k) != v})
     shown = ", ".join(f"{k}={_show(v)}" for k, v in chosen.items())
-    kept = sorted(given & set(settings))
+    kept = sorted(given & (set(settings) | {by_steps[k] for k in settings if k in by_steps}))
     line = (f"recipe: small ({why}; {summary.describe()}); for {length}: {shown}"
             + ("; kept as given: " + ", ".join(kept) if kept else ""))
     return replace(cfg, recipe="small", **chosen), line
 
 
 def resolve_recipe(cfg: TrainConfig, train_ds: Any,
-                   step_seconds: Callable[[TrainConfig], float] | None = None,
                    given: Collection[str] = ()) -> tuple[TrainConfig, str]:
     """:func:`choose_recipe` for a training data set (checked: its bad samples left out)."""
-    return choose_recipe(cfg, summarize_dataset(train_ds), step_seconds, given)
+    return choose_recipe(cfg, summarize_dataset(train_ds), given)
 
 
 def _show(value: Any) -> str:

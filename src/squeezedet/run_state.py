@@ -241,7 +241,8 @@ class TrainingState:
         if device.type == "cpu":
             model = with_memory_format(model, torch.channels_last)
         optimizer = make_optimizer(model, cfg)
-        ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 or cfg.ema_fraction > 0 \
+            else None
         scaler = None
         if device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported():
             scaler = torch.amp.GradScaler("cuda")

@@ -66,6 +66,7 @@ from squeezedet.engine import (
     EpochBatchSampler,
     build_model,
     configure_cuda,
+    ema_decay_at,
     epoch_batches,
     evaluate,
     loss_from_config,
@@ -232,7 +233,7 @@ def _train(cfg: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progr
         configure_cuda(cfg.deterministic)
     train_ds, val_ds = _open_data(cfg, data_root, run_dir, procs, progress)
     if ckpt is None:  # a new run: the recipe for this data (a resumed run keeps its settings)
-        cfg = _choose_recipe(cfg, train_ds, data_root, given, procs)
+        cfg = _choose_recipe(cfg, train_ds, given, procs)
         if procs.main:
             record_run(run_dir, cfg, data_root)  # config.yaml: the settings the run trains with
     if cfg.cache_images:
@@ -277,8 +278,9 @@ def _train_steps(run: Run) -> str:
                 run.logger.close()
                 raise
             state.step += 1
-            if state.ema is not None:
-                state.ema.update(state.model, state.step)
+            if state.ema is not None:  # the decay from the clock too (ema_fraction)
+                state.ema.update(state.model, state.step, ema_decay_at(
+                    cfg, state.step, run.clock.fraction_done(state.step, run.total_steps)))
             if bar is not None:
                 bar.update(stats, run.clock.left_s())
             epoch = (state.step - 1) // run.batches_per_epoch  # of the step just done
@@ -322,18 +324,14 @@ def _open_data(cfg: TrainConfig, data_root: Path, run_dir: Path, procs: Processe
     return train_ds, val_ds
 
 
-def _choose_recipe(cfg: TrainConfig, train_ds: Any, data_root: Path, given: Collection[str],
+def _choose_recipe(cfg: TrainConfig, train_ds: Any, given: Collection[str],
                    procs: Processes) -> TrainConfig:
     """``cfg`` with its recipe applied (:mod:`squeezedet.recipes`) to the settings and to the
-    training data's augmentation, said in one line. A
-    time-bounded run's schedule is fitted from a measured step, except with several processes
-    (each would measure its own, and all must choose the same)."""
+    training data's augmentation, said in one line. A time-bounded run's warm-up and averaging
+    follow its clock (the time agreed by all processes when there are several)."""
     from squeezedet.recipes import resolve_recipe
 
-    def step_seconds(fitted: TrainConfig) -> float:
-        return measure_step_seconds(replace(fitted, workers=0), data_root, steps=3, warmup=1)
-
-    cfg, line = resolve_recipe(cfg, train_ds, None if procs.several else step_seconds, given)
+    cfg, line = resolve_recipe(cfg, train_ds, given)
     train_ds.set_augmentation(cfg.drift, cfg.flip_prob, cfg.crop, augment_names(cfg.augment))
     log.info("%s", line)
     if procs.main:
