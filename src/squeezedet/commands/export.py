@@ -98,8 +98,8 @@ def _run_web(args: argparse.Namespace) -> int:
     web = export_web(args.weights, folder, precision=args.precision, ort_web=args.ort_web,
                      calib_data=args.calib_data, calib_images=args.calib_images,
                      parity_data=args.parity_data)
-    print(f"wrote {web.folder}/ (index.html, squeezedet.js, model.onnx, ort/ with ONNX Runtime "
-          f"Web {web.ort_web_version})")
+    print(f"wrote {web.folder}/ (index.html, squeezedet.js, resize.js, model.onnx, ort/ with "
+          f"ONNX Runtime Web {web.ort_web_version})")
     print(f"parity: {web.model.summary()}: OK")
     print(f"serve it: python -m http.server -d {web.folder} 8000, then open "
           "http://127.0.0.1:8000/")

@@ -4,6 +4,7 @@ The folder, served by any static server (``python -m http.server -d OUT_DIR``)::
 
     index.html           the page: an image file, the webcam, or ?image=URL
     squeezedet.js        the pre- and post-processing of the Python Detector, in JavaScript
+    resize.js            its resize: the pixels the Python Detector feeds the model, exactly
     model.onnx           the model (fp32, or int8 with --precision int8), checked against PyTorch
     model.onnx.json      its metadata (classes, input size, anchors)
     ort/                 ONNX Runtime Web (WebAssembly build) and its licence
@@ -17,7 +18,8 @@ Opened with ``?image=URL`` the page writes the detections as JSON —
 pixels, best score first — into ``<pre id="detections">`` and the time per image into
 ``<pre id="timing">`` (``{"ms_per_image", "first_ms", "runs", "backend", "threads"}``; ``?runs=N``
 times N runs and reports the median after the first; ``?conf=S`` sets the minimum score, 0.4 by
-default as the Detector's). An image it cannot load shows the error and writes ``{"error": …}``
+default as the Detector's; ``?resize=pillow`` enlarges with Pillow's filter, as a Detector
+without OpenCV does). An image it cannot load shows the error and writes ``{"error": …}``
 into ``#detections``.
 """
 
@@ -43,7 +45,7 @@ DEFAULT_ORT_WEB = Path("build/web/node_modules/onnxruntime-web")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 
 #: the page's own files, from :mod:`squeezedet.deployment.web_assets`
-PAGE_FILES = ("index.html", "squeezedet.js")
+PAGE_FILES = ("index.html", "squeezedet.js", "resize.js")
 
 _MIT = """Permission is hereby granted, free of charge, to any person obtaining a copy
 of this software and associated documentation files (the "Software"), to deal

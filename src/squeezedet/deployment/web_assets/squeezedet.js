@@ -1,90 +1,20 @@
 // SqueezeDet in the browser with ONNX Runtime Web: the pre- and post-processing of squeezedet's
 // Python Detector (squeezedet.inference.detector), step for step:
-//   resize to the network size with Pillow's bilinear filter (its fixed-point arithmetic: the
-//   pixels Python feeds the model, except where Python enlarges with OpenCV, which rounds
-//   differently by up to one grey level), float32 [1, 3, H, W] RGB 0-255 (the graph
-//   normalises), the raw ConvDet head, score = max_c p(c) * sigmoid(confidence), the top 64
+//   the resize to the network size (resize.js: the very pixels Python feeds the model, OpenCV's
+//   bilinear for an enlargement and Pillow's otherwise), float32 [1, 3, H, W] RGB 0-255 (the
+//   graph normalises), the raw ConvDet head, score = max_c p(c) * sigmoid(confidence), the top 64
 //   anchors, box decoding with the linear continuation of exp above 1, clipping to the network
 //   image, the score threshold, greedy NMS per class at IoU 0.4, boxes scaled to the original
 //   image's pixels. Written for squeezedet; no code taken from elsewhere.
 import * as ort from "./ort/ort.wasm.min.mjs";
+import { resizeBilinear } from "./resize.js";
+
+export { resizeBilinear };
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
 // threads need a cross-origin isolated page (COOP/COEP headers), which a plain static server
 // does not give: one thread there
 ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-
-const PRECISION_BITS = 22; // Pillow's 8-bit resampling: 32 - 8 - 2
-
-/** Pillow's bilinear coefficients for one axis (precompute_coeffs + normalize_coeffs_8bpc). */
-function coefficients(inSize, outSize) {
-  const scale = inSize / outSize;
-  const filterscale = Math.max(scale, 1.0);
-  const support = 1.0 * filterscale;
-  const ksize = Math.ceil(support) * 2 + 1;
-  const bounds = new Int32Array(outSize * 2);
-  const kk = new Float64Array(outSize * ksize);
-  for (let xx = 0; xx < outSize; xx++) {
-    const center = (xx + 0.5) * scale;
-    const ss = 1.0 / filterscale;
-    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
-    const xmax = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
-    let ww = 0.0;
-    const w = new Float64Array(xmax);
-    for (let x = 0; x < xmax; x++) {
-      const t = Math.abs((x + xmin - center + 0.5) * ss);
-      w[x] = t < 1.0 ? 1.0 - t : 0.0;
-      ww += w[x];
-    }
-    for (let x = 0; x < xmax; x++) {
-      const k = ww !== 0.0 ? w[x] / ww : w[x];
-      kk[xx * ksize + x] = Math.trunc(k < 0 ? -0.5 + k * (1 << PRECISION_BITS) : 0.5 + k * (1 << PRECISION_BITS));
-    }
-    bounds[xx * 2] = xmin;
-    bounds[xx * 2 + 1] = xmax;
-  }
-  return { bounds, kk, ksize };
-}
-
-function clip8(ss) {
-  const v = Math.floor(ss / (1 << PRECISION_BITS));
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
-
-/** One resampling pass along x (horizontal) or y of an RGB uint8 image [h][w][3]. */
-function pass(src, w, h, outW, outH, horizontal) {
-  const { bounds, kk, ksize } = coefficients(horizontal ? w : h, horizontal ? outW : outH);
-  const out = new Uint8Array(outW * outH * 3);
-  const half = 1 << (PRECISION_BITS - 1);
-  for (let y = 0; y < outH; y++) {
-    for (let x = 0; x < outW; x++) {
-      const i = horizontal ? x : y;
-      const min = bounds[i * 2], n = bounds[i * 2 + 1], k = i * ksize;
-      for (let c = 0; c < 3; c++) {
-        let ss = half;
-        for (let j = 0; j < n; j++) {
-          const p = horizontal ? (y * w + min + j) * 3 + c : ((min + j) * w + x) * 3 + c;
-          ss += src[p] * kk[k + j];
-        }
-        out[(y * outW + x) * 3 + c] = clip8(ss);
-      }
-    }
-  }
-  return out;
-}
-
-/** RGBA pixels (ImageData) → RGB uint8 [H][W][3] at (W, H), as Pillow's resize(BILINEAR) does. */
-export function resizeBilinear(rgba, w0, h0, width, height) {
-  let rgb = new Uint8Array(w0 * h0 * 3);
-  for (let i = 0; i < w0 * h0; i++) {
-    rgb[i * 3] = rgba[i * 4]; rgb[i * 3 + 1] = rgba[i * 4 + 1]; rgb[i * 3 + 2] = rgba[i * 4 + 2];
-  }
-  if (w0 === width && h0 === height) return rgb;
-  let w = w0;
-  if (width !== w0) { rgb = pass(rgb, w0, h0, width, h0, true); w = width; }
-  if (height !== h0) rgb = pass(rgb, w, h0, w, height, false);
-  return rgb;
-}
 
 /** RGB uint8 [H][W][3] → float32 [1, 3, H, W] 0-255 (the graph normalises). */
 export function toTensor(rgb, width, height) {
@@ -173,10 +103,12 @@ export async function loadModel(base = new URL(".", import.meta.url).href) {
   return { session, meta };
 }
 
-/** Detections for RGBA pixels of any size (an ImageData's data). */
+/** Detections for RGBA pixels of any size (an ImageData's data). ``opts.opencv = false``
+ * enlarges with Pillow's filter, as a Detector without OpenCV (or on eager PyTorch) does. */
 export async function detect(model, rgba, w0, h0, opts = {}) {
   const [width, height] = model.meta.input_size;
-  const input = toTensor(resizeBilinear(rgba, w0, h0, width, height), width, height);
+  const rgb = resizeBilinear(rgba, w0, h0, width, height, opts.opencv !== false);
+  const input = toTensor(rgb, width, height);
   const outputs = await model.session.run({ [model.session.inputNames[0]]: input });
   const head = outputs[model.session.outputNames[0]];
   return postprocess(head.data, head.dims, model.meta, w0, h0, opts);
