@@ -23,17 +23,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from random_model import random_checkpoint
 
-from squeezedet.checkpoint import save_checkpoint
 from squeezedet.data.images import opencv as find_opencv
 from squeezedet.deployment.preprocess import render_images
 from squeezedet.deployment.runners import load_runner
 from squeezedet.deployment.web import ORT_FILES, export_web, find_ort_web
 from squeezedet.errors import SqueezeDetError
 from squeezedet.inference import Detector
-from squeezedet.models import create_model
 
 SIZE = (192, 64)
 
@@ -43,7 +41,7 @@ def _why_not() -> str | None:
     if importlib.util.find_spec("onnxruntime") is None:
         return "needs the 'export' extra (ONNX Runtime)"
     if importlib.util.find_spec("selenium") is None:
-        return "needs Selenium (make browser)"
+        return "needs Selenium (the dev extra: pip install -e '.[dev]')"
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         return "needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
     try:
@@ -59,12 +57,7 @@ needs_browser = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random SqueezeDet whose boxes stay near their anchors (small ConvDet weights)."""
-    torch.manual_seed(1)
-    model = create_model("squeezedet", input_size=SIZE).eval()
-    torch.nn.init.normal_(model.convdet.weight, std=0.002)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint({"model": model.state_dict(), "meta": model.metadata(), "config": {}}, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), SIZE, seed=1, convdet_std=0.002)
 
 
 #: the test images, by what the resize does: KITTI-like proportions (1242x375 -> 1248x384) at the
