@@ -200,10 +200,16 @@ def test_ctrl_c_leaves_every_output_complete(checkpoint: Path, tmp_path: Path) -
     out = tmp_path / "o"
     env = {**os.environ, "PYTHONPATH": str(Path(squeezedet.__file__).parents[1]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "squeezedet", "track", str(video), "--weights", str(checkpoint),
-         "--out", str(out), *CPU], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    # the child gets Python's Ctrl-C handler even where this process inherited SIGINT ignored
+    # (a shell's background job): a child starting with it ignored keeps it ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "squeezedet", "track", str(video), "--weights", str(checkpoint),
+             "--out", str(out), *CPU], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     mot = out / "mot" / "long.txt"
     deadline = time.monotonic() + 60
     while (not mot.exists() or mot.stat().st_size < 2000) and time.monotonic() < deadline:
