@@ -44,11 +44,15 @@ import zipfile
 from pathlib import Path
 
 YELL_541, YELL_528 = "2019_YELL_2_541000_4977000_image_crop", "2019_YELL_2_528000_4978000_image_crop2"
-#: ``--held-out``: which photo is held out (validation) and which are trained on
+#: ``--held-out``: which photo is held out (validation) and which are trained on; ``NAME:top`` and
+#: ``NAME:bottom`` are the upper and lower halves of a photo, as two photos
 SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "half": ((YELL_541, f"{YELL_528}:top", "SOAP_061"), (f"{YELL_528}:bottom",)),
     "survey": ((YELL_541, "SOAP_061", "OSBS_029"), (YELL_528,)),
     "site": ((YELL_541, "SOAP_061"), ("OSBS_029",)),
 }
+#: the photo of another site evaluated besides the held-out one when no split trains on it
+CROSS_SITE = "OSBS_029"
 MORE = (YELL_528,)
 TILE, INPUT = "400x400", "384x384"
 BASE = ["--tile", TILE, "--input-size", INPUT, "augment=+rot90,vflip", "val_every=0",
@@ -60,10 +64,9 @@ VARIANTS: dict[str, list[str]] = {
     "no_squeeze_bn": ["squeeze_bn=false"],
     "no_warmup_cosine": ["lr_schedule=step", "warmup_steps=0"],
     "no_ema": ["ema_decay=0"],
-    "no_augmentation": ["augment=none"],
-    "no_mosaic": ["augment=zoom,jitter,rot90,vflip"],
-    "no_zoom": ["augment=jitter,mosaic,rot90,vflip"],
+    "no_augmentation": ["augment=none", "flip_prob=0"],
     "no_crop": [f"crop={INPUT}"],
+    "more_augmentation": ["augment=+zoom,jitter,mosaic"],
     "paper": ["recipe=paper", "augment=none"],
 }
 
@@ -77,7 +80,7 @@ def _read(source: Path, name: str) -> bytes:
     return (folder / name).read_bytes()
 
 
-def build_voc(source: Path, dst: Path, more: bool, held_out: str = "site") -> Path:
+def build_voc(source: Path, dst: Path, more: bool, held_out: str = "half") -> Path:
     """The VOC folder of the module docstring under ``dst`` (replaced when present)."""
     if dst.exists():
         shutil.rmtree(dst)
@@ -86,13 +89,63 @@ def build_voc(source: Path, dst: Path, more: bool, held_out: str = "site") -> Pa
     train, val = SPLITS[held_out]
     train += tuple(m for m in (MORE if more else ()) if m not in train + val)
     for name in train + val:
-        xml = _read(source, f"{name}.xml").decode()
+        photo, _, half = name.partition(":")
+        xml = _read(source, f"{photo}.xml").decode()
         xml = re.sub(r"<name>\s*(Alive|Dead|Tree)\s*</name>", "<name>Tree</name>", xml)
-        (dst / "Annotations" / f"{name}.xml").write_text(xml)
-        (dst / "JPEGImages" / f"{name}.png").write_bytes(_read(source, f"{name}.png"))
-    (dst / "ImageSets/Main/train.txt").write_text("\n".join(train) + "\n")
-    (dst / "ImageSets/Main/val.txt").write_text("\n".join(val) + "\n")
+        png = _read(source, f"{photo}.png")
+        if half:
+            xml, png = half_photo(xml, png, half)
+        stem = name.replace(":", "_")
+        (dst / "Annotations" / f"{stem}.xml").write_text(xml)
+        (dst / "JPEGImages" / f"{stem}.png").write_bytes(png)
+    for split, names in (("train", train), ("val", val)):
+        text = "\n".join(n.replace(":", "_") for n in names) + "\n"
+        (dst / f"ImageSets/Main/{split}.txt").write_text(text)
     return dst
+
+
+def half_photo(xml: str, png: bytes, half: str) -> tuple[str, bytes]:
+    """The upper (``top``) or lower (``bottom``) half of a photo and its VOC annotation: the boxes
+    whose centre lies in that half, clipped to it."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    w, h = image.size
+    y0, y1 = (0, h // 2) if half == "top" else (h // 2, h)
+    objects = []
+    for obj in ET.fromstring(xml).iter("object"):
+        box = obj.find("bndbox")
+        assert box is not None
+        x_1, y_1, x_2, y_2 = (float(box.findtext(k) or 0) for k in ("xmin", "ymin", "xmax", "ymax"))
+        if y0 <= (y_1 + y_2) / 2 < y1:
+            top, bottom = max(y_1, y0) - y0, min(y_2, y1) - y0
+            objects.append(f"<object><name>Tree</name><difficult>0</difficult><bndbox><xmin>{x_1:g}"
+                           f"</xmin><ymin>{top:g}</ymin><xmax>{x_2:g}</xmax><ymax>{bottom:g}</ymax>"
+                           "</bndbox></object>")
+    out = io.BytesIO()
+    image.crop((0, y0, w, y1)).save(out, format="PNG")
+    size = f"<size><width>{w}</width><height>{y1 - y0}</height><depth>3</depth></size>"
+    return f"<annotation>{size}{''.join(objects)}</annotation>", out.getvalue()
+
+
+def cross_site_ap(run_dir: Path, root: Path) -> float:
+    """AP@0.5 (percent) of ``run_dir``'s model on the VOC folder ``root``'s ``val`` split."""
+    from dataclasses import replace
+
+    import torch
+
+    from squeezedet.checkpoint import model_from_checkpoint
+    from squeezedet.config import load_config
+    from squeezedet.engine import evaluate
+    from squeezedet.train import build_datasets
+
+    cfg = replace(load_config(run_dir / "config.yaml"), workers=0, cache_images=False)
+    _, val = build_datasets(cfg, root)
+    model = model_from_checkpoint(run_dir / "best.pt").eval()
+    return float(evaluate(model, val, cfg, torch.device("cpu")).to_json()["mAP50"])
 
 
 def fit_anchors(root: Path, out: Path) -> Path:
@@ -152,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "small_data_bench")
     p.add_argument("--minutes", type=float, nargs="+", default=[2.0, 5.0, 10.0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--held-out", choices=list(SPLITS), default="site",
-                   help="survey: hold out the second Yellowstone photo; site: hold out OSBS_029")
+    p.add_argument("--held-out", choices=list(SPLITS), default="half",
+                   help="half: hold out the lower half of the second Yellowstone photo; survey: "
+                   "all of it; site: OSBS_029")
     p.add_argument("--more", action="store_true", help="site: train on the second Yellowstone "
                    "photo too")
     p.add_argument("--isa", choices=("avx2", "avx512", "default"),
@@ -176,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"small_data_benchmark: {source}: not found")
     root = build_voc(source, args.work / "trees", args.more, args.held_out)
     anchors = fit_anchors(root, args.work / "anchors.yaml")
+    trained_on = (root / "ImageSets/Main/train.txt").read_text().split()
+    cross = None if CROSS_SITE in [*trained_on, *SPLITS[args.held_out][1]] else build_voc(
+        source, args.work / "cross_site", False, "site")
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores"
           + (f", ATEN_CPU_CAPABILITY={args.isa}" if args.isa else ""))
     results = []
@@ -187,11 +244,15 @@ def main(argv: list[str] | None = None) -> int:
             r = run_one(root, anchors, run_dir, minutes, VARIANTS[variant] + args.set, args.isa,
                         args.seed)
             r.update(variant=variant, minutes=minutes)
+            if cross is not None and r["ap50"] is not None:
+                r["ap50_cross_site"] = cross_site_ap(run_dir, cross)
             results.append(r)
             if r["ap50"] is not None:
                 print(f"{variant:18s} {minutes:4g} min: AP@0.5 {r['ap50']:5.1f} %  "
                       f"(AP@[.5:.95] {r['ap']:4.1f} %, {r['steps']} steps, load "
-                      f"{r['load_before']}->{r['load_after']})", flush=True)
+                      f"{r['load_before']}->{r['load_after']})"
+                      + (f"; {CROSS_SITE} {r['ap50_cross_site']:.1f} %" if cross else ""),
+                      flush=True)
     print("\nAP@0.5 (percent) on the held-out photo, by training minutes")
     print(f"{'variant':18s}" + "".join(f"{m:>8g}" for m in args.minutes))
     for variant in args.variants:

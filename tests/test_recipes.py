@@ -46,7 +46,7 @@ def test_small_data_from_scratch_gets_the_small_recipe():
     # median box 37 px <= a quarter of the 192-px half input: crop 192x192, batch min(16, 13 // 2)
     assert cfg.crop == (192, 192) and cfg.batch_size == 6
     assert cfg.lr == pytest.approx(1e-3 * (6 / 8) ** 0.5, rel=1e-3)  # rounded to 6 decimals
-    assert cfg.top_k == 128  # room for twice the 45 boxes of the densest tile: the next power of 2
+    assert cfg.top_k == 512  # 8 candidates for each of the 45 boxes of the densest tile: 360 -> 512
     # 1000 steps: warm-up 50, averaging horizon 50 steps (decay 1 - 1/50)
     assert (cfg.warmup_steps, cfg.ema_decay) == (50, 0.98)
     assert cfg.steps == 1000 and cfg.time_limit_min is None

@@ -82,3 +82,36 @@ def test_the_small_recipe_overfits_a_few_photos(tmp_path, capsys):
     # with the zoom the recipe once had it measured 11.1 (zoom alone) and 9.5 (zoom, jitter and
     # mosaic), so the margin tells a recipe that fits from one that does not
     assert metrics["mAP50"] > 60, metrics
+
+
+def test_benchmark_halves_a_photo_with_its_boxes():
+    import importlib.util
+    import io
+    import xml.etree.ElementTree as ET
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "small_data_benchmark.py"
+    spec = importlib.util.spec_from_file_location("small_data_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pixels = np.zeros((10, 6, 3), dtype=np.uint8)  # 6 wide, 10 high: halves of rows 0-4, 5-9
+    pixels[5:] = 200
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    boxes = [(1, 1, 3, 3), (0, 3, 2, 9), (2, 6, 5, 8)]  # centres y 2 (top), 6 and 7 (bottom)
+    xml = "<annotation>" + "".join(
+        f"<object><name>Tree</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+        f"<ymax>{d}</ymax></bndbox></object>" for a, b, c, d in boxes) + "</annotation>"
+
+    def read(half):
+        text, data = bench.half_photo(xml, png.getvalue(), half)
+        got = [tuple(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+               for o in ET.fromstring(text).iter("object")]
+        return got, np.asarray(Image.open(io.BytesIO(data)))
+
+    top, top_pixels = read("top")
+    assert top == [(1, 1, 3, 3)] and top_pixels.shape == (5, 6, 3) and top_pixels.max() == 0
+    bottom, bottom_pixels = read("bottom")
+    # moved up by 5 rows; the box from row 3 is clipped to the half's first row
+    assert bottom == [(0, 0, 2, 4), (2, 1, 5, 3)]
+    assert bottom_pixels.shape == (5, 6, 3) and bottom_pixels.min() == 200

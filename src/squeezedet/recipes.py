@@ -9,12 +9,13 @@ Two recipes:
   has to learn in minutes from few objects, so every step must count and see many different views.
   Squeeze batch norm, AdamW at 1e-3 (for a batch of 8, scaled with the square root of the batch)
   with a linear warm-up over 5 % of the run and a cosine to zero, a moving average of the weights
-  whose horizon is 5 % of the run, dropout 0.2, the images kept in memory, no drift (and no other
-  augmentation than the horizontal flip unless asked: ``augment=``), a batch of at most 8 and at most half
-  the samples, room for every object of the densest sample in ``top_k``, and ten minutes when the
-  run's length is not given. When the objects are small against the input (median box at most an
-  eighth of its shorter side), training windows of half its width and height (``crop``) with a
-  batch of up to 16: a step then costs about half the time of a step of 8 whole inputs.
+  whose horizon is 5 % of the run, dropout 0.2, the images kept in memory, no drift (and no
+  other augmentation than the horizontal flip unless asked: ``augment=``), a batch of at most 8
+  and at most half the samples, room in ``top_k`` for 8 candidates for every object of the
+  densest sample, and ten minutes when the run's length is not given. When the objects are small
+  against the input (median box at most an eighth of its shorter side), training windows of half
+  its width and height (``crop``) with a batch of up to 16: a step then costs about half the time
+  of a step of 8 whole inputs.
 
 ``recipe=auto`` (the default) picks ``small`` for a data set of at most :data:`SMALL_SAMPLES`
 training samples (images, or tiles with ``tile``) trained from scratch, else ``paper``;
@@ -50,6 +51,10 @@ SMALL_DEFAULT_MINUTES = 10.0
 #: with zoom); ``rot90`` and ``vflip``, exact symmetries of top-down imagery, are added with
 #: ``augment=+rot90,vflip``
 SMALL_AUGMENT = ""
+
+#: the small recipe's ``top_k``: room for this many candidates an object of the densest sample
+#: before NMS (a power of 2, 64 to 1024)
+ROOM_PER_BOX = 8
 
 RECIPES = ("auto", "paper", "small")
 
@@ -144,7 +149,10 @@ def small_recipe(summary: DataSummary, input_size: tuple[int, int]) -> dict[str,
     """The ``small`` recipe's settings that do not depend on the run's length (``input_size``:
     the network's ``(W, H)``)."""
     batch = int(min(8, max(2, summary.samples // 2)))
-    room = 2 ** math.ceil(math.log2(max(1, 2 * summary.max_boxes)))
+    # a crown scores high on several anchors (neighbouring cells, similar shapes), so NMS needs
+    # several candidates an object: 2 an object capped recall (AP@0.5 29.8 % against 32.2 % with
+    # 8 on a held-out photo of 280 crowns in 28 tiles, docs/small-data.md)
+    room = min(1024, 2 ** math.ceil(math.log2(max(1, ROOM_PER_BOX * summary.max_boxes))))
     settings: dict[str, Any] = {}
     crop = half_crop(summary, input_size)
     if crop is not None:  # a quarter of the pixels a step: more steps in the time, batch doubled
