@@ -87,7 +87,8 @@ def build_voc(source: Path, dst: Path, more: bool, held_out: str = "half") -> Pa
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (dst / sub).mkdir(parents=True)
     train, val = SPLITS[held_out]
-    train += tuple(m for m in (MORE if more else ()) if m not in train + val)
+    photos = {name.partition(":")[0] for name in train + val}
+    train += tuple(m for m in (MORE if more else ()) if m not in photos)
     for name in train + val:
         photo, _, half = name.partition(":")
         xml = _read(source, f"{photo}.xml").decode()
@@ -198,6 +199,18 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix extensions that PyTorch's CPU kernels use, as Linux names them."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return [f for f in wanted if f in flags]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--deepforest", type=Path, help="a deepforest wheel (.whl) or the installed "
@@ -233,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     trained_on = (root / "ImageSets/Main/train.txt").read_text().split()
     cross = None if CROSS_SITE in [*trained_on, *SPLITS[args.held_out][1]] else build_voc(
         source, args.work / "cross_site", False, "site")
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores"
+    print(f"CPU: {cpu_name()} ({' '.join(cpu_flags()) or 'flags unknown'}), {os.cpu_count()} "
+          "logical cores"
           + (f", ATEN_CPU_CAPABILITY={args.isa}" if args.isa else ""))
     results = []
     for variant in args.variants:
@@ -261,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                                          f"{'failed':>8s}" for m in args.minutes))
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
-                                         "isa": args.isa, "held_out": args.held_out,
+                                         "flags": cpu_flags(), "isa": args.isa, "held_out": args.held_out,
                                          "more": args.more, "set": args.set,
                                          "results": results}, indent=2))
     return 0
