@@ -24,8 +24,9 @@ Usage::
         [--held-out site|survey] [--set KEY=VALUE ...]
 
 ``--isa avx2`` runs training limited to AVX2, as an AVX2-only CPU would (``ATEN_CPU_CAPABILITY=avx2
-ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``). Every figure depends on the CPU and on what else runs on it: the script prints the CPU,
-its core count, the load average before and after each run and the steps each run took.
+ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``). Every figure
+depends on the CPU and on what else runs on it: the script prints the CPU, its core count, the
+load average before and after each run and the steps each run took.
 """
 
 from __future__ import annotations
