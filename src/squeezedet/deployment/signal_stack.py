@@ -37,15 +37,19 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
+def _read() -> StackT | None:
+    """The calling thread's alternate signal stack; ``None`` where it cannot be read."""
+    stack = StackT()
+    if _LIBC is None or _LIBC.sigaltstack(None, ctypes.byref(stack)) != 0:
+        return None
+    return stack
+
+
 def current_signal_stack() -> tuple[int | None, int, int] | None:
     """The calling thread's alternate signal stack as ``(address, flags, size)``; ``None``
     where it cannot be read (not Linux)."""
-    if _LIBC is None:
-        return None
-    stack = StackT()
-    if _LIBC.sigaltstack(None, ctypes.byref(stack)) != 0:
-        return None
-    return stack.ss_sp, stack.ss_flags, stack.ss_size
+    stack = _read()
+    return None if stack is None else (stack.ss_sp, stack.ss_flags, stack.ss_size)
 
 
 def set_signal_stack(stack: StackT) -> bool:
@@ -57,12 +61,10 @@ def set_signal_stack(stack: StackT) -> bool:
 def signal_stack_kept() -> Iterator[None]:
     """Put the calling thread's alternate signal stack back as it was on entering, if the code
     inside replaced it (see the module docstring). Does nothing where it cannot read it."""
-    before = StackT()
-    if _LIBC is None or _LIBC.sigaltstack(None, ctypes.byref(before)) != 0:
-        yield
-        return
+    before = _read()
     try:
         yield
     finally:
-        if current_signal_stack() != (before.ss_sp, before.ss_flags, before.ss_size):
+        if before is not None and current_signal_stack() != (before.ss_sp, before.ss_flags,
+                                                                before.ss_size):
             set_signal_stack(before)
