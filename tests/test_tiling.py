@@ -182,3 +182,24 @@ def test_predict_command_with_tiles(tmp_path, capsys):
     want = sorted(single + [(x1 + 128, y1, x2 + 128, y2) for x1, y1, x2, y2 in single])
     assert len(single) > 0
     np.testing.assert_allclose(boxes, want, atol=1e-2)
+
+
+def test_predict_tiled_drops_the_cut_off_parts_a_neighbour_sees_whole():
+    """Tiles of 100 px with overlap 0.5 on a 200 px wide image start at x = 0, 50 and 100; a
+    detector sees every object's part inside its window (as a real one would, clipped)."""
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    # 60 px wide: whole only in window 2 (x 50-150), cut at x = 100 by windows 1 and 3
+    objects = [(80, 20, 140, 40), (0, 60, 30, 80)]  # the second touches the image's left border
+
+    def detect(window: np.ndarray) -> dict:
+        offset = window.__array_interface__["data"][0] - image.__array_interface__["data"][0]
+        x0 = (offset % image.strides[0]) // image.strides[1]
+        boxes = [[max(a, x0) - x0, b, min(c, x0 + window.shape[1]) - x0, d]
+                 for a, b, c, d in objects if c > x0 and a < x0 + window.shape[1]]
+        return {"boxes": np.array(boxes, dtype=np.float32).reshape(-1, 4),
+                "scores": np.full(len(boxes), 0.9), "labels": np.zeros(len(boxes), dtype=int)}
+
+    out = predict_tiled(detect, image, tile=(100, 100), overlap=0.5, nms_iou=0.4)
+    # the parts x 80-100 (window 1) and 100-140 (window 3) overlap the whole box by IoU 1/3 and
+    # 2/3: NMS alone would keep the first beside it
+    assert sorted(out["boxes"].tolist()) == [[0, 60, 30, 80], [80, 20, 140, 40]]

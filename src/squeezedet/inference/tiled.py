@@ -3,6 +3,11 @@
 The windows are :func:`squeezedet.data.tiling.tile_windows`; boxes are moved back into the image
 and merged with per-class non-maximum suppression. Choose an overlap at least as large as the
 largest object, so that every object lies wholly inside some tile.
+
+A box that touches a window's inner edge (one shared with a neighbouring window, not the image's
+border) and lies wholly inside the strip the two windows share is the cut-off part of an object
+the neighbour sees whole: it is dropped before merging, since NMS would keep both (a part and
+the whole overlap by less than the threshold when the part is small).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from squeezedet.data.tiling import tile_windows
+from squeezedet.data.tiling import tile_origins
 from squeezedet.errors import SqueezeDetError
 from squeezedet.ops.boxes import batched_nms
 from squeezedet.postprocess import Detections
@@ -52,14 +57,19 @@ def predict_tiled(
     if image.ndim != 3:
         raise SqueezeDetError(f"expected an image [H, W, 3], got shape {tuple(image.shape)}")
     height, width = image.shape[:2]
+    xs, ys = tile_origins(width, tile[0], overlap), tile_origins(height, tile[1], overlap)
     all_boxes, all_scores, all_labels = [], [], []
-    for x0, y0, x1, y1 in tile_windows((width, height), tile, overlap):
-        out = detect(image[y0:y1, x0:x1])
-        boxes = _as_tensor(out["boxes"], torch.float32).reshape(-1, 4)
-        offset = torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
-        all_boxes.append(boxes + offset)
-        all_scores.append(_as_tensor(out["scores"], torch.float32).reshape(-1))
-        all_labels.append(_as_tensor(out["labels"], torch.int64).reshape(-1))
+    for j, y0 in enumerate(ys):
+        for i, x0 in enumerate(xs):
+            x1, y1 = min(x0 + tile[0], width), min(y0 + tile[1], height)
+            out = detect(image[y0:y1, x0:x1])
+            boxes = _as_tensor(out["boxes"], torch.float32).reshape(-1, 4)
+            boxes = boxes + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+            whole = ~(_cut_off(boxes[:, 0::2], xs, i, tile[0]) |
+                      _cut_off(boxes[:, 1::2], ys, j, tile[1]))
+            all_boxes.append(boxes[whole])
+            all_scores.append(_as_tensor(out["scores"], torch.float32).reshape(-1)[whole])
+            all_labels.append(_as_tensor(out["labels"], torch.int64).reshape(-1)[whole])
     boxes = torch.cat(all_boxes)
     scores = torch.cat(all_scores)
     labels = torch.cat(all_labels)
@@ -67,6 +77,23 @@ def predict_tiled(
     if max_detections is not None:
         keep = keep[:max_detections]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+#: a box this close (pixels) to a window's edge touches it
+EDGE_PIXELS = 2.0
+
+
+def _cut_off(ends: Tensor, origins: list[int], i: int, length: int) -> Tensor:
+    """Which boxes of window ``i`` along one axis (``ends``: ``[N, 2]`` start and end, image
+    pixels; windows start at ``origins`` and are ``length`` long) touch an inner edge and lie
+    wholly in the strip shared with the neighbour across it."""
+    cut = torch.zeros(len(ends), dtype=torch.bool)
+    start, end = origins[i], origins[i] + length
+    if i > 0:  # the left (top) neighbour covers up to origins[i - 1] + length
+        cut |= (ends[:, 0] <= start + EDGE_PIXELS) & (ends[:, 1] <= origins[i - 1] + length)
+    if i + 1 < len(origins):  # the right (bottom) neighbour starts at origins[i + 1]
+        cut |= (ends[:, 1] >= end - EDGE_PIXELS) & (ends[:, 0] >= origins[i + 1])
+    return cut
 
 
 def detect_tiled(detector: Any, image: np.ndarray, tile: tuple[int, int], overlap: float = 0.2,
