@@ -135,8 +135,9 @@ def half_photo(xml: str, png: bytes, half: str) -> tuple[str, bytes]:
     return f"<annotation>{size}{''.join(objects)}</annotation>", out.getvalue()
 
 
-def cross_site_ap(run_dir: Path, root: Path) -> float:
-    """AP@0.5 (percent) of ``run_dir``'s model on the VOC folder ``root``'s ``val`` split."""
+def val_ap(run_dir: Path, root: Path, **changes: object) -> float:
+    """AP@0.5 (percent) of ``run_dir``'s model on the VOC folder ``root``'s ``val`` split, with
+    the run's settings but ``changes`` (e.g. ``tta="none"``)."""
     from dataclasses import replace
 
     import torch
@@ -146,7 +147,8 @@ def cross_site_ap(run_dir: Path, root: Path) -> float:
     from squeezedet.engine import evaluate
     from squeezedet.train import build_datasets
 
-    cfg = replace(load_config(run_dir / "config.yaml"), workers=0, cache_images=False)
+    cfg = replace(load_config(run_dir / "config.yaml"), workers=0, cache_images=False,
+                  **changes)
     _, val = build_datasets(cfg, root)
     model = model_from_checkpoint(run_dir / "best.pt").eval()
     return float(evaluate(model, val, cfg, torch.device("cpu")).to_json()["mAP50"])
@@ -169,7 +171,7 @@ def photo_ap(run_dir: Path, root: Path) -> float:
     cfg = load_config(run_dir / "config.yaml")
     _, val = build_datasets(replace(cfg, tile=None, workers=0, cache_images=False), root)
     detector = Detector.from_checkpoint(run_dir / "best.pt", conf=0.0, top_k=cfg.top_k,
-                                        nms_iou=cfg.nms_iou)
+                                        nms_iou=cfg.nms_iou, tta=cfg.tta)
     truth, found = {}, {}
     for i, image_id in enumerate(val.ids):
         image = load_image(root / "JPEGImages" / f"{image_id}.png")
@@ -303,11 +305,13 @@ def main(argv: list[str] | None = None) -> int:
             r.update(variant=variant, minutes=minutes)
             if r["ap50"] is not None:
                 r["ap50_photo"] = photo_ap(run_dir, root)
+                r["ap50_no_tta"] = val_ap(run_dir, root, tta="none")
             if cross is not None and r["ap50"] is not None:
-                r["ap50_cross_site"] = cross_site_ap(run_dir, cross)
+                r["ap50_cross_site"] = val_ap(run_dir, cross)
             results.append(r)
             if r["ap50"] is not None:
-                print(f"{variant:18s} {minutes:4g} min: AP@0.5 {r['ap50']:5.1f} % on tiles, "
+                print(f"{variant:18s} {minutes:4g} min: AP@0.5 {r['ap50']:5.1f} % on tiles "
+                      f"({r['ap50_no_tta']:.1f} % without test-time flips), "
                       f"{r['ap50_photo']:5.1f} % on the whole photo "
                       f"(AP@[.5:.95] {r['ap']:4.1f} %, {r['steps']} steps, load "
                       f"{r['load_before']}->{r['load_after']})"

@@ -275,3 +275,29 @@ def test_network_batch_layouts_and_uint8_hold_the_same_pixels():
     raw_nchw = network_batch(arrays, (50, 30), uint8=True)
     assert raw_nchw.dtype == torch.uint8 and raw_nchw.is_contiguous()
     assert torch.equal(raw_nchw, expected)
+
+
+def test_mirror_tta_sees_an_image_and_its_mirror_alike(tmp_path: Path) -> None:
+    """With ``tta="hflip"`` an image and its mirror image are detected in the same two views
+    (each is the other's mirrored view), so their detections are mirror images of each other;
+    without it, a random model's are not."""
+    from random_model import random_checkpoint
+
+    weights = random_checkpoint(tmp_path, (128, 64))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)  # the network's size: no resize
+    mirror = np.ascontiguousarray(image[:, ::-1])
+
+    def mirrored(det: Detections) -> list[list[float]]:
+        b = det.boxes
+        return sorted(torch.stack([128 - b[:, 2], b[:, 1], 128 - b[:, 0], b[:, 3]], 1).tolist())
+
+    tta = Detector.from_checkpoint(weights, conf=0.0, tta="hflip")
+    a, b = tta(image), tta(mirror)
+    assert len(a) == len(b) > 0
+    assert np.allclose(sorted(a.boxes.tolist()), mirrored(b), atol=1e-3)
+    plain = Detector.from_checkpoint(weights, conf=0.0)
+    a, b = plain(image), plain(mirror)
+    assert len(a) != len(b) or not np.allclose(sorted(a.boxes.tolist()), mirrored(b), atol=1e-3)
+    with pytest.raises(SqueezeDetError, match="tta must be one of none, hflip, flips"):
+        Detector.from_checkpoint(weights, tta="rot90")

@@ -136,3 +136,36 @@ def test_detection_score_by_hand():
     scores, labels = PostProcess().scores(head)
     assert labels.tolist() == [[1, 0]]
     assert scores[0].tolist() == pytest.approx([0.25, 0.48], rel=1e-6)
+
+
+def test_unflip_boxes_by_hand():
+    from squeezedet.postprocess import flip_view, unflip_boxes
+
+    box = torch.tensor([[10.0, 5, 30, 20]])  # in an image of 100 x 50 (W x H)
+    assert unflip_boxes(box, (True, False), (100, 50)).tolist() == [[70, 5, 90, 20]]
+    assert unflip_boxes(box, (False, True), (100, 50)).tolist() == [[10, 30, 30, 45]]
+    assert unflip_boxes(box, (True, True), (100, 50)).tolist() == [[70, 30, 90, 45]]
+    image = torch.arange(6.0).reshape(1, 1, 2, 3)  # rows [0 1 2], [3 4 5]
+    assert flip_view(image, (True, False))[0, 0].tolist() == [[2, 1, 0], [5, 4, 3]]
+    assert flip_view(image, (True, True))[0, 0].tolist() == [[5, 4, 3], [2, 1, 0]]
+
+
+def test_merge_views_maps_the_mirrored_views_boxes_back_and_suppresses_once():
+    from squeezedet.postprocess import TTA_VIEWS
+
+    # anchors in a 100 x 100 image: A at the left, its mirror image A' at the right, B alone
+    anchors = torch.tensor([[10.0, 10, 30, 30], [70, 10, 90, 30], [40, 60, 60, 80]])
+    cls = torch.zeros(1, 3, 1)
+
+    def head(scores):
+        return HeadOutput(cls, torch.logit(torch.tensor([scores])), torch.zeros(1, 3, 4))
+
+    plain = head([0.9, 0.01, 0.01])  # the image: A
+    mirrored = head([0.01, 0.8, 0.6])  # the mirrored image: A' (= A mirrored back) and B
+    out = PostProcess().merge_views([plain, mirrored], TTA_VIEWS["hflip"], anchors, (100, 100))[0]
+    # A (0.9) and A' mirrored back (0.8) are the same box: one kept; B mirrored back is
+    # x 100-60 .. 100-40; the 0.01 candidates of both views are left (no threshold)
+    assert out["scores"][:2].tolist() == pytest.approx([0.9, 0.6], abs=1e-5)
+    assert out["boxes"][:2].tolist() == [[10, 10, 30, 30], [40, 60, 60, 80]]
+    assert len(out["scores"]) == 3  # + the 0.01 at A' of the plain view (x 70-90)
+    assert out["boxes"][2].tolist() == [70, 10, 90, 30]

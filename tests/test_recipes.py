@@ -50,6 +50,7 @@ def test_small_data_from_scratch_gets_the_small_recipe():
     # 1000 steps: warm-up 50, averaging horizon 50 steps (decay 1 - 1/50)
     assert (cfg.warmup_steps, cfg.ema_decay) == (50, 0.98)
     assert cfg.steps == 1000 and cfg.time_limit_min is None
+    assert cfg.tta == "hflip"  # validated in the views trained: the image and its mirror
 
 
 def test_large_data_or_pretrained_keeps_the_paper_recipe():
@@ -69,10 +70,15 @@ def test_settings_given_keep_their_values_and_plus_adds_augmentation():
     assert (chosen.lr, chosen.batch_size) == (5e-4, 4)
     assert chosen.augment == "rot90,vflip"  # the recipe's (none) and these
     assert "kept as given: batch_size, lr" in line
+    assert chosen.tta == "flips"  # trained upside down too: validated in all four flips
     replaced, _ = choose_recipe(TrainConfig(steps=200, augment="zoom"), SMALL_DATA)
     assert replaced.augment == "zoom"
     none, _ = choose_recipe(TrainConfig(steps=200, augment="none"), SMALL_DATA)
-    assert none.augment == "none"
+    assert none.augment == "none" and none.tta == "hflip"  # flip_prob still mirrors
+    unflipped, _ = choose_recipe(TrainConfig(steps=200, flip_prob=0.0), SMALL_DATA)
+    assert unflipped.tta == "none"
+    mine, _ = choose_recipe(TrainConfig(steps=200, augment="+vflip"), SMALL_DATA, given={"tta"})
+    assert mine.tta == "none"  # tta=none given: kept
 
 
 def test_time_budget_fits_warmup_and_averaging_to_the_clock():

@@ -105,6 +105,9 @@ class TrainConfig:
     # post-processing
     top_k: int = 64
     nms_iou: float = 0.4
+    # validation also on the flipped images, merged by one NMS (postprocess.TTA_VIEWS):
+    # none, hflip (mirrored too) or flips (mirrored, upside down and both: top-down imagery)
+    tta: str = "none"
     # run
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
@@ -134,6 +137,8 @@ class TrainConfig:
             problems.append(f"flip_prob must be in [0, 1] (got {self.flip_prob})")
         if not 0 < self.nms_iou <= 1:
             problems.append(f"nms_iou must be in (0, 1] (got {self.nms_iou})")
+        if self.tta not in ("none", "hflip", "flips"):
+            problems.append(f"tta must be none, hflip or flips (got {self.tta!r})")
         if self.lr_schedule not in ("step", "cosine"):
             problems.append(f"lr_schedule must be 'step' or 'cosine' (got {self.lr_schedule!r})")
         if self.lr_scaling not in ("none", "linear"):

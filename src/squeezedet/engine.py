@@ -31,7 +31,13 @@ from squeezedet.loss import LossWeights, SqueezeDetLoss
 from squeezedet.models import SqueezeDet, create_model
 from squeezedet.models.registry import network_input_size
 from squeezedet.ops.matching import build_targets
-from squeezedet.postprocess import PostProcess, detections_to_kitti, to_original_pixels
+from squeezedet.postprocess import (
+    TTA_VIEWS,
+    PostProcess,
+    detections_to_kitti,
+    flip_view,
+    to_original_pixels,
+)
 from squeezedet.preemption import ignore_stop_signals, worker_batches
 
 
@@ -343,16 +349,22 @@ def predict_batches(
     postprocess: PostProcess,
     device: torch.device,
     amp: bool = False,
+    tta: str = "none",
 ) -> Iterator[tuple[dict[str, Any], dict[str, Tensor]]]:
-    """Yield ``(target, detections)`` per image; detection boxes in original image pixels."""
+    """Yield ``(target, detections)`` per image; detection boxes in original image pixels.
+    ``tta``: test-time flips, a key of :data:`~squeezedet.postprocess.TTA_VIEWS`."""
     model.eval()
+    views = TTA_VIEWS[tta]
     for images, targets in loader:
         images = images.to(device)
-        if device.type == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
-            out = model(images)
-        dets = postprocess(model.split_head(out.float()), model.anchors, model.input_size)
+        heads = []
+        for view in views:
+            batch = flip_view(images, view)
+            if device.type == "cpu":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                heads.append(model.split_head(model(batch).float()))
+        dets = postprocess.merge_views(heads, views, model.anchors, model.input_size)
         for target, det in zip(targets, dets, strict=True):
             boxes = to_original_pixels(det["boxes"], model.input_size, target["orig_size"])
             yield target, {"boxes": boxes.cpu(), "scores": det["scores"].cpu(),
@@ -392,7 +404,7 @@ def evaluate(
                         generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
     post = PostProcess(top_k=cfg.top_k, nms_iou=cfg.nms_iou)
     detections: dict[str, list[KittiObject]] = {}
-    it = predict_batches(model, worker_batches(loader), post, device, cfg.amp)
+    it = predict_batches(model, worker_batches(loader), post, device, cfg.amp, cfg.tta)
     if progress and distributed.is_main():
         from tqdm import tqdm
 

@@ -3,6 +3,10 @@
 As in the original: detection score = max_c p(c | object) · confidence; keep the ``top_k`` (64)
 anchors with the highest score, then greedy NMS per class at IoU 0.4. No score threshold by default
 (evaluation needs low scores for the PR curve); drawing uses 0.4.
+
+Test-time flips (``tta``, not in the original): the image is also detected mirrored (``hflip``),
+or mirrored, upside down and both (``flips``, for top-down imagery); each view's ``top_k``
+candidates are mapped back into the image and one NMS runs over all of them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,29 @@ from squeezedet.errors import SqueezeDetError
 from squeezedet.models.detector import HeadOutput
 from squeezedet.ops.boxes import batched_nms
 from squeezedet.ops.coder import decode
+
+#: test-time flip views, each ``(mirrored left-right, upside down)``; the first is the image
+TTA_VIEWS: dict[str, tuple[tuple[bool, bool], ...]] = {
+    "none": ((False, False),),
+    "hflip": ((False, False), (True, False)),
+    "flips": ((False, False), (True, False), (False, True), (True, True)),
+}
+
+
+def flip_view(batch: Tensor, view: tuple[bool, bool]) -> Tensor:
+    """``batch`` ``[B, C, H, W]`` as ``view`` of :data:`TTA_VIEWS` sees it."""
+    dims = [dim for dim, on in ((-1, view[0]), (-2, view[1])) if on]
+    return batch.flip(dims) if dims else batch
+
+
+def unflip_boxes(boxes: Tensor, view: tuple[bool, bool], image_size: tuple[int, int]) -> Tensor:
+    """xyxy ``boxes`` found in ``view`` of an image of ``(W, H)`` pixels, in the image's pixels."""
+    out = boxes.clone()
+    if view[0]:
+        out[..., 0], out[..., 2] = image_size[0] - boxes[..., 2], image_size[0] - boxes[..., 0]
+    if view[1]:
+        out[..., 1], out[..., 3] = image_size[1] - boxes[..., 3], image_size[1] - boxes[..., 1]
+    return out
 
 
 @dataclass(frozen=True)
@@ -54,19 +81,38 @@ class PostProcess:
                  image_size: tuple[int, int]) -> list[dict[str, Tensor]]:
         """Per image ``{"boxes": [D, 4] xyxy input pixels, "scores": [D], "labels": int64 [D]}``,
         sorted by decreasing score."""
+        return self.suppress(*self.candidates(head, anchors, image_size))
+
+    def candidates(self, head: HeadOutput, anchors: Tensor,
+                   image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """The ``top_k`` highest-scoring anchors' boxes ``[B, k, 4]`` (xyxy input pixels),
+        scores ``[B, k]`` and labels ``[B, k]``."""
         scores, labels = self.scores(head)
         k = min(self.top_k, scores.shape[1])
         top_scores, top_idx = scores.topk(k, dim=1)
         deltas = torch.gather(head.deltas.float(), 1, top_idx[..., None].expand(-1, -1, 4))
         boxes = decode(deltas, anchors[top_idx], image_size)
-        top_labels = torch.gather(labels, 1, top_idx)
+        return boxes, top_scores, torch.gather(labels, 1, top_idx)
+
+    def suppress(self, boxes: Tensor, scores: Tensor, labels: Tensor) -> list[dict[str, Tensor]]:
+        """Per image, the candidates at or above ``score_threshold`` after per-class NMS."""
         results = []
         for b in range(scores.shape[0]):
-            keep = top_scores[b] >= self.score_threshold
-            bx, sc, lb = boxes[b][keep], top_scores[b][keep], top_labels[b][keep]
+            keep = scores[b] >= self.score_threshold
+            bx, sc, lb = boxes[b][keep], scores[b][keep], labels[b][keep]
             kept = batched_nms(bx, sc, lb, self.nms_iou)
             results.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
         return results
+
+    def merge_views(self, heads: Sequence[HeadOutput], views: Sequence[tuple[bool, bool]],
+                    anchors: Tensor, image_size: tuple[int, int]) -> list[dict[str, Tensor]]:
+        """As :meth:`__call__` for a batch detected in several ``views`` (one head each, see
+        :data:`TTA_VIEWS`): every view's candidates in the image's pixels, one NMS over all."""
+        parts = [self.candidates(head, anchors, image_size) for head in heads]
+        boxes = torch.cat([unflip_boxes(p[0], v, image_size)
+                           for p, v in zip(parts, views, strict=True)], dim=1)
+        return self.suppress(boxes, torch.cat([p[1] for p in parts], dim=1),
+                             torch.cat([p[2] for p in parts], dim=1))
 
 
 def to_original_pixels(boxes: Tensor, input_size: tuple[int, int],

@@ -15,7 +15,9 @@ Two recipes:
   densest sample, and ten minutes when the run's length is not given. When the objects are small
   against the input (median box at most an eighth of its shorter side), training windows of half
   its width and height (``crop``) with a batch of up to 16: a step then costs about half the time
-  of a step of 8 whole inputs.
+  of a step of 8 whole inputs. Validation detects each image in the views it was trained in
+  (``tta``): mirrored too, and upside down and both when trained with vertical flips or quarter
+  turns (top-down imagery).
 
 ``recipe=auto`` (the default) picks ``small`` for a data set of at most :data:`SMALL_SAMPLES`
 training samples (images, or tiles with ``tile``) trained from scratch, else ``paper``;
@@ -210,6 +212,9 @@ def choose_recipe(cfg: TrainConfig, summary: DataSummary,
         settings["augment"] = ",".join([*mine, *(n for n in augment_names(cfg.augment)
                                                  if n not in mine)])
         given.discard("augment")
+    augment = settings["augment"] if "augment" not in given else cfg.augment
+    settings["tta"] = ("flips" if {"vflip", "rot90"} & set(augment_names(augment))
+                       else "hflip" if cfg.flip_prob > 0 else "none")
     if not ({"steps", "epochs", "time_limit_min"} & given):
         settings["time_limit_min"] = SMALL_DEFAULT_MINUTES
     chosen = {k: v for k, v in settings.items() if k not in given and getattr(cfg, k) != v}

@@ -105,6 +105,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NMS (large images with small objects; images only)")
     parser.add_argument("--overlap", type=float, default=0.2, metavar="P",
                         help="fraction of a tile shared with its neighbour (default: 0.2)")
+    parser.add_argument("--tta", choices=("none", "hflip", "flips"), default="none",
+                        help="test-time flips: also detect on the mirrored image (hflip) or on "
+                             "the mirrored, upside-down and both (flips: top-down imagery such "
+                             "as aerial photos), merged by one NMS; each view is one more "
+                             "network call (default: none)")
     parser.add_argument("--track", action="store_true",
                         help="track objects in a video, folder of frames, camera or stream: what "
                              "'squeezedet track' does, with the flags below")
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         conf=args.conf, show_all=args.show_all, save_kitti=args.save_kitti,
         save_json=args.save_json, save_conf=args.save_conf, no_draw=args.no_draw,
         batch_size=args.batch_size, backend=args.backend, device=args.device,
-        no_progress=args.no_progress, tile=args.tile, overlap=args.overlap)
+        no_progress=args.no_progress, tile=args.tile, overlap=args.overlap, tta=args.tta)
     result = predict(args.weights, args.source, args.out, options)
     if result.is_main:  # under torchrun rank 0 prints the one summary
         print(result.summary_line())

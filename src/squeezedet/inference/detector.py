@@ -48,7 +48,13 @@ from squeezedet.errors import SqueezeDetError
 from squeezedet.inference.stream import VideoStream
 from squeezedet.models.detector import split_head
 from squeezedet.ops.anchors import make_anchors
-from squeezedet.postprocess import Detections, PostProcess, to_original_pixels
+from squeezedet.postprocess import (
+    TTA_VIEWS,
+    Detections,
+    PostProcess,
+    flip_view,
+    to_original_pixels,
+)
 
 
 class Detector:
@@ -62,12 +68,17 @@ class Detector:
         top_k: anchors kept per image before NMS (64 in the original).
         nms_iou: per-class NMS IoU threshold (0.4 in the original).
         batch_size: images per network call when given a list.
+        tta: test-time flips (a key of :data:`~squeezedet.postprocess.TTA_VIEWS`): ``"none"``;
+            ``"hflip"``, also the mirrored image; ``"flips"``, also upside down and both, for
+            top-down imagery. Each view is one more network call.
     """
 
     def __init__(self, runner: Runner, *, conf: float = 0.4, top_k: int = 64,
-                 nms_iou: float = 0.4, batch_size: int = 8) -> None:
+                 nms_iou: float = 0.4, batch_size: int = 8, tta: str = "none") -> None:
         if not 0.0 <= conf <= 1.0:
             raise SqueezeDetError(f"conf must be between 0 and 1, got {conf}")
+        if tta not in TTA_VIEWS:
+            raise SqueezeDetError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
         if batch_size < 1:
             raise SqueezeDetError(f"batch size must be at least 1, got {batch_size}")
         meta = runner.meta
@@ -80,13 +91,14 @@ class Detector:
         self.anchor_centers: str = settings["anchor_centers"]
         self.postprocess = PostProcess(top_k=top_k, nms_iou=nms_iou, score_threshold=conf)
         self.batch_size = int(batch_size)
+        self.views = TTA_VIEWS[tta]
         self._anchors: dict[tuple[int, int, str], Tensor] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
                         **kwargs: Any) -> Detector:
         """A detector for a checkpoint (or an exported file, with its backend); ``kwargs`` go to
-        :class:`Detector` (``conf``, ``top_k``, ``nms_iou``, ``batch_size``)."""
+        :class:`Detector` (``conf``, ``top_k``, ``nms_iou``, ``batch_size``, ``tta``)."""
         return cls(load_runner(path, backend=backend, device=device), **kwargs)
 
     @property
@@ -154,19 +166,21 @@ class Detector:
 
     def _detect_batch(self, batch: Tensor,
                       orig_sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        out = self.runner(batch)
-        if not isinstance(out, Tensor):
-            out = torch.as_tensor(np.asarray(out))
         k, c = len(self.anchor_shapes), len(self.class_names)
-        if out.ndim != 4 or out.shape[1] != k * (c + 5):
-            raise SqueezeDetError(
-                f"the model's output has shape {list(out.shape)}, expected "
-                f"[B, {k * (c + 5)}, gh, gw] "
-                f"for {k} anchors and {c} classes; the weights file's metadata does not fit it"
-            )
-        head = split_head(out.float(), k, c)
+        heads = []
+        for view in self.views:
+            out = self.runner(flip_view(batch, view))
+            if not isinstance(out, Tensor):
+                out = torch.as_tensor(np.asarray(out))
+            if out.ndim != 4 or out.shape[1] != k * (c + 5):
+                raise SqueezeDetError(
+                    f"the model's output has shape {list(out.shape)}, expected "
+                    f"[B, {k * (c + 5)}, gh, gw] "
+                    f"for {k} anchors and {c} classes; the weights file's metadata does not fit it"
+                )
+            heads.append(split_head(out.float(), k, c))
         anchors = self._anchors_for((int(out.shape[-1]), int(out.shape[-2])), out.device)
-        dets = self.postprocess(head, anchors, self.input_size)
+        dets = self.postprocess.merge_views(heads, self.views, anchors, self.input_size)
         results = []
         for det, size in zip(dets, orig_sizes, strict=True):
             boxes = to_original_pixels(det["boxes"], self.input_size, size)

@@ -52,6 +52,7 @@ class PredictOptions:
     no_draw: no drawn images or video. batch_size: images per network call. backend / device: see
     :func:`squeezedet.deployment.runners.load_runner` (device ``auto``: CUDA when available).
     no_progress: no progress bar. tile, overlap: detect in overlapping ``(W, H)`` windows.
+    tta: test-time flips (:data:`squeezedet.postprocess.TTA_VIEWS`).
     """
 
     conf: float = 0.4
@@ -66,6 +67,7 @@ class PredictOptions:
     no_progress: bool = False
     tile: tuple[int, int] | None = None
     overlap: float = 0.2
+    tta: str = "none"
 
 
 def _is_glob(text: str) -> bool:
@@ -359,7 +361,7 @@ def _predict(weights: str | Path, source: str, out: str | Path,
     device = str(distributed.local_device(resolve_device(options.device)))
     backend = choose_backend(options.backend, weights, kind, len(paths))
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,
-                                        conf=0.0, batch_size=options.batch_size)
+                                        conf=0.0, batch_size=options.batch_size, tta=options.tta)
     writer = Writer(Path(out), options, detector.class_names)
     summary = Summary()
     if kind == "video":
