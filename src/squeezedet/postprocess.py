@@ -108,6 +108,8 @@ class PostProcess:
                     anchors: Tensor, image_size: tuple[int, int]) -> list[dict[str, Tensor]]:
         """As :meth:`__call__` for a batch detected in several ``views`` (one head each, see
         :data:`TTA_VIEWS`): every view's candidates in the image's pixels, one NMS over all."""
+        if len(heads) == 1 and not any(views[0]):  # the image alone: no copies
+            return self(heads[0], anchors, image_size)
         parts = [self.candidates(head, anchors, image_size) for head in heads]
         boxes = torch.cat([unflip_boxes(p[0], v, image_size)
                            for p, v in zip(parts, views, strict=True)], dim=1)
