@@ -208,3 +208,32 @@ def test_auto_backend_converts_a_checkpoint_only_for_many_images(
     assert main(["predict", "--weights", str(checkpoint), "--source", str(tmp_path / "in"),
                  "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) != 0
     assert chosen == [expected]
+
+
+def test_predict_post_processes_as_the_checkpoints_run_validated(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint whose run validated with ``top_k=1`` and ``tta=hflip`` is predicted so (every
+    anchor scores the same here, so ``top_k=1`` leaves one box a view); ``--tta`` overrides."""
+    from squeezedet.checkpoint import load_checkpoint, validation_postprocess
+    from squeezedet.inference.detector import Detector
+
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["config"] = {"top_k": 1, "nms_iou": 0.5, "tta": "hflip", "lr": 0.1}
+    weights = tmp_path / "small.pt"
+    save_checkpoint(ckpt, weights)
+    assert validation_postprocess(weights) == {"top_k": 1, "nms_iou": 0.5, "tta": "hflip"}
+    assert validation_postprocess(checkpoint) == {}  # recorded no configuration
+    made = []
+    real = Detector.from_checkpoint.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Detector, "from_checkpoint", classmethod(
+        lambda cls, *a, **kw: made.append(kw) or real(cls, *a, **kw)))
+    _images(tmp_path / "in", [(128, 64)])
+    counts = []
+    for extra in ([], ["--tta", "none"]):
+        out = tmp_path / f"out{len(counts)}"
+        assert main(["predict", "--weights", str(weights), "--source", str(tmp_path / "in"),
+                     "--out", str(out), "--save-kitti", "--no-progress", *extra, *CPU]) == 0
+        counts.append(len(read_result_file(out / "kitti" / "000000.txt")))
+    assert [kw["tta"] for kw in made] == ["hflip", "none"]
+    assert all(kw["top_k"] == 1 and kw["nms_iou"] == 0.5 for kw in made)
+    assert counts[1] == 1 and counts[0] in (1, 2)  # the mirrored view's one box may be merged

@@ -143,6 +143,18 @@ def config_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> TrainConfig:
     return _model_config(ckpt, weights=None)
 
 
+def validation_postprocess(path: str | Path) -> dict[str, Any]:
+    """``top_k``, ``nms_iou`` and ``tta`` as the run of checkpoint ``path`` validated with, for
+    prediction to give what validation measured; ``{}`` for an exported file or a checkpoint
+    recording no configuration."""
+    if Path(path).suffix != ".pt":
+        return {}
+    recorded = load_checkpoint(path, mmap=True).get("config")
+    if not isinstance(recorded, dict):
+        return {}
+    return {k: recorded[k] for k in ("top_k", "nms_iou", "tta") if k in recorded}
+
+
 def fine_tuning_config(path: str | Path) -> TrainConfig:
     """A new run starting from the checkpoint ``path``'s weights (``weights=path``): its model's
     settings (model, input size, classes, anchors, normalisation, padding) and whether its run

@@ -15,8 +15,10 @@ carries everything needed (model, classes, input size, anchors, normalisation): 
 file.
 
 Thresholds: --conf (default 0.4, the original's) is the drawing threshold and the one the summary
-counts. KITTI and JSON files get every detection kept after top-64 and NMS, low scores included,
-because the evaluation's precision-recall curve needs them; --save-conf raises that floor.
+counts. KITTI and JSON files get every detection kept after top-k and NMS, low scores included,
+because the evaluation's precision-recall curve needs them; --save-conf raises that floor. A .pt
+checkpoint is post-processed as its run validated (its top_k, nms_iou and tta; the original's
+top 64 and NMS at 0.4 otherwise).
 
 Examples:
   squeezedet predict --weights runs/demo/best.pt --source data/kitti/training/image_2/000042.png
@@ -83,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write one JSON file per image (all post-NMS detections) to OUT/json/")
     parser.add_argument("--save-conf", type=_score, default=0.0, metavar="SCORE",
                         help="minimum score written to KITTI/JSON files (default: 0, everything "
-                             "after top-64 and NMS, as evaluation needs)")
+                             "after top-k and NMS, as evaluation needs)")
     parser.add_argument("--no-draw", action="store_true",
                         help="do not write drawn images or video")
     parser.add_argument("--batch-size", type=_positive, default=8,
@@ -105,11 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NMS (large images with small objects; images only)")
     parser.add_argument("--overlap", type=float, default=0.2, metavar="P",
                         help="fraction of a tile shared with its neighbour (default: 0.2)")
-    parser.add_argument("--tta", choices=("none", "hflip", "flips"), default="none",
+    parser.add_argument("--tta", choices=("none", "hflip", "flips"),
                         help="test-time flips: also detect on the mirrored image (hflip) or on "
                              "the mirrored, upside-down and both (flips: top-down imagery such "
                              "as aerial photos), merged by one NMS; each view is one more "
-                             "network call (default: none)")
+                             "network call (default: as a .pt checkpoint's training validated, "
+                             "else none)")
     parser.add_argument("--track", action="store_true",
                         help="track objects in a video, folder of frames, camera or stream: what "
                              "'squeezedet track' does, with the flags below")

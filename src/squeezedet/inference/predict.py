@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from squeezedet import distributed
+from squeezedet.checkpoint import validation_postprocess
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import write_kitti_file
 from squeezedet.errors import DataError, SqueezeDetError, check_output_dir, require
@@ -52,7 +53,8 @@ class PredictOptions:
     no_draw: no drawn images or video. batch_size: images per network call. backend / device: see
     :func:`squeezedet.deployment.runners.load_runner` (device ``auto``: CUDA when available).
     no_progress: no progress bar. tile, overlap: detect in overlapping ``(W, H)`` windows.
-    tta: test-time flips (:data:`squeezedet.postprocess.TTA_VIEWS`).
+    tta: test-time flips (:data:`squeezedet.postprocess.TTA_VIEWS`); ``None``: as a ``.pt``
+    checkpoint's run validated (with its ``top_k`` and ``nms_iou``), else ``"none"``.
     """
 
     conf: float = 0.4
@@ -67,7 +69,7 @@ class PredictOptions:
     no_progress: bool = False
     tile: tuple[int, int] | None = None
     overlap: float = 0.2
-    tta: str = "none"
+    tta: str | None = None
 
 
 def _is_glob(text: str) -> bool:
@@ -360,8 +362,11 @@ def _predict(weights: str | Path, source: str, out: str | Path,
                               "processes; predict it without torchrun")
     device = str(distributed.local_device(resolve_device(options.device)))
     backend = choose_backend(options.backend, weights, kind, len(paths))
+    post = validation_postprocess(weights)  # predict what validation measured
+    if options.tta is not None:
+        post["tta"] = options.tta
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,
-                                        conf=0.0, batch_size=options.batch_size, tta=options.tta)
+                                        conf=0.0, batch_size=options.batch_size, **post)
     writer = Writer(Path(out), options, detector.class_names)
     summary = Summary()
     if kind == "video":
