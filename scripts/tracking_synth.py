@@ -11,7 +11,7 @@ Draws synthetic sequences (``squeezedet synth --sequence``) unless they exist, t
 
 Usage:
     python scripts/tracking_synth.py --out runs/tracking_synth [--weights runs/demo/train/best.pt]
-        [--sequences 4] [--frames 100] [--size 432x128] [--seed 7]
+        [--sequences 4] [--frames 100] [--size 624x192] [--seed 7]
 
 Needs ``squeezedet[tracking]`` and TrackEval (``pip install --no-deps trackeval``).
 """
@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--sequences", type=int, default=4)
     parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--size", default="432x128")
+    parser.add_argument("--size", default="624x192", help="frame size WxH (default: 624x192, the "
+                        "input size of the full demo model)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     root = args.out / "sequences"
