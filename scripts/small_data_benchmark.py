@@ -61,7 +61,8 @@ MORE = (YELL_528,)
 TILE, INPUT = "400x400", "384x384"
 BASE = ["augment=+rot90,vflip", "val_every=0", "checkpoint_every=100000"]
 
-#: the recipe with one ingredient removed each (key=value settings given to ``train``)
+#: the recipe with one ingredient removed, or one added, each (key=value settings given to
+#: ``train``)
 VARIANTS: dict[str, list[str]] = {
     "default": [],
     "no_squeeze_bn": ["squeeze_bn=false"],
@@ -69,8 +70,12 @@ VARIANTS: dict[str, list[str]] = {
     "no_ema": ["ema_decay=0"],
     "no_augmentation": ["augment=none", "flip_prob=0"],
     "no_crop": [f"crop={INPUT}"],
-    "more_augmentation": ["augment=+zoom,jitter,mosaic"],
+    "more_augmentation": ["augment=+rot90,vflip,zoom,jitter,mosaic"],
     "paper": ["recipe=paper", "augment=none"],
+    # additions tried on the recipe
+    "jitter": ["augment=+rot90,vflip,jitter"],
+    "zoom": ["augment=+rot90,vflip,zoom"],
+    "weight_decay": ["weight_decay=0.05"],
 }
 
 
@@ -237,8 +242,11 @@ LABELS = {
     "no_ema": "no weight averaging (`ema_decay=0`)",
     "no_augmentation": "no augmentation (`augment=none flip_prob=0`)",
     "no_crop": "no training windows (`crop=384x384`: whole tiles)",
-    "more_augmentation": "more augmentation (`augment=+zoom,jitter,mosaic`)",
+    "more_augmentation": "more augmentation (`augment=+rot90,vflip,zoom,jitter,mosaic`)",
     "paper": "the paper's recipe (`recipe=paper`)",
+    "jitter": "with colour jitter (`augment=+rot90,vflip,jitter`)",
+    "zoom": "with zoom (`augment=+rot90,vflip,zoom`)",
+    "weight_decay": "with weight decay 0.05 (`weight_decay=0.05`; the recipe's is 1e-4)",
 }
 
 
