@@ -115,3 +115,24 @@ def test_benchmark_halves_a_photo_with_its_boxes():
     # moved up by 5 rows; the box from row 3 is clipped to the half's first row
     assert bottom == [(0, 0, 2, 4), (2, 1, 5, 3)]
     assert bottom_pixels.shape == (5, 6, 3) and bottom_pixels.min() == 200
+
+
+def test_small_data_tables_match_their_json_files():
+    """docs/small-data.md's ablation tables are what the benchmark script makes of the committed
+    result files."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("small_data_benchmark",
+                                                  root / "scripts" / "small_data_benchmark.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    page = (root / "docs" / "small-data.md").read_text()
+    files = sorted((root / "docs" / "benchmarks" / "small_data").glob("*.json"))
+    assert files
+    for path in files:
+        table = bench.format_table(json.loads(path.read_text())["results"])
+        assert f"<!-- small-data-table:{path.stem} -->\n{table}\n" in page, (
+            f"docs/small-data.md's table of {path.name} is out of date: python "
+            f"scripts/small_data_benchmark.py --table {path.relative_to(root)}")
