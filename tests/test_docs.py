@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scripts_module import load_script
 
 from squeezedet.cli import COMMANDS, build_parser
 
@@ -241,12 +242,7 @@ def test_docs_say_nothing_that_only_makes_sense_on_the_projects_machines() -> No
 # --- generated tables and the site ---------------------------------------------------------------
 
 def test_benchmark_tables_match_their_json_files() -> None:
-    spec = importlib.util.spec_from_file_location("benchmark_tables",
-                                                  ROOT / "scripts" / "benchmark_tables.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    generated = module.generate()
+    generated = load_script("benchmark_tables").generate()
     for path, text in generated.items():
         assert path.read_text() == text, (f"{_rel(path)} differs from docs/benchmarks/*.json: "
                                           "run python scripts/benchmark_tables.py")

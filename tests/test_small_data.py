@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scripts_module import load_script, stale_tables
 
 from squeezedet.config import TrainConfig
 
@@ -85,15 +86,10 @@ def test_the_small_recipe_overfits_a_few_photos(tmp_path, capsys):
 
 
 def test_benchmark_halves_a_photo_with_its_boxes():
-    import importlib.util
     import io
     import xml.etree.ElementTree as ET
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "small_data_benchmark.py"
-    spec = importlib.util.spec_from_file_location("small_data_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("small_data_benchmark")
     pixels = np.zeros((10, 6, 3), dtype=np.uint8)  # 6 wide, 10 high: halves of rows 0-4, 5-9
     pixels[5:] = 200
     png = io.BytesIO()
@@ -120,19 +116,6 @@ def test_benchmark_halves_a_photo_with_its_boxes():
 def test_small_data_tables_match_their_json_files():
     """docs/small-data.md's ablation tables are what the benchmark script makes of the committed
     result files."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("small_data_benchmark",
-                                                  root / "scripts" / "small_data_benchmark.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    page = (root / "docs" / "small-data.md").read_text()
-    files = sorted((root / "docs" / "benchmarks" / "small_data").glob("*.json"))
-    assert files
-    for path in files:
-        table = bench.format_table(json.loads(path.read_text())["results"])
-        assert f"<!-- small-data-table:{path.stem} -->\n{table}\n" in page, (
-            f"docs/small-data.md's table of {path.name} is out of date: python "
-            f"scripts/small_data_benchmark.py --table {path.relative_to(root)}")
+    stale = stale_tables("small_data_benchmark", "small-data.md", "small_data", "small-data-table",
+                         "results")
+    assert not stale, f"docs/small-data.md's tables are out of date: {stale}"
