@@ -245,6 +245,7 @@ LABELS = {
     "more_augmentation": "more augmentation (`augment=+rot90,vflip,zoom,jitter,mosaic`)",
     "paper": "the paper's recipe (`recipe=paper`)",
     "jitter": "with colour jitter (`augment=+rot90,vflip,jitter`)",
+    "jitter_seed1": "with colour jitter, `--seed 1`",
     "zoom": "with zoom (`augment=+rot90,vflip,zoom`)",
     "weight_decay": "with weight decay 0.05 (`weight_decay=0.05`; the recipe's is 1e-4)",
 }
