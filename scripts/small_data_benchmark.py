@@ -237,6 +237,7 @@ def run_one(root: Path, anchors: Path, run_dir: Path, minutes: float, settings: 
 #: the ablation table's row names
 LABELS = {
     "default": "default (the small recipe, `augment=+rot90,vflip`)",
+    "default_seed1": "default, `--seed 1`",
     "no_squeeze_bn": "no squeeze batch norm (`squeeze_bn=false`)",
     "no_warmup_cosine": "no warm-up and cosine (`lr_schedule=step warmup_steps=0`: a constant lr)",
     "no_ema": "no weight averaging (`ema_decay=0`)",
