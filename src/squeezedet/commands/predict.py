@@ -107,7 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NMS (large images with small objects; images only)")
     parser.add_argument("--overlap", type=float, default=0.2, metavar="P",
                         help="fraction of a tile shared with its neighbour (default: 0.2)")
-    parser.add_argument("--tta", choices=("none", "hflip", "flips"),
+    from squeezedet.postprocess import TTA_VIEWS
+
+    parser.add_argument("--tta", choices=tuple(TTA_VIEWS),
                         help="test-time flips: also detect on the mirrored image (hflip) or on "
                              "the mirrored, upside-down and both (flips: top-down imagery such "
                              "as aerial photos), merged by one NMS; each view is one more "
