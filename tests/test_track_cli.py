@@ -230,3 +230,19 @@ def test_ctrl_c_leaves_every_output_complete(checkpoint: Path, tmp_path: Path) -
     while capture.read()[0]:
         count += 1
     assert frames <= count <= frames + 12  # frames drawn but not yet written to the text files
+
+
+def test_tracking_keeps_the_checkpoints_candidates_and_nms_but_not_its_flips(
+        checkpoint: Path, tmp_path: Path) -> None:
+    """A run that validated with ``top_k=1, nms_iou=0.5, tta=hflip`` is tracked with its top 1
+    and NMS 0.5, in one view a frame (flips would cost a forward pass each)."""
+    from squeezedet.checkpoint import load_checkpoint
+    from squeezedet.inference.track import _detectors
+
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["config"] = {"top_k": 1, "nms_iou": 0.5, "tta": "hflip"}
+    save_checkpoint(ckpt, tmp_path / "small.pt")
+    for weights, top_k, nms in ((tmp_path / "small.pt", 1, 0.5), (checkpoint, 64, 0.4)):
+        (det,) = _detectors(weights, TrackOptions(backend="torch", device="cpu"), 0.1)
+        assert (det.postprocess.top_k, det.postprocess.nms_iou) == (top_k, nms)
+        assert det.views == ((False, False),) and det.conf == 0.1
