@@ -102,9 +102,6 @@ class TrainConfig:
     loss_conf_pos: float = 75.0
     loss_conf_neg: float = 100.0
     loss_class: float = 1.0
-    # >0: besides the original's one anchor a box, every anchor whose IoU with a box is at least
-    # this trains on that box too (0: the original's rule)
-    assign_iou: float = 0.0
     # post-processing
     top_k: int = 64
     nms_iou: float = 0.4
@@ -268,8 +265,6 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
     for name in ("weight_decay", "loss_bbox", "loss_conf_pos", "loss_conf_neg", "loss_class"):
         if getattr(cfg, name) < 0:
             problems.append(f"{name} cannot be negative (got {getattr(cfg, name)})")
-    if not 0 <= cfg.assign_iou <= 1:
-        problems.append(f"assign_iou must be in [0, 1] (got {cfg.assign_iou})")
     if len(cfg.drift) != 2 or min(cfg.drift) < 0:
         problems.append(f"drift must be (max_dx, max_dy), each >= 0 (got {cfg.drift})")
     if cfg.seed < 0:

@@ -304,7 +304,7 @@ def train_step(
     # the anchors of this batch's size (a training crop may be smaller than the model's input)
     size = (int(images.shape[-1]), int(images.shape[-2]))
     anchors = model.anchors_for(size)
-    dense = build_targets(boxes, labels, anchors, cfg.assign_iou)
+    dense = build_targets(boxes, labels, anchors)
     share: dict[str, Any] = {}
     world = distributed.world_size() if ddp is not None else 1
     if world > 1:

@@ -1,5 +1,4 @@
-"""Target assignment: each ground-truth box gets exactly one anchor (and, when asked, every
-other anchor that overlaps it enough: :func:`extra_positives`).
+"""Target assignment: each ground-truth box gets exactly one anchor.
 
 The rule of the original SqueezeDet, taken box by box in label order: a box takes the highest-IoU
 anchor that no earlier box of the same image has taken; when no free anchor overlaps it at all, it
@@ -62,23 +61,8 @@ def assign_anchors(boxes: Tensor, anchors: Tensor) -> Tensor:
     return assigned
 
 
-def extra_positives(boxes: Tensor, anchors: Tensor, assigned: Tensor, min_iou: float
-                    ) -> tuple[Tensor, Tensor]:
-    """The anchors besides ``assigned`` (:func:`assign_anchors`' choice) whose IoU with a box is
-    at least ``min_iou``, and for each the box it overlaps most: ``(anchor indices [M], box
-    indices [M])``."""
-    if boxes.shape[0] == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=anchors.device)
-        return empty, empty
-    best_iou, best_box = box_iou(boxes, anchors).max(dim=0)  # [A]
-    free = best_iou >= min_iou
-    free[assigned] = False
-    extra = free.nonzero().flatten()
-    return extra, best_box[extra]
-
-
 def build_targets(
-    gt_boxes: list[Tensor], gt_labels: list[Tensor], anchors: Tensor, extra_iou: float = 0.0
+    gt_boxes: list[Tensor], gt_labels: list[Tensor], anchors: Tensor
 ) -> dict[str, Tensor]:
     """Dense per-anchor training targets for a batch.
 
@@ -86,9 +70,6 @@ def build_targets(
         gt_boxes: per image ``[N_i, 4]`` xyxy boxes in input pixels.
         gt_labels: per image ``int64 [N_i]`` class indices.
         anchors: ``[A, 4]`` xyxy.
-        extra_iou: above 0, every other anchor whose IoU with a box is at least this is assigned
-            too, to the box it overlaps most (:func:`extra_positives`); 0 (the original's rule):
-            one anchor a box.
 
     Returns:
         ``mask`` bool ``[B, A]`` (assigned anchors), ``boxes`` ``[B, A, 4]`` (the assigned ground
@@ -99,13 +80,8 @@ def build_targets(
     boxes = torch.zeros(b, a, 4, dtype=anchors.dtype, device=anchors.device)
     labels = torch.full((b, a), -1, dtype=torch.long, device=anchors.device)
     for i, (gtb, gtl) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
-        gtb, gtl = gtb.to(anchors), gtl.to(anchors.device)
-        idx = assign_anchors(gtb, anchors)
-        which = torch.arange(len(idx), device=anchors.device)
-        if extra_iou > 0:
-            more, of = extra_positives(gtb, anchors, idx, extra_iou)
-            idx, which = torch.cat([idx, more]), torch.cat([which, of])
+        idx = assign_anchors(gtb.to(anchors), anchors)
         mask[i, idx] = True
-        boxes[i, idx] = gtb[which]
-        labels[i, idx] = gtl[which]
+        boxes[i, idx] = gtb.to(anchors)
+        labels[i, idx] = gtl.to(anchors.device)
     return {"mask": mask, "boxes": boxes, "labels": labels}
