@@ -66,26 +66,6 @@ def test_build_targets_batch_with_empty_image():
     assert t["boxes"][0, 0].tolist() == [0, 0, 10, 10]
 
 
-def test_extra_positives_by_hand():
-    # IoU with box A = [0, 0, 10, 10]: anchor 0 1.0 (A's own), anchor 1 80/100 = 0.8, anchor 2
-    # 50/150 = 0.33, anchor 3 100/400 = 0.25. Box B = [5, 0, 15, 10] owns anchor 2 (IoU 1); anchor
-    # 1 overlaps B by 40/140 = 0.29, less than A, so it trains on A.
-    anchors = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 8], [5, 0, 15, 10], [0, 0, 20, 20]])
-    a, b = [0.0, 0, 10, 10], [5.0, 0, 15, 10]
-    one = build_targets([torch.tensor([a])], [torch.tensor([1])], anchors, extra_iou=0.5)
-    assert one["mask"].tolist() == [[True, True, False, False]]
-    alone = build_targets([torch.tensor([a])], [torch.tensor([1])], anchors, extra_iou=0.3)
-    assert alone["mask"].tolist() == [[True, True, True, False]]
-    assert alone["boxes"][0, :3].tolist() == [a, a, a]
-    two = build_targets([torch.tensor([a, b])], [torch.tensor([1, 0])], anchors, extra_iou=0.3)
-    assert two["mask"].tolist() == [[True, True, True, False]]
-    assert two["labels"].tolist() == [[1, 1, 0, -1]]
-    assert two["boxes"][0, 2].tolist() == b
-    # off (the original's rule): one anchor a box
-    assert build_targets([torch.tensor([a, b])], [torch.tensor([1, 0])],
-                         anchors)["mask"].tolist() == [[True, False, True, False]]
-
-
 def _tiny_case():
     anchors = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
     targets = build_targets([torch.tensor([[0.0, 0, 10, 10]])], [torch.tensor([1])], anchors)
