@@ -362,3 +362,26 @@ def test_exported_graph_rectifies_before_the_first_pool_with_the_same_outputs() 
     assert ops.index("Conv") < ops.index("Relu") < ops.index("MaxPool")
     ops = [n.op_type for n in onnx.load_from_string(onnx_bytes(model)).graph.node]
     assert ops.index("Conv") < ops.index("MaxPool") < ops.index("Relu")
+
+
+@needs_ort
+def test_export_records_the_runs_post_processing_for_predict(checkpoint: Path,
+                                                             tmp_path: Path) -> None:
+    """A run that validated with ``top_k=1, nms_iou=0.5, tta=hflip`` is exported with them in its
+    metadata, and ``recorded_postprocess`` (what ``predict`` and ``track`` use) reads them back
+    from the exported file as from the checkpoint; a checkpoint without a configuration records
+    none, and its export is predicted with the defaults."""
+    from squeezedet.checkpoint import load_checkpoint, save_checkpoint
+    from squeezedet.deployment.runners import recorded_postprocess
+
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["config"] = {"top_k": 1, "nms_iou": 0.5, "tta": "hflip", "lr": 0.1}
+    save_checkpoint(ckpt, tmp_path / "small.pt")
+    export_model(tmp_path / "small.pt", "onnx", tmp_path / "small.onnx")
+    recorded = {"top_k": 1, "nms_iou": 0.5, "tta": "hflip"}
+    assert json.loads(metadata_path(tmp_path / "small.onnx").read_text())["postprocess"] == recorded
+    assert recorded_postprocess(tmp_path / "small.onnx") == recorded
+    assert recorded_postprocess(tmp_path / "small.pt") == recorded
+    export_model(checkpoint, "onnx", tmp_path / "plain.onnx")
+    assert "postprocess" not in json.loads(metadata_path(tmp_path / "plain.onnx").read_text())
+    assert recorded_postprocess(tmp_path / "plain.onnx") == {}

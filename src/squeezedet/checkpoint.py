@@ -143,13 +143,14 @@ def config_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> TrainConfig:
     return _model_config(ckpt, weights=None)
 
 
-def validation_postprocess(path: str | Path) -> dict[str, Any]:
-    """``top_k``, ``nms_iou`` and ``tta`` as the run of checkpoint ``path`` validated with, for
-    prediction to give what validation measured; ``{}`` for an exported file or a checkpoint
-    recording no configuration."""
-    if Path(path).suffix != ".pt":
+def validation_postprocess(path: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """``top_k``, ``nms_iou`` and ``tta`` as the run of checkpoint ``path`` (or a loaded one)
+    validated with, for prediction to give what validation measured; ``{}`` for another file or a
+    checkpoint recording no configuration."""
+    if not isinstance(path, dict) and Path(path).suffix != ".pt":
         return {}
-    recorded = load_checkpoint(path, mmap=True).get("config")
+    ckpt = path if isinstance(path, dict) else load_checkpoint(path, mmap=True)
+    recorded = ckpt.get("config")
     if not isinstance(recorded, dict):
         return {}
     return {k: recorded[k] for k in ("top_k", "nms_iou", "tta") if k in recorded}

@@ -5,7 +5,9 @@ Every export writes the model file and a metadata file next to it, ``<model file
 input size ``(W, H)``, anchor shapes, their centres and grid — the anchors are
 ``make_anchors(grid, input_size, anchor_shapes, centers=anchor_centers)`` in (row, column, anchor)
 order — and the RGB 0–255 normalisation, which the graph already applies), the format,
-precision, batch mode, outputs, and the parity figures.
+precision, batch mode, outputs, the parity figures, and ``postprocess``: the ``top_k``, ``nms_iou``
+and ``tta`` the checkpoint's training run validated with, which ``predict`` and ``track`` then
+use (:func:`squeezedet.deployment.runners.recorded_postprocess`).
 
 The graphs are :mod:`~squeezedet.deployment.graph`'s; int8 models are quantised by
 :mod:`~squeezedet.deployment.quantize` (ExecuTorch's by
@@ -34,7 +36,7 @@ from typing import Any
 
 import torch
 
-from squeezedet.checkpoint import model_from_checkpoint
+from squeezedet.checkpoint import model_from_checkpoint, validation_postprocess
 from squeezedet.deployment.executorch_export import FLOAT_MODULES, program_bytes
 from squeezedet.deployment.executorch_export import accuracy as executorch_accuracy
 from squeezedet.deployment.graph import OPSET, export_module, onnx_bytes, output_names
@@ -183,6 +185,9 @@ def export_model(weights: str | Path | dict[str, Any], fmt: str,
     out = _output_file(weights, output, opts)
     model = model_from_checkpoint(weights)
     meta = _metadata(model, opts)
+    post = validation_postprocess(weights)  # predicted as the run validated (recorded_postprocess)
+    if post:
+        meta["postprocess"] = post
     files, measured = EXPORTERS[fmt](model, out, opts, meta)
     return _check_and_record(model, out, opts, meta, files, measured)
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from squeezedet import distributed
-from squeezedet.checkpoint import validation_postprocess
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import write_kitti_file
+from squeezedet.deployment.runners import recorded_postprocess
 from squeezedet.errors import DataError, SqueezeDetError, check_output_dir, require
 from squeezedet.inference.detector import Detector
 from squeezedet.inference.tiled import detect_tiled
@@ -362,7 +362,7 @@ def _predict(weights: str | Path, source: str, out: str | Path,
                               "processes; predict it without torchrun")
     device = str(distributed.local_device(resolve_device(options.device)))
     backend = choose_backend(options.backend, weights, kind, len(paths))
-    post = validation_postprocess(weights)  # predict what validation measured
+    post = recorded_postprocess(weights)  # predict what validation measured
     if options.tta is not None:
         post["tta"] = options.tta
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,

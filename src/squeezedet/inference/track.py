@@ -126,17 +126,20 @@ class _Outputs:
 
 def _detectors(weights: str | Path, options: TrackOptions, conf: float) -> list[Detector]:
     """``options.workers`` detectors of ``weights``, sharing ``options.threads`` between them,
-    keeping the candidates (``top_k``) and NMS of a ``.pt`` checkpoint's run as it validated; not
+    keeping the candidates (``top_k``) and NMS of the model's training run as it validated; not
     its test-time flips, which would take two to four forward passes a frame."""
-    from squeezedet.checkpoint import validation_postprocess
-    from squeezedet.deployment.runners import load_runner, threads_or_default
+    from squeezedet.deployment.runners import (
+        load_runner,
+        recorded_postprocess,
+        threads_or_default,
+    )
     from squeezedet.engine import resolve_device
 
     if options.workers < 1:
         raise SqueezeDetError(f"workers must be at least 1, got {options.workers}")
     threads = max(1, threads_or_default(options.threads) // options.workers)
     device = str(resolve_device(options.device))
-    post = {k: v for k, v in validation_postprocess(weights).items() if k != "tta"}
+    post = {k: v for k, v in recorded_postprocess(weights).items() if k != "tta"}
     return [Detector(load_runner(weights, options.backend, device, threads=threads), conf=conf,
                      batch_size=1, **post) for _ in range(options.workers)]
 

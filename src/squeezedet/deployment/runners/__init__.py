@@ -37,7 +37,7 @@ from squeezedet.deployment.runners.auto import (
 )
 from squeezedet.deployment.runners.conversion import AUTO_PARITY_RTOL, Conversion
 from squeezedet.deployment.runners.executorch_runner import ExecuTorchRunner
-from squeezedet.deployment.runners.load import load_runner
+from squeezedet.deployment.runners.load import load_runner, recorded_postprocess
 from squeezedet.deployment.runners.onnxruntime_runner import OnnxRuntimeRunner
 from squeezedet.deployment.runners.openvino_runner import OpenVinoRunner, ov_precision_hint
 from squeezedet.deployment.runners.protocol import (
@@ -60,6 +60,6 @@ __all__ = [
     "Backend", "Conversion", "ExecuTorchRunner", "OnnxRuntimeRunner", "OpenVinoRunner", "Runner",
     "TorchRunner", "TorchScriptRunner", "auto_candidates", "convert_checkpoint", "fastest_cpu_runner",
     "fastest_file_runner", "is_torch_runner", "light_torch_threads", "load_runner",
-    "metadata_path", "ov_precision_hint", "read_metadata", "threads_or_default",
+    "metadata_path", "ov_precision_hint", "read_metadata", "recorded_postprocess", "threads_or_default",
     "warn_if_emulated",
 ]

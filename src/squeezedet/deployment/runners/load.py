@@ -1,17 +1,21 @@
-"""``load_runner``: a runner for a weights file, by backend name or automatically."""
+"""``load_runner``: a runner for a weights file, by backend name or automatically;
+``recorded_postprocess``: the post-processing its training run validated with."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from squeezedet.checkpoint import validation_postprocess
 from squeezedet.deployment.runners.auto import (
     convert_checkpoint,
     fastest_cpu_runner,
     fastest_file_runner,
 )
-from squeezedet.deployment.runners.protocol import PRECISIONS, Runner, check_cpu
+from squeezedet.deployment.runners.protocol import PRECISIONS, Runner, check_cpu, metadata_path
 from squeezedet.deployment.runners.registry import BACKENDS, CHECKPOINT_SUFFIXES, suffixes
 from squeezedet.deployment.runners.torch_runner import TorchRunner
 from squeezedet.errors import SqueezeDetError
@@ -73,3 +77,18 @@ def load_runner(weights: str | Path, backend: str = "auto", device: str = "cpu",
             f"--weights {path} --format {backend}'")
     raise SqueezeDetError(f"{path}: the {backend} backend cannot open {suffix} files "
                           f"(it opens {', '.join(spec.suffixes)})")
+
+
+def recorded_postprocess(weights: str | Path) -> dict[str, Any]:
+    """``top_k``, ``nms_iou`` and ``tta`` as the training run of ``weights`` validated with: from a
+    ``.pt`` checkpoint's configuration, or the ``postprocess`` an export recorded in its metadata
+    file; ``{}`` when neither says (a model exported before they were recorded, a checkpoint
+    without its configuration), so that the caller's defaults apply."""
+    path = Path(weights)
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return validation_postprocess(path)
+    try:
+        recorded = json.loads(metadata_path(path).read_text()).get("postprocess")
+    except (OSError, ValueError, AttributeError):  # the runner reports a bad metadata file
+        return {}
+    return dict(recorded) if isinstance(recorded, dict) else {}

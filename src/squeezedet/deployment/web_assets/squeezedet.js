@@ -51,7 +51,9 @@ function iou(a, b) {
 
 /** Raw head [1, K*(C+5), gh, gw] → detections [{label, score, box}] in original pixels. */
 export function postprocess(head, dims, meta, origW, origH, opts = {}) {
-  const { conf = 0.4, topK = 64, nmsIou = 0.4 } = opts;
+  // the candidates and NMS of the model's training run when its export recorded them
+  const run = meta.postprocess || {};
+  const { conf = 0.4, topK = run.top_k ?? 64, nmsIou = run.nms_iou ?? 0.4 } = opts;
   const [width, height] = meta.input_size;
   const K = meta.anchor_shapes.length, C = meta.class_names.length;
   const gh = dims[2], gw = dims[3], cells = gh * gw;
