@@ -105,7 +105,8 @@ def summarize_dataset(ds: Any) -> DataSummary:
 
     small = len(ds) <= SMALL_SAMPLES
     scaled = []
-    for i, (boxes, _) in enumerate(ds._targets):
+    for i in range(len(ds)):
+        boxes = ds.target_boxes(i)
         if not small:
             scaled.append(boxes)
             continue

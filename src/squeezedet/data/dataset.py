@@ -149,6 +149,11 @@ class SampleSet(Dataset):
         pixels of the image (of the tile when tiling)."""
         return list(self._objects[self._index(i)])
 
+    def target_boxes(self, i: int) -> np.ndarray:
+        """Sample ``i``'s training boxes, ``float32 [N, 4]`` xyxy in its image's (or tile's)
+        pixels, before any transform."""
+        return self._targets[i][0]
+
     def class_counts(self) -> dict[str, int]:
         """Number of training objects per class over the whole data set."""
         counts = np.zeros(len(self.classes), dtype=np.int64)
