@@ -348,3 +348,19 @@ def test_compress_cli_default_recipe(tmp_path, capsys):
     assert torch.unique(state["backbone.features.3.expand3x3.weight"]).numel() == 16
     assert main(["compress", "--weights", str(path), "--out", str(out), "--layer-bits", "x"]) == 2
     assert "GLOB=BITS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("run", "decay"), [
+    ({"ema_decay": 0.999}, 0.95),  # the run's decay, its horizon cut to a tenth of 200 steps
+    ({"ema_decay": 0.9}, 0.9),  # already shorter: kept
+    ({"ema_fraction": 0.05, "warmup_fraction": 0.05}, 0.95),  # the small recipe's: a tenth too
+    ({}, 0.0),  # the run kept no average: none
+])
+def test_fine_tuning_averages_the_weights_when_the_run_did(run, decay):
+    from squeezedet.compress import _finetune_config
+
+    ckpt = {"config": TrainConfig(lr=1e-3, **run).to_dict(), "meta": {}}
+    cfg = _finetune_config(ckpt, CompressSettings(steps=200), 200)
+    assert cfg.ema_decay == pytest.approx(decay)  # 1 - 10 / 200 = 0.95
+    assert (cfg.ema_fraction, cfg.warmup_fraction, cfg.warmup_steps) == (0.0, 0.0, 0)
+    assert cfg.steps == 200 and cfg.lr == pytest.approx(1e-5)

@@ -346,9 +346,13 @@ def _finetune_config(ckpt: dict[str, Any], settings: CompressSettings, steps: in
     base = config_from_checkpoint(ckpt)
     # a moving average over at most a tenth of the steps: a longer one would still hold the
     # weights of the first steps, before the masks reached their target
-    ema = min(base.ema_decay, max(0.0, 1.0 - 10.0 / steps)) if base.ema_decay > 0 else 0.0
+    # (the run's averaging, given as a decay or as a fraction of its steps)
+    tenth = max(0.0, 1.0 - 10.0 / steps)
+    ema = (min(base.ema_decay, tenth) if base.ema_decay > 0
+           else tenth if base.ema_fraction > 0 else 0.0)
     return replace(base, lr=settings.lr or base.lr / 100, lr_schedule="cosine", warmup_steps=0,
-                   steps=steps, epochs=None, time_limit_min=None, ema_decay=ema,
+                   warmup_fraction=0.0, steps=steps, epochs=None, time_limit_min=None,
+                   ema_decay=ema, ema_fraction=0.0,
                    batch_size=settings.batch_size or base.batch_size)
 
 
