@@ -7,7 +7,8 @@ import pytest
 
 from squeezedet.data.kitti_format import KittiObject
 from squeezedet.data.samples import IGNORE_OCCLUSION
-from squeezedet.eval.voc import average_precision, evaluate_ap
+from squeezedet.errors import SqueezeDetError
+from squeezedet.eval.voc import ap_at_iou, average_precision, evaluate_ap
 
 
 def gt(cls, box, ignored=False):
@@ -50,6 +51,19 @@ def test_iou_thresholds_by_hand():
     d = {"1": [det("a", (0, 0, 10, 8), 0.9)]}
     r = evaluate_ap(g, d, ["a"])
     assert (r.ap50["a"], r.ap75["a"], r.ap["a"]) == pytest.approx((100, 100, 70))
+
+
+def test_ap_at_one_iou_threshold_by_hand():
+    # IoU of (0, 0, 10, 10) with (0, 0, 10, 4.5) is 0.45: found at 0.3 and 0.4, missed at 0.5.
+    # Class b: a box at IoU 0.8 ranked behind a false positive -> precision 1/2 at recall 1.
+    g = {"1": [gt("a", (0, 0, 10, 10)), gt("b", (20, 20, 30, 30))]}
+    d = {"1": [det("a", (0, 0, 10, 4.5), 0.9), det("b", (50, 50, 60, 60), 0.9),
+               det("b", (20, 20, 30, 28), 0.5)]}
+    assert ap_at_iou(g, d, ["a", "b", "c"], 0.4) == pytest.approx({"a": 100, "b": 50, "c": None})
+    assert ap_at_iou(g, d, ["a"], 0.5) == {"a": 0.0}
+    assert ap_at_iou(g, d, ["a", "b"], 0.5)["b"] == pytest.approx(evaluate_ap(g, d, ["b"]).ap50["b"])
+    with pytest.raises(SqueezeDetError, match="IoU threshold must be in"):
+        ap_at_iou(g, d, ["a"], 0.0)
 
 
 def test_ignored_objects_neither_help_nor_hurt():

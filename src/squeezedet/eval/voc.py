@@ -174,6 +174,33 @@ def _is_ignored(obj: KittiObject) -> bool:
     return is_ignored(obj)
 
 
+def _class_ap(ground_truth: Mapping[str, Sequence[KittiObject]],
+              detections: Mapping[str, Sequence[KittiObject]], cls: str,
+              thresholds: np.ndarray, max_dets: int) -> tuple[int, list[float | None]]:
+    """The regular ground-truth boxes of class ``cls`` and its AP at each IoU threshold."""
+    key = cls.lower()
+    scores, matched, ignored = [], [], []
+    count = 0
+    for image_id, objects in ground_truth.items():
+        gts = [o for o in objects if o.type.lower() == key]
+        gt = np.array([o.box for o in gts], dtype=np.float64).reshape(-1, 4)
+        gt_ignore = np.array([_is_ignored(o) for o in gts], dtype=bool)
+        count += int((~gt_ignore).sum())
+        dets = [o for o in detections.get(image_id, ()) if o.type.lower() == key]
+        det_scores = np.array([float(o.score or 0.0) for o in dets], dtype=np.float64)
+        order = np.argsort(-det_scores, kind="mergesort")[:max_dets]
+        boxes = np.array([dets[i].box for i in order], dtype=np.float64).reshape(-1, 4)
+        m, ig = _match_image(gt, gt_ignore, boxes, thresholds)
+        scores.append(det_scores[order])
+        matched.append(m)
+        ignored.append(ig)
+    n_t = len(thresholds)
+    all_scores = np.concatenate(scores) if scores else np.zeros(0)
+    all_m = np.concatenate(matched, axis=1) if matched else np.zeros((n_t, 0), dtype=bool)
+    all_ig = np.concatenate(ignored, axis=1) if ignored else np.zeros((n_t, 0), dtype=bool)
+    return count, [average_precision(all_scores, all_m[t], all_ig[t], count) for t in range(n_t)]
+
+
 def evaluate_ap(
     ground_truth: Mapping[str, Sequence[KittiObject]],
     detections: Mapping[str, Sequence[KittiObject]],
@@ -199,31 +226,22 @@ def evaluate_ap(
     ap75: dict[str, float | None] = {}
     n_gt: dict[str, int] = {}
     for cls in classes:
-        key = cls.lower()
-        scores, matched, ignored = [], [], []
-        count = 0
-        for image_id, objects in ground_truth.items():
-            gts = [o for o in objects if o.type.lower() == key]
-            gt = np.array([o.box for o in gts], dtype=np.float64).reshape(-1, 4)
-            gt_ignore = np.array([_is_ignored(o) for o in gts], dtype=bool)
-            count += int((~gt_ignore).sum())
-            dets = [o for o in detections.get(image_id, ()) if o.type.lower() == key]
-            det_scores = np.array([float(o.score or 0.0) for o in dets], dtype=np.float64)
-            order = np.argsort(-det_scores, kind="mergesort")[:max_dets]
-            boxes = np.array([dets[i].box for i in order], dtype=np.float64).reshape(-1, 4)
-            m, ig = _match_image(gt, gt_ignore, boxes, IOU_THRESHOLDS)
-            scores.append(det_scores[order])
-            matched.append(m)
-            ignored.append(ig)
-        n_gt[cls] = count
-        all_scores = np.concatenate(scores) if scores else np.zeros(0)
-        all_m = np.concatenate(matched, axis=1) if matched else np.zeros((10, 0), dtype=bool)
-        all_ig = np.concatenate(ignored, axis=1) if ignored else np.zeros((10, 0), dtype=bool)
-        per_t = [average_precision(all_scores, all_m[t], all_ig[t], count)
-                 for t in range(len(IOU_THRESHOLDS))]
+        n_gt[cls], per_t = _class_ap(ground_truth, detections, cls, IOU_THRESHOLDS, max_dets)
         if per_t[0] is None:
             ap[cls] = ap50[cls] = ap75[cls] = None
         else:
             values = [float(v) for v in per_t if v is not None]
             ap[cls], ap50[cls], ap75[cls] = float(np.mean(values)), values[0], values[5]
     return APResult(classes, ap, ap50, ap75, n_gt, len(ground_truth), warnings)
+
+
+def ap_at_iou(ground_truth: Mapping[str, Sequence[KittiObject]],
+              detections: Mapping[str, Sequence[KittiObject]], classes: Sequence[str],
+              iou: float, *, max_dets: int = 100) -> dict[str, float | None]:
+    """AP in percent per class at one IoU threshold ``iou`` (in (0, 1]), by the rules of
+    :func:`evaluate_ap`: how much of AP@0.5 is lost to loose boxes rather than to objects missed
+    (``None``: no ground truth of the class)."""
+    if not 0 < iou <= 1:
+        raise SqueezeDetError(f"an IoU threshold must be in (0, 1], got {iou}")
+    return {cls: _class_ap(ground_truth, detections, cls, np.array([iou]), max_dets)[1][0]
+            for cls in classes}
