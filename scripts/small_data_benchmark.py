@@ -159,16 +159,17 @@ def val_ap(run_dir: Path, root: Path, **changes: object) -> float:
     return float(evaluate(model, val, cfg, torch.device("cpu")).to_json()["mAP50"])
 
 
-def photo_ap(run_dir: Path, root: Path) -> float:
-    """AP@0.5 (percent) of ``run_dir``'s model on the whole photos of ``root``'s ``val`` split:
-    detected tile by tile as in training, merged with NMS, scored against every box of the photo
-    (no box is cut by a tile border here), so that runs with other tiles compare fairly."""
+def photo_ap(run_dir: Path, root: Path, ious: tuple[float, ...] = (0.5,)) -> dict[float, float]:
+    """AP (percent) at each IoU threshold of ``ious`` of ``run_dir``'s model on the whole photos
+    of ``root``'s ``val`` split: detected tile by tile as in training, merged with NMS, scored
+    against every box of the photo (no box is cut by a tile border here), so that runs with other
+    tiles compare fairly."""
     from dataclasses import replace
 
     from squeezedet.config import load_config
     from squeezedet.data.images import load_image
     from squeezedet.data.kitti_format import KittiObject
-    from squeezedet.eval.voc import evaluate_ap
+    from squeezedet.eval.voc import ap_at_iou
     from squeezedet.inference.detector import Detector
     from squeezedet.inference.tiled import detect_tiled
     from squeezedet.train import build_datasets
@@ -186,8 +187,9 @@ def photo_ap(run_dir: Path, root: Path) -> float:
         found[image_id] = [KittiObject(type=det.class_names[int(k)], box=tuple(map(float, b)),
                                        score=float(s))
                            for b, s, k in zip(det.boxes, det.scores, det.labels, strict=True)]
-    result = evaluate_ap(truth, found, classes=detector.class_names, max_dets=100_000)
-    return float(result.to_json()["mAP50"])
+    (name,) = detector.class_names  # one class: Tree
+    return {iou: float(ap_at_iou(truth, found, [name], iou, max_dets=100_000)[name] or 0.0)
+            for iou in ious}
 
 
 def fit_anchors(root: Path, out: Path, tile: str = TILE, input_size: str = INPUT) -> Path:
@@ -358,17 +360,18 @@ def main(argv: list[str] | None = None) -> int:
                         args.seed, args.tile, args.input_size)
             r.update(variant=variant, minutes=minutes)
             if r["ap50"] is not None:
-                r["ap50_photo"] = photo_ap(run_dir, root)
+                at = photo_ap(run_dir, root, (0.5, 0.4, 0.3))
+                r.update(ap50_photo=at[0.5], ap40_photo=at[0.4], ap30_photo=at[0.3])
                 r["ap50_no_tta"] = val_ap(run_dir, root, tta="none")
             if cross is not None and r["ap50"] is not None:
                 r["ap50_cross_site"] = val_ap(run_dir, cross)
             results.append(r)
             if r["ap50"] is not None:
                 print(f"{variant:18s} {minutes:4g} min: AP@0.5 {r['ap50']:5.1f} % on tiles "
-                      f"({r['ap50_no_tta']:.1f} % without test-time flips), "
-                      f"{r['ap50_photo']:5.1f} % on the whole photo "
-                      f"(AP@[.5:.95] {r['ap']:4.1f} %, {r['steps']} steps, load "
-                      f"{r['load_before']}->{r['load_after']})"
+                      f"({r['ap50_no_tta']:.1f} % without test-time flips, AP@[.5:.95] "
+                      f"{r['ap']:.1f} %); on the whole photo AP@0.5 / 0.4 / 0.3 "
+                      f"{r['ap50_photo']:.1f} / {r['ap40_photo']:.1f} / {r['ap30_photo']:.1f} % "
+                      f"({r['steps']} steps, load {r['load_before']}->{r['load_after']})"
                       + (f"; {CROSS_SITE} {r['ap50_cross_site']:.1f} %" if cross else ""),
                       flush=True)
     print("\nAP@0.5 (percent) on the held-out photo, by training minutes")
