@@ -8,6 +8,7 @@ Pure Pillow (``ImageDraw`` and its default font); the input image is never modif
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -31,6 +32,18 @@ def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
 
 
+#: the smallest label text a box's size may ask for, pixels
+MIN_LABEL_FONT = 9
+
+
+def label_font_size(box_height: float, largest: int) -> int:
+    """The label text height for a box ``box_height`` pixels high: half of it, at least
+    :data:`MIN_LABEL_FONT` and at most ``largest`` (the image's size), so that the labels of small,
+    dense objects (tree crowns in an aerial photo) do not cover their neighbours."""
+    return int(min(largest, max(MIN_LABEL_FONT, round(0.5 * box_height))))
+
+
+@lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """Pillow's default font at ``size`` pixels (the fixed bitmap font on old Pillow versions)."""
     try:
@@ -57,7 +70,8 @@ def draw_detections(
         scores: ``[N]`` detection scores in ``[0, 1]`` (printed with two decimals).
         labels: ``[N]`` class indices into ``class_names``.
         line_width: box outline in pixels (default: about 1/400 of the image's mean side, ≥ 2).
-        font_size: label text height in pixels (default: about 3.5 % of the height, ≥ 11).
+        font_size: label text height in pixels (default: about 3.5 % of the image's height,
+            ≥ 11, and at most half the box's height, ≥ 9: :func:`label_font_size`).
 
     Returns:
         An RGB Pillow image of the same size. Lower-scoring boxes are drawn first, so the best
@@ -69,9 +83,7 @@ def draw_detections(
     width, height = canvas.size
     if line_width is None:
         line_width = max(2, round((width + height) / 2 / 400))
-    if font_size is None:
-        font_size = max(11, round(0.035 * height))
-    font = _font(font_size)
+    largest = max(11, round(0.035 * height)) if font_size is None else font_size
     draw = ImageDraw.Draw(canvas)
     boxes_a = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores_a = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -86,6 +98,7 @@ def draw_detections(
         label = int(labels_a[i])
         name = class_names[label] if 0 <= label < len(class_names) else str(label)
         text = f"{name} {scores_a[i]:.2f}"
+        font = _font(largest if font_size is not None else label_font_size(y2 - y1, largest))
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left + 4, bottom - top + 4
         tx = min(max(0.0, x1), max(0.0, width - tw))
