@@ -76,6 +76,10 @@ VARIANTS: dict[str, list[str]] = {
     "jitter": ["augment=+rot90,vflip,jitter"],
     "zoom": ["augment=+rot90,vflip,zoom"],
     "weight_decay": ["weight_decay=0.05"],
+    "hflip_only": ["augment=none"],
+    "loss_bbox": ["loss_bbox=15"],
+    "long_average": ["lr_schedule=step", "ema_fraction=0.25"],
+    "dropout": ["dropout=0.5"],
 }
 
 
@@ -251,6 +255,11 @@ LABELS = {
     "jitter_seed1": "with colour jitter, `--seed 1`",
     "zoom": "with zoom (`augment=+rot90,vflip,zoom`)",
     "weight_decay": "with weight decay 0.05 (`weight_decay=0.05`; the recipe's is 1e-4)",
+    "hflip_only": "mirroring only (`augment=none`: no quarter turns or vertical flips)",
+    "loss_bbox": "box loss weight 15 (`loss_bbox=15`; the paper's is 5)",
+    "long_average": "constant lr, averaging over the last quarter (`lr_schedule=step "
+                    "ema_fraction=0.25`)",
+    "dropout": "dropout 0.5 (`dropout=0.5`; the recipe's is 0.2)",
 }
 
 
