@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,10 +224,14 @@ def test_predict_post_processes_as_the_checkpoints_run_validated(
     save_checkpoint(ckpt, weights)
     assert validation_postprocess(weights) == {"top_k": 1, "nms_iou": 0.5, "tta": "hflip"}
     assert validation_postprocess(checkpoint) == {}  # recorded no configuration
-    made = []
+    made: list[Detector] = []
     real = Detector.from_checkpoint.__func__  # type: ignore[attr-defined]
-    monkeypatch.setattr(Detector, "from_checkpoint", classmethod(
-        lambda cls, *a, **kw: made.append(kw) or real(cls, *a, **kw)))
+
+    def record(cls: type[Detector], *a: Any, **kw: Any) -> Detector:
+        made.append(real(cls, *a, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(Detector, "from_checkpoint", classmethod(record))
     _images(tmp_path / "in", [(128, 64)])
     counts = []
     for extra in ([], ["--tta", "none"]):
@@ -234,6 +239,9 @@ def test_predict_post_processes_as_the_checkpoints_run_validated(
         assert main(["predict", "--weights", str(weights), "--source", str(tmp_path / "in"),
                      "--out", str(out), "--save-kitti", "--no-progress", *extra, *CPU]) == 0
         counts.append(len(read_result_file(out / "kitti" / "000000.txt")))
-    assert [kw["tta"] for kw in made] == ["hflip", "none"]
-    assert all(kw["top_k"] == 1 and kw["nms_iou"] == 0.5 for kw in made)
+    assert [len(d.views) for d in made] == [2, 1]  # hflip: the image and its mirror
+    assert all((d.postprocess.top_k, d.postprocess.nms_iou) == (1, 0.5) for d in made)
+    # the Python API alike: the run's settings unless given
+    api = Detector.from_checkpoint(weights, top_k=3)
+    assert (api.postprocess.top_k, api.postprocess.nms_iou, len(api.views)) == (3, 0.5, 2)
     assert counts[1] == 1 and counts[0] in (1, 2)  # the mirrored view's one box may be merged

@@ -13,7 +13,8 @@ network's ``(W, H)`` with the training :class:`~squeezedet.data.transforms.Resiz
 aspect ratio not kept); the batch ``float32 [B, 3, H, W]`` (RGB, 0–255) goes through the runner (any
 backend of :mod:`squeezedet.deployment.runners`), :func:`~squeezedet.models.detector.split_head` and
 :class:`~squeezedet.postprocess.PostProcess` (top 64 anchors, per-class NMS at IoU 0.4, score ≥
-``conf``); boxes are then scaled by ``(W0 / W, H0 / H)`` back to the original pixels. Boxes are
+``conf``, or the ``top_k`` and ``nms_iou`` the model's run validated with under
+:meth:`Detector.from_checkpoint`); boxes are then scaled by ``(W0 / W, H0 / H)`` back to the original pixels. Boxes are
 clipped to the image by the decoder, so they stay inside ``[0, W0] × [0, H0]``.
 
 Accepted inputs (single, or a list/tuple of them, or one batched array/tensor):
@@ -43,7 +44,12 @@ from torch import Tensor
 from squeezedet.checkpoint import model_settings
 from squeezedet.data.images import ChannelOrder, ImageInput, as_rgb_arrays
 from squeezedet.deployment.preprocess import runner_input
-from squeezedet.deployment.runners import Runner, light_torch_threads, load_runner
+from squeezedet.deployment.runners import (
+    Runner,
+    light_torch_threads,
+    load_runner,
+    recorded_postprocess,
+)
 from squeezedet.errors import SqueezeDetError
 from squeezedet.inference.stream import VideoStream
 from squeezedet.models.detector import split_head
@@ -98,8 +104,12 @@ class Detector:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
                         **kwargs: Any) -> Detector:
         """A detector for a checkpoint (or an exported file, with its backend); ``kwargs`` go to
-        :class:`Detector` (``conf``, ``top_k``, ``nms_iou``, ``batch_size``, ``tta``)."""
-        return cls(load_runner(path, backend=backend, device=device), **kwargs)
+        :class:`Detector` (``conf``, ``top_k``, ``nms_iou``, ``batch_size``, ``tta``). The
+        ``top_k``, ``nms_iou`` and ``tta`` not given are those the model's training run
+        validated with, when the file records them (:func:`recorded_postprocess`), so that the
+        detector gives what validation measured; else :class:`Detector`'s defaults."""
+        return cls(load_runner(path, backend=backend, device=device),
+                   **{**recorded_postprocess(path), **kwargs})
 
     @property
     def conf(self) -> float:

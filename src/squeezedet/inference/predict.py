@@ -29,7 +29,6 @@ import numpy as np
 from squeezedet import distributed
 from squeezedet.data.images import load_image
 from squeezedet.data.kitti_format import write_kitti_file
-from squeezedet.deployment.runners import recorded_postprocess
 from squeezedet.errors import DataError, SqueezeDetError, check_output_dir, require
 from squeezedet.inference.detector import Detector
 from squeezedet.inference.tiled import detect_tiled
@@ -362,11 +361,10 @@ def _predict(weights: str | Path, source: str, out: str | Path,
                               "processes; predict it without torchrun")
     device = str(distributed.local_device(resolve_device(options.device)))
     backend = choose_backend(options.backend, weights, kind, len(paths))
-    post = recorded_postprocess(weights)  # predict what validation measured
-    if options.tta is not None:
-        post["tta"] = options.tta
+    # the top_k, NMS and flips the run validated with (from_checkpoint), but --tta when given
+    views = {} if options.tta is None else {"tta": options.tta}
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,
-                                        conf=0.0, batch_size=options.batch_size, **post)
+                                        conf=0.0, batch_size=options.batch_size, **views)
     writer = Writer(Path(out), options, detector.class_names)
     summary = Summary()
     if kind == "video":
