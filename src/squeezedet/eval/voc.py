@@ -177,7 +177,8 @@ def _is_ignored(obj: KittiObject) -> bool:
 def _class_ap(ground_truth: Mapping[str, Sequence[KittiObject]],
               detections: Mapping[str, Sequence[KittiObject]], cls: str,
               thresholds: np.ndarray, max_dets: int) -> tuple[int, list[float | None]]:
-    """The regular ground-truth boxes of class ``cls`` and its AP at each IoU threshold."""
+    """The number of regular ground-truth boxes of class ``cls``, and its AP at each IoU
+    threshold of ``thresholds``."""
     key = cls.lower()
     scores, matched, ignored = [], [], []
     count = 0
