@@ -37,10 +37,10 @@ MIN_LABEL_FONT = 9
 
 
 def label_font_size(box_height: float, largest: int) -> int:
-    """The label text height for a box ``box_height`` pixels high: half of it, at least
+    """The label text height for a box ``box_height`` pixels high: 40 % of it, at least
     :data:`MIN_LABEL_FONT` and at most ``largest`` (the image's size), so that the labels of small,
     dense objects (tree crowns in an aerial photo) do not cover their neighbours."""
-    return int(min(largest, max(MIN_LABEL_FONT, round(0.5 * box_height))))
+    return int(min(largest, max(MIN_LABEL_FONT, round(0.4 * box_height))))
 
 
 @lru_cache(maxsize=32)
@@ -71,7 +71,7 @@ def draw_detections(
         labels: ``[N]`` class indices into ``class_names``.
         line_width: box outline in pixels (default: about 1/400 of the image's mean side, ≥ 2).
         font_size: label text height in pixels (default: about 3.5 % of the image's height,
-            ≥ 11, and at most half the box's height, ≥ 9: :func:`label_font_size`).
+            ≥ 11, and at most 40 % of the box's height, ≥ 9: :func:`label_font_size`).
 
     Returns:
         An RGB Pillow image of the same size. Lower-scoring boxes are drawn first, so the best
