@@ -14,8 +14,9 @@ aspect ratio not kept); the batch ``float32 [B, 3, H, W]`` (RGB, 0–255) goes t
 backend of :mod:`squeezedet.deployment.runners`), :func:`~squeezedet.models.detector.split_head` and
 :class:`~squeezedet.postprocess.PostProcess` (top 64 anchors, per-class NMS at IoU 0.4, score ≥
 ``conf``, or the ``top_k`` and ``nms_iou`` the model's run validated with under
-:meth:`Detector.from_checkpoint`); boxes are then scaled by ``(W0 / W, H0 / H)`` back to the original pixels. Boxes are
-clipped to the image by the decoder, so they stay inside ``[0, W0] × [0, H0]``.
+:meth:`Detector.from_checkpoint`); boxes are then scaled by ``(W0 / W, H0 / H)`` back to the
+original pixels. Boxes are clipped to the image by the decoder, so they stay inside
+``[0, W0] × [0, H0]``.
 
 Accepted inputs (single, or a list/tuple of them, or one batched array/tensor):
 
