@@ -214,7 +214,7 @@ def test_auto_backend_converts_a_checkpoint_only_for_many_images(
 def test_predict_post_processes_as_the_checkpoints_run_validated(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint whose run validated with ``top_k=1`` and ``tta=hflip`` is predicted so (every
-    anchor scores the same here, so ``top_k=1`` leaves one box a view); ``--tta`` overrides."""
+    anchor scores the same here, so ``top_k=1`` leaves one box a view); ``--tta`` and ``--nms-iou`` override."""
     from squeezedet.checkpoint import load_checkpoint, validation_postprocess
     from squeezedet.inference.detector import Detector
 
@@ -234,13 +234,14 @@ def test_predict_post_processes_as_the_checkpoints_run_validated(
     monkeypatch.setattr(Detector, "from_checkpoint", classmethod(record))
     _images(tmp_path / "in", [(128, 64)])
     counts = []
-    for extra in ([], ["--tta", "none"]):
+    for extra in ([], ["--tta", "none"], ["--nms-iou", "0.3"]):
         out = tmp_path / f"out{len(counts)}"
         assert main(["predict", "--weights", str(weights), "--source", str(tmp_path / "in"),
                      "--out", str(out), "--save-kitti", "--no-progress", *extra, *CPU]) == 0
         counts.append(len(read_result_file(out / "kitti" / "000000.txt")))
-    assert [len(d.views) for d in made] == [2, 1]  # hflip: the image and its mirror
-    assert all((d.postprocess.top_k, d.postprocess.nms_iou) == (1, 0.5) for d in made)
+    assert [len(d.views) for d in made] == [2, 1, 2]  # hflip: the image and its mirror
+    assert [(d.postprocess.top_k, d.postprocess.nms_iou) for d in made] == [(1, 0.5), (1, 0.5),
+                                                                            (1, 0.3)]
     # the Python API alike: the run's settings unless given
     api = Detector.from_checkpoint(weights, top_k=3)
     assert (api.postprocess.top_k, api.postprocess.nms_iou, len(api.views)) == (3, 0.5, 2)

@@ -18,7 +18,7 @@ Thresholds: --conf (default 0.4, the original's) is the drawing threshold and th
 counts. KITTI and JSON files get every detection kept after top-k and NMS, low scores included,
 because the evaluation's precision-recall curve needs them; --save-conf raises that floor. A .pt
 checkpoint is post-processed as its run validated (its top_k, nms_iou and tta; the original's
-top 64 and NMS at 0.4 otherwise).
+top 64 and NMS at 0.4 otherwise); --tta and --nms-iou override.
 
 Examples:
   squeezedet predict --weights runs/demo/best.pt --source data/kitti/training/image_2/000042.png
@@ -115,6 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as aerial photos), merged by one NMS; each view is one more "
                              "network call (default: as a .pt checkpoint's training validated, "
                              "else none)")
+    parser.add_argument("--nms-iou", type=_score, metavar="IOU",
+                        help="IoU above which NMS drops the lower-scoring of two boxes of a class "
+                             "(default: as a .pt checkpoint's training validated, else 0.4, the "
+                             "original's); higher keeps more boxes of neighbouring objects")
     parser.add_argument("--track", action="store_true",
                         help="track objects in a video, folder of frames, camera or stream: what "
                              "'squeezedet track' does, with the flags below")
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         conf=args.conf, show_all=args.show_all, save_kitti=args.save_kitti,
         save_json=args.save_json, save_conf=args.save_conf, no_draw=args.no_draw,
         batch_size=args.batch_size, backend=args.backend, device=args.device,
-        no_progress=args.no_progress, tile=args.tile, overlap=args.overlap, tta=args.tta)
+        no_progress=args.no_progress, tile=args.tile, overlap=args.overlap, tta=args.tta,
+        nms_iou=args.nms_iou)
     result = predict(args.weights, args.source, args.out, options)
     if result.is_main:  # under torchrun rank 0 prints the one summary
         print(result.summary_line())

@@ -53,7 +53,8 @@ class PredictOptions:
     :func:`squeezedet.deployment.runners.load_runner` (device ``auto``: CUDA when available).
     no_progress: no progress bar. tile, overlap: detect in overlapping ``(W, H)`` windows.
     tta: test-time flips (:data:`squeezedet.postprocess.TTA_VIEWS`); ``None``: as a ``.pt``
-    checkpoint's run validated (with its ``top_k`` and ``nms_iou``), else ``"none"``.
+    checkpoint's run validated (with its ``top_k``), else ``"none"``. nms_iou: NMS's IoU
+    threshold; ``None``: as a ``.pt`` checkpoint's run validated, else 0.4.
     """
 
     conf: float = 0.4
@@ -69,6 +70,7 @@ class PredictOptions:
     tile: tuple[int, int] | None = None
     overlap: float = 0.2
     tta: str | None = None
+    nms_iou: float | None = None
 
 
 def _is_glob(text: str) -> bool:
@@ -361,8 +363,10 @@ def _predict(weights: str | Path, source: str, out: str | Path,
                               "processes; predict it without torchrun")
     device = str(distributed.local_device(resolve_device(options.device)))
     backend = choose_backend(options.backend, weights, kind, len(paths))
-    # the top_k, NMS and flips the run validated with (from_checkpoint), but --tta when given
-    views = {} if options.tta is None else {"tta": options.tta}
+    # the top_k, NMS and flips the run validated with (from_checkpoint), but --tta and
+    # --nms-iou when given
+    views = {k: v for k, v in (("tta", options.tta), ("nms_iou", options.nms_iou))
+             if v is not None}
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,
                                         conf=0.0, batch_size=options.batch_size, **views)
     writer = Writer(Path(out), options, detector.class_names)
