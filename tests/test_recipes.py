@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from squeezedet.config import TrainConfig, given_settings, load_config
 from squeezedet.data.augment import ColorJitter, Rotate90, ScaleCrop, VerticalFlip, build_pipeline
 from squeezedet.data.kitti import KittiDataset
-from squeezedet.data.transforms import Drift, HorizontalFlip, Resize
+from squeezedet.data.transforms import Drift, HorizontalFlip, RandomCrop, Resize, ResizeCrop
 from squeezedet.engine import EpochBatchSampler, ema_decay_at, epoch_batches, learning_rate
 from squeezedet.errors import SqueezeDetError
 from squeezedet.recipes import (
@@ -163,6 +163,11 @@ def test_pipeline_of_the_augment_names():
     assert [type(t) for t in build_pipeline((64, 32), True, (0, 0), 0.5, None,
                                             ("mosaic",)).transforms] == [HorizontalFlip, Resize]
     assert [type(t) for t in build_pipeline((64, 32), False, augment=("zoom",)).transforms] == [Resize]
+    # a training window: resampled alone, but cut after the zoom when zooming
+    assert [type(t) for t in build_pipeline((64, 32), True, (0, 0), 0.0, (32, 16),
+                                            ("vflip",)).transforms] == [VerticalFlip, ResizeCrop]
+    assert [type(t) for t in build_pipeline((64, 32), True, (0, 0), 0.0, (32, 16),
+                                            ("zoom",)).transforms] == [Resize, ScaleCrop, RandomCrop]
 
 
 def test_mosaic_samples_are_reproducible_and_hold_boxes_inside(tmp_path):

@@ -12,6 +12,7 @@ from squeezedet.data.transforms import (
     HorizontalFlip,
     RandomCrop,
     Resize,
+    ResizeCrop,
     build_transforms,
     resize_image,
 )
@@ -295,9 +296,35 @@ def test_crop_smaller_than_its_object_holds_the_centre_and_bad_sizes() -> None:
         RandomCrop((120, 10))(image, target)
 
 
+def test_resize_crop_is_resize_then_crop_resampling_only_the_window() -> None:
+    # a 100x60 scene with one red box (20,20,40,40), halved to 50x30 and cut 24x16: the box is
+    # (10,10,20,20) at the input and whole in the window (focus 1): x0 in [20-24, 10] = [0, 10],
+    # y0 in [20-16, 10] = [4, 10]
+    image, target = scene(100, 60, [(20, 20, 40, 40)])
+    fused = ResizeCrop((50, 30), (24, 16), focus=1.0)
+    two = Compose([Resize((50, 30)), RandomCrop((24, 16), focus=1.0)])
+    starts = set()
+    for seed in range(40):
+        out, t = fused(image, target, np.random.default_rng(seed))
+        ref, t_ref = two(image, target, np.random.default_rng(seed))
+        assert out.shape == ref.shape == (16, 24, 3)
+        np.testing.assert_array_equal(t["boxes"], t_ref["boxes"])  # the same window, same boxes
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # Pillow's rounding
+        ((x1, y1, x2, y2),) = t["boxes"]
+        assert (x2 - x1, y2 - y1) == (10, 10)
+        x0, y0 = 10 - int(x1), 10 - int(y1)
+        assert 0 <= x0 <= 10 and 4 <= y0 <= 10
+        starts.add((x0, y0))
+        # halving blends a box's edge pixels with the black around it; the rest stays red
+        assert (out[int(y1) + 1:int(y2) - 1, int(x1) + 1:int(x2) - 1] == RED).all()
+    assert len(starts) > 10
+    with pytest.raises(ValueError):
+        ResizeCrop((50, 30), (60, 16))
+
+
 def test_build_transforms_crops_only_in_training() -> None:
     train = build_transforms((64, 32), train=True, crop=(48, 16))
-    assert [type(t) for t in train.transforms] == [Drift, HorizontalFlip, Resize, RandomCrop]
+    assert [type(t) for t in train.transforms] == [Drift, HorizontalFlip, ResizeCrop]
     assert [type(t) for t in build_transforms((64, 32), train=False, crop=(48, 16)).transforms] \
         == [Resize]
     image, target = scene(128, 64, [(40, 20, 80, 50)])

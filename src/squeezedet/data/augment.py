@@ -35,6 +35,7 @@ from squeezedet.data.transforms import (
     HorizontalFlip,
     RandomCrop,
     Resize,
+    ResizeCrop,
     Target,
     Transform,
     build_transforms,
@@ -302,11 +303,15 @@ def build_pipeline(input_size: tuple[int, int], train: bool, drift: tuple[int, i
         steps.append(VerticalFlip(0.5))
     if flip_prob > 0:
         steps.append(HorizontalFlip(flip_prob))
-    steps.append(Resize(input_size))
+    window = None if crop is None or tuple(crop) == tuple(input_size) else (crop[0], crop[1])
+    if window is not None and "zoom" not in names:  # resample only the window: same pixels, boxes
+        steps.append(ResizeCrop(input_size, window))
+    else:
+        steps.append(Resize(input_size))
     if "zoom" in names:
         steps.append(ScaleCrop(input_size, ZOOM_SCALE))
-    if crop is not None and tuple(crop) != tuple(input_size):
-        steps.append(RandomCrop(crop))
+        if window is not None:
+            steps.append(RandomCrop(window))
     if "jitter" in names:
         steps.append(ColorJitter(*JITTER))
     return Compose(steps)
