@@ -244,6 +244,7 @@ def run_one(root: Path, anchors: Path, run_dir: Path, minutes: float, settings: 
 LABELS = {
     "default": "default (the small recipe, `augment=+rot90,vflip`)",
     "default_seed1": "default, `--seed 1`",
+    "default_resize_crop": "default, each window resampled alone from its tile (`ResizeCrop`)",
     "no_squeeze_bn": "no squeeze batch norm (`squeeze_bn=false`)",
     "no_warmup_cosine": "no warm-up and cosine (`lr_schedule=step warmup_steps=0`: a constant lr)",
     "no_ema": "no weight averaging (`ema_decay=0`)",
