@@ -214,7 +214,8 @@ def test_auto_backend_converts_a_checkpoint_only_for_many_images(
 def test_predict_post_processes_as_the_checkpoints_run_validated(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint whose run validated with ``top_k=1`` and ``tta=hflip`` is predicted so (every
-    anchor scores the same here, so ``top_k=1`` leaves one box a view); ``--tta`` and ``--nms-iou`` override."""
+    anchor scores the same here, so ``top_k=1`` leaves one box a view); ``--tta`` and
+    ``--nms-iou`` override."""
     from squeezedet.checkpoint import load_checkpoint, validation_postprocess
     from squeezedet.inference.detector import Detector
 
