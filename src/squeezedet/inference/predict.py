@@ -365,10 +365,10 @@ def _predict(weights: str | Path, source: str, out: str | Path,
     backend = choose_backend(options.backend, weights, kind, len(paths))
     # the top_k, NMS and flips the run validated with (from_checkpoint), but --tta and
     # --nms-iou when given
-    views = {k: v for k, v in (("tta", options.tta), ("nms_iou", options.nms_iou))
+    given = {k: v for k, v in (("tta", options.tta), ("nms_iou", options.nms_iou))
              if v is not None}
     detector = Detector.from_checkpoint(weights, device=device, backend=backend,
-                                        conf=0.0, batch_size=options.batch_size, **views)
+                                        conf=0.0, batch_size=options.batch_size, **given)
     writer = Writer(Path(out), options, detector.class_names)
     summary = Summary()
     if kind == "video":
