@@ -189,6 +189,15 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Examples:" in text and "--save-kitti" in text and "--backend" in text
 
 
+def test_nms_iou_outside_0_1_is_a_one_line_usage_error(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--weights", str(checkpoint), "--source", str(tmp_path),
+              "--nms-iou", "1.5"])
+    assert exit_.value.code == 2
+    assert "argument --nms-iou: '1.5' is not an IoU between 0 and 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("count, expected", [(2, "torch"), (64, "auto")])
 def test_auto_backend_converts_a_checkpoint_only_for_many_images(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int,

@@ -46,6 +46,13 @@ def _score(text: str) -> float:
     return value
 
 
+def _iou(text: str) -> float:
+    try:
+        return _score(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IoU between 0 and 1") from None
+
+
 def _size(text: str) -> tuple[int, int]:
     from squeezedet.config import parse_size
     from squeezedet.errors import SqueezeDetError
@@ -115,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as aerial photos), merged by one NMS; each view is one more "
                              "network call (default: as a .pt checkpoint's training validated, "
                              "else none)")
-    parser.add_argument("--nms-iou", type=_score, metavar="IOU",
+    parser.add_argument("--nms-iou", type=_iou, metavar="IOU",
                         help="IoU above which NMS drops the lower-scoring of two boxes of a class "
                              "(default: as a .pt checkpoint's training validated, else 0.4, the "
                              "original's); higher keeps more boxes of neighbouring objects")
