@@ -154,15 +154,19 @@ def measure(layouts: dict[str, tuple[list[Any], bool]], video: Path, work: Path,
     return rows
 
 
-def layouts_for(model: Path, threads: int, conf: float) -> dict[str, tuple[list[Any], bool]]:
-    """The sequential loop (one detector, ``threads`` threads) and the pipelined runs with one
-    detector of ``threads`` threads and with ``threads`` detectors of one thread each."""
+def openvino_detector(model: Path, threads: int, conf: float) -> Any:
+    """A batch-1 :class:`Detector` of the OpenVINO IR ``model`` on ``threads`` threads."""
     from squeezedet.deployment.runners import OpenVinoRunner
     from squeezedet.inference import Detector
 
+    return Detector(OpenVinoRunner(model, threads=threads), conf=conf, batch_size=1)
+
+
+def layouts_for(model: Path, threads: int, conf: float) -> dict[str, tuple[list[Any], bool]]:
+    """The sequential loop (one detector, ``threads`` threads) and the pipelined runs with one
+    detector of ``threads`` threads and with ``threads`` detectors of one thread each."""
     def detectors(n: int, each: int) -> list[Any]:
-        return [Detector(OpenVinoRunner(model, threads=each), conf=conf, batch_size=1)
-                for _ in range(n)]
+        return [openvino_detector(model, each, conf) for _ in range(n)]
 
     one = detectors(1, threads)
     layouts = {"sequential": (one, True), f"pipelined 1x{threads}": (one, False)}
@@ -171,15 +175,11 @@ def layouts_for(model: Path, threads: int, conf: float) -> dict[str, tuple[list[
     return layouts
 
 
-def detect_alone(model: Path, threads: int, conf: float, calls: int = 200) -> float:
-    """Milliseconds a :class:`Detector` of ``threads`` inference threads takes for one frame
-    (resize, forward, post-processing), alone: the mean of ``calls`` calls on one synthetic frame
-    after 20 to warm up."""
-    from squeezedet.deployment.runners import OpenVinoRunner
-    from squeezedet.inference import Detector
-
-    detector = Detector(OpenVinoRunner(model, threads=threads), conf=conf, batch_size=1)
-    frame = scene_frames(1, None)[0]
+def detect_alone(model: Path, threads: int, conf: float, frame: np.ndarray,
+                 calls: int = 200) -> float:
+    """Milliseconds a detector of ``threads`` inference threads takes for ``frame`` (resize,
+    forward, post-processing), alone: the mean of ``calls`` calls after 20 to warm up."""
+    detector = openvino_detector(model, threads, conf)
     for _ in range(20):
         detector(frame)
     start = time.perf_counter()
@@ -209,12 +209,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _size(text: str) -> tuple[int, int]:
-    """``WxH`` → ``(W, H)`` pixels, for argparse."""
+    """``WxH`` → ``(W, H)`` pixels, for argparse (the package's one size parser)."""
+    from squeezedet.config import parse_size
+    from squeezedet.errors import SqueezeDetError
+
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
+        return parse_size(text)
+    except SqueezeDetError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size WxH in pixels, e.g. 624x192") from None
-    return w, h
 
 
 def main() -> None:
@@ -256,9 +258,10 @@ def main() -> None:
     isa = {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ}
     print(f"CPU: {cpu_name()}; ISA limits: {isa or 'none'}; video: {video.name}")
     rows = []
+    frame = scene_frames(1, None)[0]
     for precision in args.precisions.split(","):
         model = exported(weights, precision, args.work)
-        alone = {n: round(detect_alone(model, n, tracker.low_threshold), 2)
+        alone = {n: round(detect_alone(model, n, tracker.low_threshold, frame), 2)
                  for n in sorted({1, args.threads})}
         print(f"  {precision} detection alone, ms a frame by threads: {alone}")
         layouts = layouts_for(model, args.threads, tracker.low_threshold)
